@@ -1,0 +1,50 @@
+# The README's two commands, `make demo` and `make test`, each set up everything they need:
+# system packages (apt-get, as root), the virtual environment .venv, the Python packages, the
+# Cython build and the default Whisper model. Steps already done are skipped.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+QA     := $(VENV)/bin/qa
+STAMP  := .stamp
+MODEL  ?= base
+
+.PHONY: demo test bench bench-capacity setup native lint dashboards clean
+
+demo: setup
+	$(QA) transcribe examples/sample_call.wav
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m pytest -q tests/benchmarks --benchmark-enable --benchmark-only \
+		--benchmark-columns=min,median,mean,rounds --benchmark-sort=name
+
+lint: setup
+	$(VENV)/bin/ruff check qa tests models
+	$(VENV)/bin/cython-lint native || true
+
+setup: $(STAMP)/model native
+
+$(STAMP)/system: tools/bootstrap-system.sh
+	bash tools/bootstrap-system.sh
+	@mkdir -p $(STAMP) && touch $@
+
+$(STAMP)/venv: pyproject.toml setup.py $(STAMP)/system
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q "cython>=3.0" "numpy>=1.24"
+	$(PY) -m pip install -q --no-build-isolation -e ".[base,test]"
+	@mkdir -p $(STAMP) && touch $@
+
+# Rebuilds the compiled modules whenever a native/ source changed (a no-op otherwise).
+native: $(STAMP)/venv
+	$(PY) setup.py -q build_ext --inplace
+
+$(STAMP)/model: $(STAMP)/venv
+	$(QA) models install $(MODEL)
+	@mkdir -p $(STAMP) && touch $@
+
+clean:
+	rm -rf build $(STAMP) native/*.c native/*.so native/*.html

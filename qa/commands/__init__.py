@@ -1,0 +1,1 @@
+"""Subcommands of `qa`: each module defines `register(subparsers)` and sets `func`."""

@@ -1,0 +1,236 @@
+"""The five values that pass between stages (see DESIGN.md), and their small parts.
+
+Every time here is audio time: seconds since the call's first sample, counted in samples.
+Values are frozen; PCM arrays are made read-only on construction so that a stage can hand
+the same buffer to several consumers without copying.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: The rate of every `Utterance` and of everything after the native front end.
+SAMPLE_RATE = 16_000
+
+
+class Speaker(enum.StrEnum):
+    """Who spoke. Channels decide it, never diarisation (DESIGN.md)."""
+
+    AGENT = "agent"
+    CUSTOMER = "customer"
+    UNKNOWN = "unknown"
+
+
+def _readonly_int16(name: str, pcm: np.ndarray) -> None:
+    if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
+        raise TypeError(f"{name} must be a 1-D int16 numpy array")
+    pcm.flags.writeable = False
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """A run of one channel's samples, as a source delivers them.
+
+    Attributes:
+        call_id: The call this audio belongs to.
+        channel: `agent`, `customer`, or `unknown` for a mono source.
+        pcm: 1-D int16 samples at `sample_rate`.
+        sample_rate: Samples per second of `pcm` (any rate the front end resamples).
+        first_sample: Index of `pcm[0]` on the call's clock, counted at `sample_rate`.
+    """
+
+    call_id: str
+    channel: Speaker
+    pcm: np.ndarray
+    sample_rate: int
+    first_sample: int
+
+    def __post_init__(self) -> None:
+        _readonly_int16("AudioChunk.pcm", self.pcm)
+        if self.sample_rate <= 0:
+            raise ValueError(f"AudioChunk.sample_rate must be positive, got {self.sample_rate}")
+        if self.first_sample < 0:
+            raise ValueError(f"AudioChunk.first_sample must be >= 0, got {self.first_sample}")
+
+    @property
+    def start(self) -> float:
+        """Start time in seconds on the call clock."""
+        return self.first_sample / self.sample_rate
+
+    @property
+    def end(self) -> float:
+        """End time (exclusive) in seconds on the call clock."""
+        return (self.first_sample + len(self.pcm)) / self.sample_rate
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """One stretch of one speaker's speech, cut by the endpointer.
+
+    Attributes:
+        call_id: The call it belongs to.
+        speaker: The channel it came from.
+        start_sample: First sample (inclusive) on the call clock at 16 kHz, pre-roll included.
+        end_sample: Last sample (exclusive) on the call clock at 16 kHz.
+        pcm: The 16 kHz int16 samples `[start_sample, end_sample)`.
+        index: Sequence number of this utterance within its channel, from 0.
+        forced_split: True when the endpointer cut over-long speech here rather than at a pause.
+        closed_at: `time.monotonic()` when the endpointer closed it (for latency metrics only;
+            never used as a clock for rules). 0.0 when not measured.
+    """
+
+    call_id: str
+    speaker: Speaker
+    start_sample: int
+    end_sample: int
+    pcm: np.ndarray
+    index: int = 0
+    forced_split: bool = False
+    closed_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        _readonly_int16("Utterance.pcm", self.pcm)
+        if self.end_sample - self.start_sample != len(self.pcm):
+            raise ValueError(
+                f"Utterance spans {self.end_sample - self.start_sample} samples "
+                f"but carries {len(self.pcm)}"
+            )
+
+    @property
+    def start(self) -> float:
+        """Start time in seconds on the call clock."""
+        return self.start_sample / SAMPLE_RATE
+
+    @property
+    def end(self) -> float:
+        """End time in seconds on the call clock."""
+        return self.end_sample / SAMPLE_RATE
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return (self.end_sample - self.start_sample) / SAMPLE_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One recognised word (a character or short run for Chinese) with its times."""
+
+    start: float
+    end: float
+    text: str
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Recognised text of (part of) an utterance.
+
+    Attributes:
+        call_id: The call it belongs to.
+        speaker: The channel it came from.
+        start: Start time in seconds on the call clock.
+        end: End time in seconds on the call clock.
+        text: The text; Chinese in simplified characters.
+        words: Words with call-clock times (empty when word timing was not asked for).
+        final: False for a partial result that a later segment will replace.
+        language: ISO 639-1 code of the text (`en`, `zh`, ...).
+        avg_logprob: Mean token log-probability reported by the decoder.
+        no_speech_prob: The decoder's probability that the audio held no speech.
+    """
+
+    call_id: str
+    speaker: Speaker
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+    final: bool = True
+    language: str = ""
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+
+
+class EventKind(enum.StrEnum):
+    """What a rule `Event` reports."""
+
+    STEP_DONE = "step_done"
+    STEP_DUE = "step_due"
+    STEP_MISSED = "step_missed"
+    FORBIDDEN_PHRASE = "forbidden_phrase"
+    HANDLE_TIME_WARNING = "handle_time_warning"
+    HANDLE_TIME_BREACH = "handle_time_breach"
+    DEAD_AIR = "dead_air"
+    TALK_OVER = "talk_over"
+    TALK_SHARE = "talk_share"
+    CATEGORY = "category"
+    DTMF = "dtmf"
+
+
+class Severity(enum.StrEnum):
+    """How much an event matters to the agent and the supervisor."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something the rule engine saw, at the audio time it happened.
+
+    Attributes:
+        call_id: The call it belongs to.
+        time: Seconds on the call clock when it happened (a deadline's own time for a miss).
+        kind: What happened.
+        rule_id: The rule (step, phrase set, limit) that produced it.
+        severity: How much it matters.
+        points: Points this event takes off (negative) or confirms (zero or positive).
+        evidence: The normalised text that matched, or a description of the measurement.
+        message: The prompt shown to the agent.
+        speaker: Whose speech produced it, when one speaker did.
+        end: End of the evidence in seconds on the call clock (equal to `time` for instants).
+    """
+
+    call_id: str
+    time: float
+    kind: EventKind
+    rule_id: str
+    severity: Severity = Severity.INFO
+    points: float = 0.0
+    evidence: str = ""
+    message: str = ""
+    speaker: Speaker = Speaker.UNKNOWN
+    end: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreItem:
+    """One line of a scorecard: a rule, the points it earned, and why."""
+
+    rule_id: str
+    description: str
+    points_possible: float
+    points_awarded: float
+    evidence: tuple[str, ...] = ()
+    times: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Scorecard:
+    """The 100-point QA score of one call.
+
+    Attributes:
+        call_id: The call it scores.
+        items: One entry per scored rule.
+        total: Sum of awarded points, clamped to [0, 100].
+        band: The pay band the total falls in (see `qa.rules.scoring`).
+    """
+
+    call_id: str
+    items: tuple[ScoreItem, ...] = field(default_factory=tuple)
+    total: float = 0.0
+    band: str = ""
