@@ -50,3 +50,27 @@ class SourceError(QAError, RuntimeError):
 
 class DependencyError(QAError, ImportError):
     """An optional dependency is not installed; the message says what to install."""
+
+
+class StoreError(QAError, RuntimeError):
+    """The call store cannot be opened or refuses a change (unknown item, points out of range)."""
+
+
+class CallNotFoundError(QAError, KeyError):
+    """No call with this id is in the call store."""
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        super().__init__(call_id)
+
+    def __str__(self) -> str:
+        # KeyError would quote the id; the command line prints this message as is.
+        return f"no call '{self.call_id}' in the call store"
+
+
+class RtpPacketError(QAError, ValueError):
+    """A datagram is not a well-formed RTP packet (RFC 3550); `reason` says which rule it broke."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"malformed RTP packet: {reason}")

@@ -1,0 +1,428 @@
+"""Phrase matching: every phrase of a pack against one segment, exactly, fuzzily and by pinyin.
+
+How a phrase matches (docs/rules.md, "Matching", is the user-facing description):
+
+* **exact**: the normalised phrase occurs in the normalised text; all phrases are found at
+  once with an Aho-Corasick automaton (`ahocorasick_rs`). A phrase that starts or ends with a
+  Latin letter or digit only matches on a word boundary, so "no" does not match "know".
+* **pinyin** (Chinese): the text and the phrase are compared unit by unit (a unit is a Chinese
+  character or a Latin word); two Chinese characters that read the same tone-less pinyin
+  (您/你 differ only in a final n, 抱/报 are identical) are equal. Syllables are compared after
+  folding the initials zh/ch/sh to z/c/s and the finals -ng to -n, the recogniser's commonest
+  confusions. At most `MatchOptions.max_near` syllables may differ by one letter.
+* **fuzzy**: edit distance on units (words for English, characters for Chinese) between the
+  phrase and a stretch of the text: at most `floor(units * (1 - fuzzy_threshold))` units
+  inserted, deleted or replaced (with the default 0.75: none for phrases of 1-3 units, one for
+  4-7, two for 8-11), plus at most `max_near` misspelt words (character similarity at least
+  `word_similarity`, e.g. "callin"/"calling"). A negation ("not", "don't", 不, 没 ...) is never
+  inserted, deleted or replaced, so "I know" never matches "I don't know" and 我知道 never
+  matches 我不知道.
+
+Fuzzy and pinyin matching only run for phrases that had no exact hit and that share enough
+units with the text (an inverted index over the units' keys); everything else is skipped.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import ahocorasick_rs
+from rapidfuzz.distance import Indel
+
+from qa.rules.normalize import NormalizedText, is_cjk, normalize_with_map
+from qa.types import Segment, Speaker
+
+log = logging.getLogger("qa.rules.matcher")
+
+#: Words whose loss or change flips the meaning of a phrase; fuzzy matching never edits them.
+NEGATIONS = frozenset(
+    {
+        "not", "no", "never", "dont", "doesnt", "didnt", "cant", "cannot", "wont", "isnt",
+        "arent", "wasnt", "werent", "shouldnt", "couldnt", "wouldnt", "nothing", "nobody",
+        "none", "neither", "nor", "without",
+        "不", "没", "別", "别", "无", "無", "非", "未", "莫", "勿", "甭", "否",
+    }
+)  # fmt: skip
+
+# Alignment costs are packed in one integer so that the DP compares them in one step:
+# unit edits dominate, then near (one-letter) substitutions, then homophones.
+_EDIT = 10_000
+_NEAR = 100
+_HOMOPHONE = 1
+_INF = 1 << 40
+
+
+class MatchKind(enum.StrEnum):
+    """How a phrase was found."""
+
+    EXACT = "exact"
+    FUZZY = "fuzzy"
+    PINYIN = "pinyin"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchOptions:
+    """How tolerant matching is (the pack's `matching:` section).
+
+    Attributes:
+        fuzzy: Allow fuzzy matches at all.
+        pinyin: Treat Chinese characters with the same (or one-letter-apart) pinyin as equal.
+        fuzzy_threshold: Share of a phrase's units that must be matched; the number of unit
+            edits allowed is `floor(units * (1 - fuzzy_threshold))`.
+        word_similarity: Character similarity (0-1, rapidfuzz Indel) at which two Latin words
+            count as the same misspelt word.
+        max_near: Misspelt words or one-letter-apart syllables allowed per match.
+    """
+
+    fuzzy: bool = True
+    pinyin: bool = True
+    fuzzy_threshold: float = 0.75
+    word_similarity: float = 0.8
+    max_near: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Phrase:
+    """One phrase of one rule, as given to the matcher."""
+
+    phrase_id: str
+    rule_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextHit:
+    """Where a phrase matched inside a normalised text (unit-free, character offsets)."""
+
+    phrase_id: str
+    rule_id: str
+    kind: MatchKind
+    score: float
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class PhraseHit:
+    """A phrase found in a segment, with its evidence.
+
+    Attributes:
+        phrase_id: The phrase (`<rule id>#<n>`).
+        rule_id: The rule the phrase belongs to.
+        kind: exact, fuzzy or pinyin.
+        score: 1.0 for exact; lower the more the text differed.
+        evidence_text: The original (recognised) text that matched.
+        start: Start of the evidence on the call clock (the start of the segment it begins in).
+        end: End of the evidence on the call clock (the end of the segment it ends in).
+        speaker: Who said it.
+        phrase: The phrase as written in the pack.
+    """
+
+    phrase_id: str
+    rule_id: str
+    kind: MatchKind
+    score: float
+    evidence_text: str
+    start: float
+    end: float
+    speaker: Speaker
+    phrase: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    text: str
+    key: str
+    start: int
+    end: int
+    cjk: bool
+    negation: bool
+
+
+@functools.lru_cache(maxsize=65_536)
+def _syllable(ch: str) -> str:
+    from pypinyin import lazy_pinyin  # local: pypinyin loads its dictionaries on import
+
+    syl = lazy_pinyin(ch)[0]
+    for hard, soft in (("zh", "z"), ("ch", "c"), ("sh", "s")):
+        if syl.startswith(hard):
+            syl = soft + syl[2:]
+            break
+    return syl[:-1] if syl.endswith("ng") else syl
+
+
+def _units(text: str, pinyin: bool) -> list[_Unit]:
+    units: list[_Unit] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == " ":
+            i += 1
+        elif is_cjk(ch):
+            key = _syllable(ch) if pinyin else ch
+            units.append(_Unit(ch, key, i, i + 1, True, ch in NEGATIONS))
+            i += 1
+        else:
+            j = i
+            while j < n and text[j] != " " and not is_cjk(text[j]):
+                j += 1
+            word = text[i:j]
+            units.append(_Unit(word, word, i, j, False, word in NEGATIONS))
+            i = j
+    return units
+
+
+def _wordish(ch: str) -> bool:
+    return ch.isalnum() and not is_cjk(ch)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    phrase: Phrase
+    norm: str
+    units: tuple[_Unit, ...]
+    keys: frozenset[str]
+    edits: int
+    need: int
+    bound_left: bool
+    bound_right: bool
+
+
+class PhraseMatcher:
+    """All phrases of a pack, compiled once; `scan` finds them in one segment.
+
+    Thread-safe after construction: scanning keeps no state (the caller keeps the previous
+    segment for matches across two segments).
+    """
+
+    def __init__(
+        self,
+        phrases: Iterable[Phrase],
+        options: MatchOptions = MatchOptions(),  # noqa: B008 - frozen, so a safe default
+        language: str = "auto",
+    ) -> None:
+        self.options = options
+        self.language = language
+        compiled: list[_Compiled] = []
+        for ph in phrases:
+            norm = normalize_with_map(ph.text, language).text
+            if not norm:
+                log.warning(
+                    "phrase %r of rule %s is empty after normalisation", ph.text, ph.rule_id
+                )
+                continue
+            units = tuple(_units(norm, options.pinyin))
+            edits = int(len(units) * (1.0 - options.fuzzy_threshold) + 1e-9)
+            keys = frozenset(u.key for u in units)
+            need = max(1, len(keys) - edits - options.max_near)
+            compiled.append(
+                _Compiled(ph, norm, units, keys, edits, need, _wordish(norm[0]), _wordish(norm[-1]))
+            )
+        self._phrases = tuple(compiled)
+        self.max_chars = max((len(c.norm) for c in compiled), default=0)
+        patterns = [c.norm for c in compiled]
+        self._ac = ahocorasick_rs.AhoCorasick(patterns) if patterns else None
+        index: dict[str, list[int]] = {}
+        for pid, c in enumerate(compiled):
+            for key in c.keys:
+                index.setdefault(key, []).append(pid)
+        self._index = {k: tuple(v) for k, v in index.items()}
+
+    def __len__(self) -> int:
+        return len(self._phrases)
+
+    @property
+    def phrases(self) -> tuple[Phrase, ...]:
+        """The phrases this matcher finds (those not empty after normalisation)."""
+        return tuple(c.phrase for c in self._phrases)
+
+    def match_normalized(self, norm: str, min_end: int = 0) -> list[TextHit]:
+        """Finds every phrase in normalised text; one hit per phrase (the earliest exact, or
+        else the best fuzzy/pinyin one), considering only hits that end after `min_end`.
+
+        Args:
+            norm: Text already passed through `normalize`.
+            min_end: Hits ending at or before this character offset are ignored (they were
+                reported with the previous segment).
+
+        Returns:
+            Hits in order of their start.
+        """
+        if self._ac is None or not norm:
+            return []
+        found: dict[int, TextHit] = {}
+        for pid, start, end in self._ac.find_matches_as_indexes(norm, overlapping=True):
+            if end <= min_end or pid in found:
+                continue
+            c = self._phrases[pid]
+            if c.bound_left and start > 0 and _wordish(norm[start - 1]):
+                continue
+            if c.bound_right and end < len(norm) and _wordish(norm[end]):
+                continue
+            found[pid] = TextHit(
+                c.phrase.phrase_id, c.phrase.rule_id, MatchKind.EXACT, 1.0, start, end
+            )
+        if self.options.fuzzy or self.options.pinyin:
+            self._approximate(norm, min_end, found)
+        return sorted(found.values(), key=lambda h: (h.start, h.end, h.phrase_id))
+
+    def _approximate(self, norm: str, min_end: int, found: dict[int, TextHit]) -> None:
+        units = _units(norm, self.options.pinyin)
+        if not units:
+            return
+        counts: Counter[int] = Counter()
+        index = self._index
+        for key in {u.key for u in units}:
+            pids = index.get(key)
+            if pids:
+                counts.update(pids)
+        first_new = next((i for i, u in enumerate(units) if u.end > min_end), len(units))
+        sims: dict[tuple[str, str], int] = {}
+        for pid, count in counts.items():
+            c = self._phrases[pid]
+            if pid in found or count < c.need:
+                continue
+            hit = self._align(c, units, first_new, sims)
+            if hit is not None:
+                found[pid] = hit
+
+    def _sub_cost(self, p: _Unit, t: _Unit, sims: dict[tuple[str, str], int]) -> int:
+        if p.text == t.text:
+            return 0
+        if p.negation or t.negation:
+            return _INF
+        pair = (p.text, t.text)
+        cost = sims.get(pair)
+        if cost is not None:
+            return cost
+        opts = self.options
+        if p.cjk and t.cjk:
+            if not opts.pinyin:
+                cost = _EDIT
+            elif p.key == t.key:
+                cost = _HOMOPHONE
+            elif Indel.distance(p.key, t.key) == 1:
+                cost = _NEAR
+            else:
+                cost = _EDIT
+        elif not p.cjk and not t.cjk and opts.fuzzy and min(len(p.text), len(t.text)) >= 3:
+            sim = Indel.normalized_similarity(p.text, t.text)
+            cost = _NEAR if sim >= opts.word_similarity else _EDIT
+        else:
+            cost = _EDIT
+        sims[pair] = cost
+        return cost
+
+    def _align(
+        self, c: _Compiled, units: Sequence[_Unit], first_new: int, sims: dict
+    ) -> TextHit | None:
+        """Best semi-global alignment of the phrase's units inside the text's units."""
+        pu = c.units
+        n = len(pu)
+        edits_allowed = c.edits if self.options.fuzzy else 0
+        # Only the stretch around units that share a key with the phrase can hold a match.
+        hits = [i for i, u in enumerate(units) if u.key in c.keys]
+        lo = max(0, hits[0] - n - edits_allowed)
+        hi = min(len(units), hits[-1] + n + edits_allowed + 1)
+        window = units[lo:hi]
+        m = len(window)
+        # prev[j]: (cost, start) of aligning the first i phrase units ending before window[j].
+        prev = [(0, j) for j in range(m + 1)]
+        for i in range(1, n + 1):
+            p = pu[i - 1]
+            del_cost = _INF if p.negation else _EDIT
+            cur = [(min(prev[0][0] + del_cost, _INF), 0)] + [(_INF, 0)] * m
+            for j in range(1, m + 1):
+                t = window[j - 1]
+                best = prev[j - 1]
+                best = (best[0] + self._sub_cost(p, t, sims), best[1])
+                cand = prev[j][0] + del_cost
+                if cand < best[0]:
+                    best = (cand, prev[j][1])
+                ins = cur[j - 1][0] + (_INF if t.negation else _EDIT)
+                if ins < best[0]:
+                    best = (ins, cur[j - 1][1])
+                cur[j] = best
+            prev = cur
+        best_cost, best_j, best_start = _INF, -1, 0
+        for j in range(1, m + 1):
+            if lo + j - 1 < first_new:
+                continue
+            cost, start = prev[j]
+            if cost < best_cost and start < j:
+                best_cost, best_j, best_start = cost, j, start
+        if best_j < 0 or best_cost >= _INF:
+            return None
+        edits, rest = divmod(best_cost, _EDIT)
+        near, homophones = divmod(rest, _NEAR)
+        if edits > edits_allowed or near > self.options.max_near:
+            return None
+        if edits == 0 and near == 0 and homophones == 0:
+            return None  # identical units but no exact hit: a word-boundary miss, not a match
+        first, last = window[best_start], window[best_j - 1]
+        pinyin_only = edits == 0 and all(u.cjk for u in c.units) and (homophones or near)
+        kind = MatchKind.PINYIN if pinyin_only else MatchKind.FUZZY
+        score = max(0.0, 1.0 - (edits + 0.5 * near + 0.1 * homophones) / n)
+        return TextHit(
+            c.phrase.phrase_id, c.phrase.rule_id, kind, round(score, 3), first.start, last.end
+        )
+
+    def scan(self, segment: Segment, previous: Segment | None = None) -> list[PhraseHit]:
+        """Finds the pack's phrases in `segment`, also across the end of `previous`.
+
+        Args:
+            segment: A final segment.
+            previous: The same speaker's previous final segment, if any: a phrase that
+                begins at its end and finishes in `segment` is found; hits entirely inside
+                `previous` are not repeated.
+
+        Returns:
+            One hit per phrase found, in order of where it starts.
+        """
+        tail = ""
+        if previous is not None and previous.text:
+            # Twice the longest phrase is enough to hold the start of any phrase that crosses.
+            tail = previous.text[-(2 * self.max_chars + 8) :]
+        joined = f"{tail}\n{segment.text}" if tail else segment.text
+        norm = normalize_with_map(joined, self.language)
+        boundary = len(tail)
+        min_end = sum(1 for i in norm.index if i < boundary)
+        return [
+            self._to_phrase_hit(h, norm, boundary, segment, previous)
+            for h in self.match_normalized(norm.text, min_end)
+        ]
+
+    def _to_phrase_hit(
+        self,
+        hit: TextHit,
+        norm: NormalizedText,
+        boundary: int,
+        segment: Segment,
+        previous: Segment | None,
+    ) -> PhraseHit:
+        starts_before = previous is not None and norm.index[hit.start] < boundary
+        start = previous.start if starts_before and previous is not None else segment.start
+        phrase = self._phrase_text(hit.phrase_id)
+        return PhraseHit(
+            hit.phrase_id,
+            hit.rule_id,
+            hit.kind,
+            hit.score,
+            norm.quote(hit.start, hit.end),
+            start,
+            segment.end,
+            segment.speaker,
+            phrase,
+        )
+
+    @functools.cached_property
+    def _by_id(self) -> dict[str, str]:
+        return {c.phrase.phrase_id: c.phrase.text for c in self._phrases}
+
+    def _phrase_text(self, phrase_id: str) -> str:
+        return self._by_id[phrase_id]

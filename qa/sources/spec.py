@@ -1,0 +1,58 @@
+"""Source specifications as the command line and config files write them.
+
+    soundcard[:DEVICE]            a sound card (stereo: left = agent, right = customer)
+    rtp://HOST:PORT[,PORT2]       RTP/G.711 streams (PORT = agent, PORT2 = customer)
+    file:PATH[?realtime=1]        a WAV file replayed as a call
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from qa.errors import ConfigError
+from qa.sources.base import Source
+
+
+def open_source(spec: str, *, agent_id: str = "") -> Source:
+    """Builds the source a specification names.
+
+    Args:
+        spec: One of the forms in this module's docstring.
+        agent_id: The agent recorded on the calls this source produces.
+
+    Returns:
+        A ready `Source` (files are read, so a bad file fails here, before anything starts).
+
+    Raises:
+        ConfigError: The specification is malformed.
+        AudioFileError, SourceError: The file or device cannot be used.
+    """
+    if spec == "soundcard" or spec.startswith("soundcard:"):
+        from qa.sources.soundcard import SoundcardOptions, SoundcardSource
+
+        device = spec.partition(":")[2]
+        device_arg: int | str | None = int(device) if device.isdigit() else (device or None)
+        return SoundcardSource(SoundcardOptions(device=device_arg, agent_id=agent_id))
+    if spec.startswith("rtp://"):
+        from dataclasses import replace
+
+        from qa.sources.rtp import RtpSource, parse_rtp_url
+
+        return RtpSource(replace(parse_rtp_url(spec), agent_id=agent_id))
+    if spec.startswith("file:"):
+        from qa.sources.file import FileOptions, FileSource
+
+        path, _, query = spec[len("file:") :].partition("?")
+        params = parse_qs(query)
+        unknown = set(params) - {"realtime"}
+        if unknown or not path:
+            raise ConfigError(spec, "expected file:PATH[?realtime=1]", field="source")
+        realtime = params.get("realtime", ["0"])[-1] in ("1", "true", "yes")
+        return FileSource(FileOptions(Path(path), realtime=realtime, agent_id=agent_id))
+    raise ConfigError(
+        spec,
+        "unknown source; expected soundcard[:DEVICE], rtp://HOST:PORT[,PORT2] "
+        "or file:PATH[?realtime=1]",
+        field="source",
+    )
