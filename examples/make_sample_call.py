@@ -39,7 +39,9 @@ def parse_script(path: Path) -> list[tuple[str, str]]:
         who, sep, text = line.partition(":")
         who = who.strip().lower()
         if not sep or who not in (*VOICES, "pause"):
-            raise ValueError(f"{path}:{number}: expected 'agent: ...', 'customer: ...' or 'pause: S'")
+            raise ValueError(
+                f"{path}:{number}: expected 'agent: ...', 'customer: ...' or 'pause: S'"
+            )
         turns.append((who, text.strip()))
     return turns
 

@@ -9,7 +9,7 @@ cdef enum:
 cdef struct CaptureState:
     # Filled before the stream starts and read-only while it runs, except the counters, which
     # only the callback thread writes (aligned 64-bit stores: a reader never sees a torn value).
-    PyObject* rings[MAX_CHANNELS]   # borrowed; CaptureStream._rings keeps them alive
+    PyObject* rings[MAX_CHANNELS]   # borrowed; CaptureStream.rings keeps them alive
     int channels
     uint64_t callbacks
     uint64_t frames

@@ -113,6 +113,19 @@ cdef class Endpointer:
             return None
         return self.base_sample + self._u * self.frame_len
 
+    @property
+    def settled_sample(self):
+        """Every utterance not yet emitted starts at or after this sample.
+
+        While idle, a start found later reaches back at most `start_window - 1` frames for
+        its first voiced frame and `pre_roll` frames more, never before the previous end.
+        """
+        if self.speaking:
+            return self.base_sample + self._u * self.frame_len
+        cdef long long first = max(self.frames - self.start_window + 1 - self.pre_roll,
+                                   self._prev_end, 0)
+        return self.base_sample + first * self.frame_len
+
     cdef int _keep_from(self, long long first) except -1:
         """Drop buffered frames before frame index `first`."""
         cdef long long drop = first - self._buf_first

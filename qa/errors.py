@@ -74,3 +74,7 @@ class RtpPacketError(QAError, ValueError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"malformed RTP packet: {reason}")
+
+
+class PromptServerError(QAError, OSError):
+    """The agent prompt server cannot start (address in use, no permission to bind)."""

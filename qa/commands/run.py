@@ -67,6 +67,13 @@ class _Printer(PipelineListener):
         with self._lock:
             print(line, flush=True)
 
+    def ready(self, sources: list[str]) -> None:
+        """Says that the model is loaded and every source is open (sockets bound)."""
+        if self._json:
+            self._print(json.dumps({"type": "ready", "sources": sources}))
+        else:
+            self._print(f"# ready: {', '.join(sources)}")
+
     def call_started(self, call: CallInfo) -> None:
         if not self._json:
             self._print(f"# call {call.call_id} started ({call.source})")
@@ -139,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    printer.ready([source.name for source in sources])
     threads = [
         threading.Thread(target=_run_source, args=(source, pipeline, stop), name=source.name,
                          daemon=True)

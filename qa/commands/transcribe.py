@@ -17,7 +17,9 @@ from qa.sources.wav import read_wav
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds `qa transcribe`."""
-    parser = subparsers.add_parser("transcribe", help="transcribe a WAV file (stereo: agent/customer)")
+    parser = subparsers.add_parser(
+        "transcribe", help="transcribe a WAV file (stereo: agent/customer)"
+    )
     parser.add_argument("file", help="WAV file: PCM or float, mono or stereo (left = agent)")
     parser.add_argument(
         "--language", choices=("en", "zh", "auto"), default="auto",

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import ahocorasick_rs
-from rapidfuzz.distance import Indel
+from rapidfuzz.distance import Indel, LCSseq
 
 from qa.rules.normalize import NormalizedText, is_cjk, normalize_with_map
 from qa.types import Segment, Speaker
@@ -55,6 +55,8 @@ _EDIT = 10_000
 _NEAR = 100
 _HOMOPHONE = 1
 _INF = 1 << 40
+#: Alignment windows are far shorter than this; a DP cell stores cost * _W + start.
+_W = 1 << 16
 
 
 class MatchKind(enum.StrEnum):
@@ -187,6 +189,7 @@ class _Compiled:
     norm: str
     units: tuple[_Unit, ...]
     keys: frozenset[str]
+    code: str  # one character per unit key, for C-speed sequence bounds
     edits: int
     need: int
     bound_left: bool
@@ -209,6 +212,7 @@ class PhraseMatcher:
         self.options = options
         self.language = language
         compiled: list[_Compiled] = []
+        self._codes: dict[str, str] = {}
         for ph in phrases:
             norm = normalize_with_map(ph.text, language).text
             if not norm:
@@ -219,9 +223,15 @@ class PhraseMatcher:
             units = tuple(_units(norm, options.pinyin))
             edits = int(len(units) * (1.0 - options.fuzzy_threshold) + 1e-9)
             keys = frozenset(u.key for u in units)
+            # Code points from U+E000 up (private use; 0 stands for keys no phrase has).
+            code = "".join(
+                self._codes.setdefault(u.key, chr(0xE000 + len(self._codes))) for u in units
+            )
             need = max(1, len(keys) - edits - options.max_near)
             compiled.append(
-                _Compiled(ph, norm, units, keys, edits, need, _wordish(norm[0]), _wordish(norm[-1]))
+                _Compiled(
+                    ph, norm, units, keys, code, edits, need, _wordish(norm[0]), _wordish(norm[-1])
+                )
             )
         self._phrases = tuple(compiled)
         self.max_chars = max((len(c.norm) for c in compiled), default=0)
@@ -275,21 +285,61 @@ class PhraseMatcher:
         units = _units(norm, self.options.pinyin)
         if not units:
             return
+        where: dict[str, list[int]] = {}
+        for i, u in enumerate(units):
+            where.setdefault(u.key, []).append(i)
         counts: Counter[int] = Counter()
         index = self._index
-        for key in {u.key for u in units}:
+        for key in where:
             pids = index.get(key)
             if pids:
                 counts.update(pids)
         first_new = next((i for i, u in enumerate(units) if u.end > min_end), len(units))
+        codes = self._codes
+        text_code = "".join(codes.get(u.key, "\0") for u in units)
+        slack_near = self.options.max_near
         sims: dict[tuple[str, str], int] = {}
         for pid, count in counts.items():
             c = self._phrases[pid]
             if pid in found or count < c.need:
                 continue
-            hit = self._align(c, units, first_new, sims)
-            if hit is not None:
-                found[pid] = hit
+            span = self._cluster(c, where, first_new, len(units))
+            # Each edit or near unit leaves at most one phrase unit out of the longest common
+            # subsequence, so a match needs that many units in order (a C-speed bound).
+            need = len(c.units) - (c.edits if self.options.fuzzy else 0) - slack_near
+            if span is not None and (
+                LCSseq.similarity(c.code, text_code[span[0] : span[1]]) >= need
+            ):
+                hit = self._align(c, units[span[0] : span[1]], span[0], first_new, sims)
+                if hit is not None:
+                    found[pid] = hit
+
+    def _cluster(
+        self, c: _Compiled, where: dict[str, list[int]], first_new: int, total: int
+    ) -> tuple[int, int] | None:
+        """The stretch of text units that can hold a match of `c`, or None when none can.
+
+        A match spans at most `units + edits` text units and keeps at least
+        `units - edits - max_near` of the phrase's keys, so some window of that width must
+        hold that many text units whose key is one of the phrase's.
+        """
+        n = len(c.units)
+        slack = (c.edits if self.options.fuzzy else 0) + self.options.max_near
+        width = n + slack
+        need = n - slack
+        pos = sorted(p for key in c.keys for p in where.get(key, ()))
+        lo = hi = -1
+        right = 0
+        for left, p in enumerate(pos):
+            while right < len(pos) and pos[right] < p + width:
+                right += 1
+            if right - left >= need:
+                if lo < 0:
+                    lo = p
+                hi = pos[right - 1]
+        if lo < 0 or hi + slack < first_new:
+            return None
+        return max(0, lo - slack), min(total, hi + slack + 1)
 
     def _sub_cost(self, p: _Unit, t: _Unit, sims: dict[tuple[str, str], int]) -> int:
         if p.text == t.text:
@@ -312,64 +362,80 @@ class PhraseMatcher:
                 cost = _EDIT
         elif not p.cjk and not t.cjk and opts.fuzzy and min(len(p.text), len(t.text)) >= 3:
             sim = Indel.normalized_similarity(p.text, t.text)
-            cost = _NEAR if sim >= opts.word_similarity else _EDIT
+            # A different English word changes what was said ("reset the payment" is not
+            # "reset the statement"): words are only inserted, deleted or misspelt.
+            cost = _NEAR if sim >= opts.word_similarity else _INF
         else:
-            cost = _EDIT
+            cost = _INF
         sims[pair] = cost
         return cost
 
     def _align(
-        self, c: _Compiled, units: Sequence[_Unit], first_new: int, sims: dict
+        self,
+        c: _Compiled,
+        window: Sequence[_Unit],
+        offset: int,
+        first_new: int,
+        sims: dict[tuple[str, str], int],
     ) -> TextHit | None:
-        """Best semi-global alignment of the phrase's units inside the text's units."""
+        """Best semi-global alignment of the phrase's units inside `window` (text units from
+        `offset`); the match must end on a unit at or after `first_new`."""
         pu = c.units
         n = len(pu)
-        edits_allowed = c.edits if self.options.fuzzy else 0
-        # Only the stretch around units that share a key with the phrase can hold a match.
-        hits = [i for i, u in enumerate(units) if u.key in c.keys]
-        lo = max(0, hits[0] - n - edits_allowed)
-        hi = min(len(units), hits[-1] + n + edits_allowed + 1)
-        window = units[lo:hi]
         m = len(window)
-        # prev[j]: (cost, start) of aligning the first i phrase units ending before window[j].
-        prev = [(0, j) for j in range(m + 1)]
+        edits_allowed = c.edits if self.options.fuzzy else 0
+        # A cell packs (cost, start of the match in the window) into one int: cost * _W + start,
+        # so that one `min` compares both without building tuples.
+        w = _W
+        sub = self._sub_cost
+        ins_costs = [(_INF if t.negation else _EDIT) * w for t in window]
+        prev = list(range(m + 1))
         for i in range(1, n + 1):
             p = pu[i - 1]
-            del_cost = _INF if p.negation else _EDIT
-            cur = [(min(prev[0][0] + del_cost, _INF), 0)] + [(_INF, 0)] * m
+            pt = p.text
+            row = [0 if pt == t.text else sub(p, t, sims) * w for t in window]
+            del_cost = (_INF if p.negation else _EDIT) * w
+            cur = [min(prev[0] + del_cost, _INF * w)] + [_INF * w] * m
+            last = i == n
             for j in range(1, m + 1):
-                t = window[j - 1]
-                best = prev[j - 1]
-                best = (best[0] + self._sub_cost(p, t, sims), best[1])
-                cand = prev[j][0] + del_cost
-                if cand < best[0]:
-                    best = (cand, prev[j][1])
-                ins = cur[j - 1][0] + (_INF if t.negation else _EDIT)
-                if ins < best[0]:
-                    best = (ins, cur[j - 1][1])
+                best = prev[j - 1] + row[j - 1]
+                cand = prev[j] + del_cost
+                if cand < best:
+                    best = cand
+                # No text unit is inserted after the last phrase unit: a match ends on a
+                # unit of the phrase, so a hit inside the previous segment cannot reach into
+                # the new one by swallowing a word.
+                if not last:
+                    ins = cur[j - 1] + ins_costs[j - 1]
+                    if ins < best:
+                        best = ins
                 cur[j] = best
             prev = cur
-        best_cost, best_j, best_start = _INF, -1, 0
-        for j in range(1, m + 1):
-            if lo + j - 1 < first_new:
-                continue
-            cost, start = prev[j]
-            if cost < best_cost and start < j:
-                best_cost, best_j, best_start = cost, j, start
-        if best_j < 0 or best_cost >= _INF:
+        best_val, best_j = _INF * w, -1
+        for j in range(max(1, first_new - offset + 1), m + 1):
+            val = prev[j]
+            if val < best_val and val % w < j:
+                best_val, best_j = val, j
+        if best_j < 0:
             return None
+        best_cost, best_start = divmod(best_val, w)
         edits, rest = divmod(best_cost, _EDIT)
         near, homophones = divmod(rest, _NEAR)
         if edits > edits_allowed or near > self.options.max_near:
             return None
         if edits == 0 and near == 0 and homophones == 0:
             return None  # identical units but no exact hit: a word-boundary miss, not a match
-        first, last = window[best_start], window[best_j - 1]
+        first, last_unit = window[best_start], window[best_j - 1]
         pinyin_only = edits == 0 and all(u.cjk for u in c.units) and (homophones or near)
         kind = MatchKind.PINYIN if pinyin_only else MatchKind.FUZZY
         score = max(0.0, 1.0 - (edits + 0.5 * near + 0.1 * homophones) / n)
         return TextHit(
-            c.phrase.phrase_id, c.phrase.rule_id, kind, round(score, 3), first.start, last.end
+            c.phrase.phrase_id,
+            c.phrase.rule_id,
+            kind,
+            round(score, 3),
+            first.start,
+            last_unit.end,
         )
 
     def scan(self, segment: Segment, previous: Segment | None = None) -> list[PhraseHit]:

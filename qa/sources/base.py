@@ -45,7 +45,9 @@ class SourceSink(Protocol):
     def audio(self, chunk: AudioChunk) -> None:
         """One chunk of one channel of a started call, in order per channel."""
 
-    def dtmf(self, call_id: str, channel: Speaker, digit: str, time: float, duration: float) -> None:
+    def dtmf(
+        self, call_id: str, channel: Speaker, digit: str, time: float, duration: float
+    ) -> None:
         """A telephone-event (RFC 4733) key press, at `time` seconds on the call clock."""
 
     def call_ended(self, call_id: str, reason: str) -> None:

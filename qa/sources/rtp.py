@@ -300,8 +300,10 @@ def parse_rtp_url(url: str) -> RtpOptions:
             if isinstance(exc, ConfigError):
                 raise
             raise ConfigError(url, f"bad value {values[-1]!r}", field=key) from None
-    options = RtpOptions(**kwargs)  # type: ignore[arg-type]
-    return options
+    try:
+        return RtpOptions(**kwargs)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise ConfigError(url, exc.reason, field=exc.field) from None
 
 
 class _Kind(enum.Enum):

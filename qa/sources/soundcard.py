@@ -111,8 +111,12 @@ def resolve_device(spec: int | str | None) -> InputDevice:
     if not devices:
         raise SourceError("no audio input device found")
     if spec is None:
-        default = _sounddevice().default.device[0]
-        spec = default if default is not None and default >= 0 else devices[0].index
+        sd = _sounddevice()
+        try:
+            spec = int(sd.query_devices(kind="input")["index"])
+        except sd.PortAudioError:
+            # PortAudio names no default input (no default card): take the first one.
+            spec = devices[0].index
     if isinstance(spec, str) and spec.strip().isdigit():
         spec = int(spec)
     if isinstance(spec, int):

@@ -39,7 +39,8 @@ def open_source(spec: str, *, agent_id: str = "") -> Source:
 
         from qa.sources.rtp import RtpSource, parse_rtp_url
 
-        return RtpSource(replace(parse_rtp_url(spec), agent_id=agent_id))
+        options = parse_rtp_url(spec)
+        return RtpSource(replace(options, agent_id=agent_id) if agent_id else options)
     if spec.startswith("file:"):
         from qa.sources.file import FileOptions, FileSource
 

@@ -184,9 +184,7 @@ def read_wav(path: str | os.PathLike[str], *, strict: bool = True) -> WavFile:
     raise AudioFileError(name, "no data chunk (no audio frames)")
 
 
-def _decode_data(
-    name: str, blob: bytes, at: int, size: int, fmt: _Format, strict: bool
-) -> WavFile:
+def _decode_data(name: str, blob: bytes, at: int, size: int, fmt: _Format, strict: bool) -> WavFile:
     available = len(blob) - at
     if size == _UNKNOWN_SIZE:
         size = available - available % fmt.block_align

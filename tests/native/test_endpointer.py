@@ -115,6 +115,28 @@ def test_native_matches_reference_on_random_decisions(p, runs, energies, cuts) -
     assert (native.utterances, native.discarded) == (ref.utterances, ref.discarded)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    p=params,
+    runs=st.lists(st.tuples(st.booleans(), st.integers(1, 40)), min_size=1, max_size=25),
+    step=st.integers(1, 30),
+)
+def test_settled_sample_bounds_every_later_utterance(p, runs, step) -> None:
+    voiced = np.array([v for v, n in runs for _ in range(n)], dtype=np.uint8)
+    energy = np.arange(len(voiced), dtype=np.float64) % 7
+    pcm = _frames_pcm(len(voiced))
+    args = _args(p)
+    ep = Endpointer(FRAME, **args)
+    settled = args["base_sample"]
+    for a in range(0, len(voiced), step):
+        b = min(a + step, len(voiced))
+        for start, _, _, _ in ep.push_frames(pcm[a * FRAME : b * FRAME], voiced[a:b], energy[a:b]):
+            assert start >= settled
+        assert settled <= ep.settled_sample <= args["base_sample"] + b * FRAME
+        settled = ep.settled_sample
+    assert all(start >= settled for start, _, _, _ in ep.flush())
+
+
 def test_exact_boundaries_on_known_decisions() -> None:
     voiced = np.array([0] * 50 + [1] * 100 + [0] * 50, dtype=np.uint8)
     pcm = _frames_pcm(len(voiced))

@@ -228,3 +228,29 @@ def test_over_long_speech_is_split(shared_audio: Path) -> None:
 def test_invalid_options_are_refused(make) -> None:
     with pytest.raises(ValueError):
         make()
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_settled_sample_is_never_passed_by_a_later_utterance(
+    clip16: np.ndarray, clip8: np.ndarray, rate: int
+) -> None:
+    pcm = clip16 if rate == 16000 else clip8
+    fe = ChannelFrontEnd("call-1", Speaker.AGENT, rate)
+    settled, seen_open = 0, False
+    for chunk in _chunks(pcm, rate, rate // 50):
+        utts = fe.push(chunk)
+        for u in utts:
+            assert u.start_sample >= settled
+        new = fe.settled_sample
+        assert new >= settled  # it only moves forward
+        # It never claims audio that has not been pushed yet.
+        assert new <= (chunk.first_sample + len(chunk.pcm)) * 16000 // rate
+        if fe.speaking:
+            seen_open = True
+            assert fe.open_start_sample == new
+        else:
+            assert fe.open_start_sample is None
+        settled = new
+    for u in fe.flush():
+        assert u.start_sample >= settled
+    assert seen_open

@@ -43,6 +43,5 @@ def test_bad_urls_name_the_field(url, field):
 
 
 def test_port_in_use_is_a_source_error():
-    with RtpSource(RtpOptions(port=0)) as first:
-        with pytest.raises(SourceError, match="cannot bind"):
-            RtpSource(RtpOptions(port=first.ports[0]))
+    with RtpSource(RtpOptions(port=0)) as first, pytest.raises(SourceError, match="cannot bind"):
+        RtpSource(RtpOptions(port=first.ports[0]))

@@ -146,3 +146,13 @@ def test_example_packs_match_their_own_phrases(en_matcher, zh_matcher):
         for phrase in m.phrases:
             rules = {h.rule_id for h in m.match_normalized(normalize(phrase.text))}
             assert phrase.rule_id in rules, phrase
+
+
+def test_a_hit_in_the_previous_segment_does_not_reach_into_the_next():
+    m = _matcher("不归我管", "not my department")
+    a = Segment("c", Speaker.AGENT, 1.0, 2.0, "這個不歸我管。")
+    b = Segment("c", Speaker.AGENT, 2.5, 3.0, "我知道了")
+    assert m.scan(b, a) == []
+    a = Segment("c", Speaker.AGENT, 1.0, 2.0, "that is not my department")
+    b = Segment("c", Speaker.AGENT, 2.5, 3.0, "sir")
+    assert m.scan(b, a) == []

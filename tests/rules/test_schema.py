@@ -61,7 +61,10 @@ def test_example_packs_express_the_centre_standard(en_pack, zh_pack):
         assert {f.id for f in pack.forbidden} == {"shirk", "refuse", "stall"}
         assert (pack.handle_time.limit, pack.handle_time.warnings) == (300.0, (240.0,))
         assert [c.id for c in pack.categories] == [
-            "consultation", "complaint", "suggestion", "urgent"
+            "consultation",
+            "complaint",
+            "suggestion",
+            "urgent",
         ]
         assert pack.step("apology").trigger == "complaint"
         assert pack.step("closing").deadline.within is None
@@ -75,44 +78,117 @@ BAD_CASES = [
     # (name, yaml text, line, field, words in the reason)
     ("bad yaml", "language: en\nsteps:\n  - id: a\n   phrases: [x]\n", 4, None, "not valid YAML"),
     ("bad yaml flow", "language: en\nsteps: [\n", 3, None, "not valid YAML"),
-    ("unknown key", GOOD.replace("    deadline: {within: 15}", "    dedline: {within: 15}"),
-     5, "steps[0].dedline", "unknown key 'dedline'; allowed: after, deadline"),
+    (
+        "unknown key",
+        GOOD.replace("    deadline: {within: 15}", "    dedline: {within: 15}"),
+        5,
+        "steps[0].dedline",
+        "unknown key 'dedline'; allowed: after, deadline",
+    ),
     ("unknown top key", "language: en\nrules: []\n", 2, "rules", "unknown key"),
-    ("missing field", GOOD.replace("    prompt: Greet the customer.\n", ""),
-     3, "steps[0].prompt", "missing required field"),
-    ("missing language", GOOD.replace("language: en\n", ""), 1, "language",
-     "missing required field"),
-    ("empty phrases", GOOD.replace("[thank you for calling]", "[]"), 4, "steps[0].phrases",
-     "at least one phrase"),
-    ("empty phrase", GOOD.replace("[not my department]", "['  ']"), 16,
-     "forbidden[0].phrases[0]", "must not be empty"),
-    ("wrong type points", GOOD.replace("points: 40", "points: forty"), 6, "steps[0].points",
-     "must be number"),
-    ("wrong type phrases", GOOD.replace("[thank you for calling]", "thank you"), 4,
-     "steps[0].phrases", "must be a list of phrases"),
+    (
+        "missing field",
+        GOOD.replace("    prompt: Greet the customer.\n", ""),
+        3,
+        "steps[0].prompt",
+        "missing required field",
+    ),
+    (
+        "missing language",
+        GOOD.replace("language: en\n", ""),
+        1,
+        "language",
+        "missing required field",
+    ),
+    (
+        "empty phrases",
+        GOOD.replace("[thank you for calling]", "[]"),
+        4,
+        "steps[0].phrases",
+        "at least one phrase",
+    ),
+    (
+        "empty phrase",
+        GOOD.replace("[not my department]", "['  ']"),
+        16,
+        "forbidden[0].phrases[0]",
+        "must not be empty",
+    ),
+    (
+        "wrong type points",
+        GOOD.replace("points: 40", "points: forty"),
+        6,
+        "steps[0].points",
+        "must be number",
+    ),
+    (
+        "wrong type phrases",
+        GOOD.replace("[thank you for calling]", "thank you"),
+        4,
+        "steps[0].phrases",
+        "must be a list of phrases",
+    ),
     ("wrong type steps", "language: en\nsteps: {id: a}\n", 2, "steps", "must be a list"),
-    ("bad language", GOOD.replace("language: en", "language: fr"), 1, "language",
-     "must be one of en, zh, auto"),
-    ("bad speaker", GOOD.replace("    points: 30\n    prompt: Do not", "    speaker: boss\n"
-     "    points: 30\n    prompt: Do not"), 17, "forbidden[0].speaker", "must be one of"),
-    ("duplicate id", GOOD.replace("id: apology", "id: greeting"), 8, "steps[1].id",
-     "duplicate rule id 'greeting'"),
-    ("bad deadline reference", GOOD.replace("{within: 15}", "{within: 15, from: hello}"), 3,
-     "steps[0].deadline.from", "bad deadline reference 'hello'"),
-    ("unknown trigger", GOOD.replace("trigger: complaint", "trigger: complain"), 8,
-     "steps[1].trigger", "unknown trigger 'complain'"),
-    ("unknown order step", GOOD.replace("    trigger: complaint\n", "    trigger: complaint\n"
-     "    after: [identity]\n"), 8, "steps[1].after", "unknown step 'identity'"),
-    ("points not 100", GOOD.replace("points: 40", "points: 45"), 1, "points",
-     "add up to 105"),
-    ("warnings past limit", GOOD + "handle_time: {limit: 200, warnings: [240]}\n", 19,
-     "handle_time.warnings", "below the limit"),
+    (
+        "bad language",
+        GOOD.replace("language: en", "language: fr"),
+        1,
+        "language",
+        "must be one of en, zh, auto",
+    ),
+    (
+        "bad speaker",
+        GOOD.replace(
+            "    points: 30\n    prompt: Do not",
+            "    speaker: boss\n    points: 30\n    prompt: Do not",
+        ),
+        17,
+        "forbidden[0].speaker",
+        "must be one of",
+    ),
+    (
+        "duplicate id",
+        GOOD.replace("id: apology", "id: greeting"),
+        8,
+        "steps[1].id",
+        "duplicate rule id 'greeting'",
+    ),
+    (
+        "bad deadline reference",
+        GOOD.replace("{within: 15}", "{within: 15, from: hello}"),
+        3,
+        "steps[0].deadline.from",
+        "bad deadline reference 'hello'",
+    ),
+    (
+        "unknown trigger",
+        GOOD.replace("trigger: complaint", "trigger: complain"),
+        8,
+        "steps[1].trigger",
+        "unknown trigger 'complain'",
+    ),
+    (
+        "unknown order step",
+        GOOD.replace("    trigger: complaint\n", "    trigger: complaint\n    after: [identity]\n"),
+        8,
+        "steps[1].after",
+        "unknown step 'identity'",
+    ),
+    ("points not 100", GOOD.replace("points: 40", "points: 45"), 1, "points", "add up to 105"),
+    (
+        "warnings past limit",
+        GOOD + "handle_time: {limit: 200, warnings: [240]}\n",
+        19,
+        "handle_time.warnings",
+        "below the limit",
+    ),
     ("empty file", "", None, None, "empty rule file"),
 ]
 
 
-@pytest.mark.parametrize(("text", "line", "field", "reason"),
-                         [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
+@pytest.mark.parametrize(
+    ("text", "line", "field", "reason"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES]
+)
 def test_bad_rule_files_name_file_line_and_field(tmp_path, text, line, field, reason):
     path = _write(tmp_path, text) if text else tmp_path / "pack.yaml"
     if not text:
@@ -195,4 +271,7 @@ def test_cli_match_shows_the_hits(repo, capsys):
     pack = repo / "examples" / "rules" / "zh_support.yaml"
     assert main(["rules", "match", str(pack), "你好，這不是我的問題"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["greeting\tpinyin\t0.75\t您好\t你好", "shirk\texact\t1.00\t这不是我的问题\t這不是我的問題"]
+    assert lines == [
+        "greeting\tpinyin\t0.75\t您好\t你好",
+        "shirk\texact\t1.00\t这不是我的问题\t這不是我的問題",
+    ]

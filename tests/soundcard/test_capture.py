@@ -161,3 +161,23 @@ def test_callback_fills_the_ring_while_python_holds_the_gil(pulse: PulseServer) 
         stream.stop()
     # A callback that needed the GIL would have delivered nothing while the loop ran.
     assert during >= 0.9 * held * SINK_RATE, (during, held)
+
+
+def test_two_devices_give_one_mono_channel_each(pulse: PulseServer) -> None:
+    # ALSA's `default` is PulseAudio here too: two PortAudio streams on two device indices.
+    options = SoundcardOptions(device="pulse", second_device="default", sample_rate=SINK_RATE)
+    source = SoundcardSource(options)
+    assert [d.name for d in source.devices] == ["pulse", "default"]
+    sink, stop = CollectingSink(), threading.Event()
+    worker = threading.Thread(target=source.run, args=(sink, stop))
+    worker.start()
+    try:
+        wait_for_frames(lambda: source.stats()["frames"], SINK_RATE // 2)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert sink.calls[0].channels == (Speaker.AGENT, Speaker.CUSTOMER)
+    assert sink.calls[0].source == "soundcard:pulse+default"
+    for speaker in (Speaker.AGENT, Speaker.CUSTOMER):
+        assert len(joined(sink.channel(speaker))) > 0
+    assert source.stats()["gaps_agent"] == source.stats()["gaps_customer"] == 0
