@@ -32,7 +32,11 @@ extensions = [
 
 setup(
     packages=find_packages(include=["qa", "qa.*"]),
-    package_data={"qa._native": ["*.pxd", "*.pyi", "*.h"], "qa": ["py.typed", "data/*"]},
+    package_data={
+        "qa._native": ["*.pxd", "*.pyi", "*.h"],
+        "qa": ["py.typed"],
+        "qa.prompts": ["*.html"],
+    },
     ext_modules=cythonize(
         extensions,
         include_path=[str(HERE)],

@@ -273,8 +273,8 @@ def pipeline() -> JSON:
           description="Transcription time over audio length; above 1 the workers fall behind.")
     b.add("Dropped audio", "timeseries",
           [Query("sum(increase(qa_utterances_dropped_total[5m]))", "utterances (queue full)"),
-           Query("sum by (source) (increase(qa_ring_dropped_frames_total[5m]))",
-                 "ring overrun frames {{source}}"),
+           Query("sum by (source) (increase(qa_ring_dropped_samples_total[5m]))",
+                 "ring overrun samples {{source}}"),
            Query("sum(increase(qa_soundcard_overflows_total[5m]))", "sound-card overflows"),
            Query("sum(increase(qa_audio_gap_seconds_total[5m]))", "gap seconds")],
           12, 8)
@@ -285,8 +285,8 @@ def pipeline() -> JSON:
            Query("sum(rate(qa_rtp_packets_duplicate_total[1m]))", "duplicate"),
            Query("sum(rate(qa_rtp_packets_malformed_total[1m]))", "malformed")],
           12, 8, unit="pps")
-    b.add("Audio frames per second by source", "timeseries",
-          [Query("sum by (source) (rate(qa_source_audio_frames_total[1m]))", "{{source}}")],
+    b.add("Audio samples per second by source", "timeseries",
+          [Query("sum by (source) (rate(qa_source_audio_samples_total[1m]))", "{{source}}")],
           12, 8)
     b.add("Active calls", "stat", [Query("sum(qa_calls_active)")], 8, 5, options=_STAT)
     b.add("Talk seconds per minute by speaker", "timeseries",

@@ -102,15 +102,16 @@ class StatsSource(Protocol):
 #: Source stat keys -> (collector metric, help). Keys are summed per source kind; ring
 #: drops are reported per channel by the sound card (`ring_dropped_agent`, ...).
 _SOURCE_COUNTERS: dict[str, tuple[str, str]] = {
-    "frames": ("qa_source_audio_frames", "Audio frames (samples per channel) captured."),
-    "samples": ("qa_source_audio_frames", "Audio frames (samples per channel) captured."),
+    "frames": ("qa_source_audio_samples", "Audio samples captured, all channels summed."),
+    "samples": ("qa_source_audio_samples", "Audio samples captured, all channels summed."),
     "packets": ("qa_rtp_packets_received", "RTP packets received."),
     "lost": ("qa_rtp_packets_lost", "RTP packets never received (sequence gaps)."),
     "late": ("qa_rtp_packets_late", "RTP packets that arrived after their audio was played."),
     "duplicate": ("qa_rtp_packets_duplicate", "RTP packets received twice."),
     "malformed": ("qa_rtp_packets_malformed", "Datagrams that were not valid RTP."),
     "overflows": ("qa_soundcard_overflows", "Sound-card input overflows reported by PortAudio."),
-    "ring_dropped": ("qa_ring_dropped_frames", "Frames dropped because a ring buffer was full."),
+    "ring_dropped": ("qa_ring_dropped_samples",
+                     "Samples dropped because a capture ring buffer was full."),
 }
 
 

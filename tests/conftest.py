@@ -28,3 +28,11 @@ def shared_audio() -> Path:
 @pytest.fixture(scope="session")
 def references(shared_audio: Path) -> dict:
     return json.loads((shared_audio / "references.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def transcriber():
+    """The real default model (`base`, int8, CPU), loaded once for the whole session."""
+    from qa.asr import Transcriber, TranscriberOptions
+
+    return Transcriber(TranscriberOptions())

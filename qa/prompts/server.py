@@ -12,6 +12,7 @@ pipeline's source and worker threads) and hands the message over with
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import threading
@@ -25,6 +26,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from qa.errors import ConfigError, PromptServerError
 from qa.prompts.messages import encode
@@ -52,6 +54,8 @@ _MAX_INCOMING = 4096
 _CLOSE_TOO_SLOW = 1013
 # Seconds `start` waits for the loop thread to bind before giving up.
 _START_TIMEOUT = 10.0
+# Seconds `stop` gives open pages to complete the closing handshake.
+_STOP_GRACE = 2.0
 
 # The page is self-contained: inline script and style only, the websocket back to this host.
 _PAGE_HEADERS = (
@@ -112,6 +116,20 @@ class PromptOptions:
             raise ConfigError("prompts", "must be 0-65535", field="port")
 
 
+class _Connection(ServerConnection):
+    """A server connection that stays in `sockets` from accept to close, so `stop` can cut
+    the ones still waiting for a request (the library tracks only open websockets)."""
+
+    def __init__(self, *args: object, sockets: set[ServerConnection], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._sockets = sockets
+        sockets.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._sockets.discard(self)
+        super().connection_lost(exc)
+
+
 def _page_bytes() -> bytes:
     return resources.files("qa.prompts").joinpath("agent.html").read_bytes()
 
@@ -137,6 +155,8 @@ class PromptServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
+        self._handlers: set[asyncio.Task] = set()
+        self._sockets: set[ServerConnection] = set()
         self._port = 0
         self._error: OSError | None = None
         self.messages = 0
@@ -213,8 +233,7 @@ class PromptServer:
         try:
             loop.run_forever()
         finally:
-            server.close()
-            loop.run_until_complete(server.wait_closed())
+            loop.run_until_complete(self._shutdown(server))
             loop.close()
 
     async def _open(self) -> Server:
@@ -224,7 +243,23 @@ class PromptServer:
             self.options.port,
             process_request=self._process_request,
             max_size=_MAX_INCOMING,
+            create_connection=functools.partial(_Connection, sockets=self._sockets),
         )
+
+    async def _shutdown(self, server: Server) -> None:
+        server.close()
+        ours = [task for task in self._handlers if not task.done()]
+        if ours:
+            await asyncio.wait(ours, timeout=_STOP_GRACE)
+        # Browsers open spare connections ahead of need that never send a request; the server
+        # would wait out their opening timeout (10 s), so they are cut now.
+        for connection in list(self._sockets):
+            if connection.state is State.CONNECTING:
+                connection.transport.abort()
+        try:
+            await asyncio.wait_for(server.wait_closed(), _STOP_GRACE)
+        except TimeoutError:
+            log.warning("prompt server stopped with connections still closing")
 
     # -- publishing ----------------------------------------------------------------------------
 
@@ -303,6 +338,10 @@ class PromptServer:
         for text in self._history[agent_id]:
             queue.put_nowait(text)
         self._clients[agent_id][connection] = queue
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         log.info("agent %s connected (%d open)", agent_id, len(self._clients[agent_id]))
         pump = asyncio.create_task(self._pump(connection, queue))
         try:

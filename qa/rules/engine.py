@@ -18,6 +18,7 @@ Event kinds and severities (docs/rules.md, "Events"):
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -28,8 +29,12 @@ from qa.types import Event, EventKind, Segment, Severity, Speaker
 log = logging.getLogger("qa.rules.engine")
 
 
+@functools.lru_cache(maxsize=32)
 def build_matcher(pack: RulePack) -> PhraseMatcher:
-    """One matcher for every phrase of the pack (steps, forbidden, categories, triggers)."""
+    """One matcher for every phrase of the pack (steps, forbidden, categories, triggers).
+
+    Cached per pack (packs are frozen and hashable), so calls on the same pack share it.
+    """
     phrases: list[Phrase] = []
     for rules in (pack.steps, pack.forbidden, pack.categories, pack.triggers):
         for rule in rules:
@@ -75,7 +80,7 @@ class CallRules:
         self.pack = pack
         self.call_id = call_id
         self.agent_id = agent_id
-        #: Build the matcher once per pack and share it between calls; it keeps no state.
+        # One matcher per pack, shared by its calls: scanning keeps no per-call state.
         self.matcher = matcher if matcher is not None else build_matcher(pack)
         self._steps = {s.id: _StepState(s) for s in pack.steps}
         for st in self._steps.values():
@@ -94,8 +99,10 @@ class CallRules:
         self._breached = False
         self._now = 0.0
         self._speech: dict[Speaker, list[tuple[float, float]]] = {}
-        self._last_speech_end = 0.0
-        self._dead_air_from: float | None = None  # silence start already reported
+        # Dead air is judged up to the clock: `_quiet_since` is where the last known speech
+        # before the clock ended; `_reported_silences` the silence starts already reported.
+        self._quiet_since = 0.0
+        self._reported_silences: set[float] = set()
         self._finished = False
         self._events: list[Event] = []
 
@@ -159,12 +166,11 @@ class CallRules:
             end: End on the call clock, seconds.
 
         Returns:
-            The events it produced (dead air before it, talk-over with the other channel).
+            The events it produced (talk-over with the other channel); dead air is judged
+            by `advance`, once both channels are known up to the clock.
         """
         out: list[Event] = []
         cond = self.pack.conditions
-        if cond.dead_air is not None:
-            out += self._dead_air(start)
         if cond.talk_over is not None:
             limit = cond.talk_over.seconds
             for other, stretches in self._speech.items():
@@ -186,7 +192,6 @@ class CallRules:
                             )
                         )
         self._speech.setdefault(speaker, []).append((start, end))
-        self._last_speech_end = max(self._last_speech_end, end)
         return self._emit(out)
 
     def advance(self, now: float) -> list[Event]:
@@ -457,10 +462,26 @@ class CallRules:
     def _dead_air(self, now: float) -> list[Event]:
         rule = self.pack.conditions.dead_air
         assert rule is not None
-        silent_from = self._last_speech_end
-        if now - silent_from > rule.seconds and self._dead_air_from != silent_from:
-            self._dead_air_from = silent_from
-            return [
+        quiet = self._quiet_since
+        later = sorted(
+            (s, e) for stretches in self._speech.values() for s, e in stretches if e > quiet
+        )
+        silences: list[float] = []
+        for start, end in later:
+            if start >= now:
+                break
+            if start - quiet > rule.seconds:
+                silences.append(quiet)
+            quiet = max(quiet, end)
+        if now - quiet > rule.seconds:
+            silences.append(quiet)
+        self._quiet_since = min(quiet, now)
+        out = []
+        for silent_from in silences:
+            if silent_from in self._reported_silences:
+                continue
+            self._reported_silences.add(silent_from)
+            out.append(
                 self._event(
                     silent_from + rule.seconds,
                     EventKind.DEAD_AIR,
@@ -470,8 +491,8 @@ class CallRules:
                     f"silence from {silent_from:.1f} s",
                     rule.prompt or "Dead air: tell the customer what you are doing.",
                 )
-            ]
-        return []
+            )
+        return out
 
     def _event(
         self,

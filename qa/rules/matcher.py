@@ -57,6 +57,8 @@ _HOMOPHONE = 1
 _INF = 1 << 40
 #: Alignment windows are far shorter than this; a DP cell stores cost * _W + start.
 _W = 1 << 16
+#: Entries kept in the substitution-cost cache before it is cleared.
+_SIMS_MAX = 200_000
 
 
 class MatchKind(enum.StrEnum):
@@ -227,7 +229,7 @@ class PhraseMatcher:
             code = "".join(
                 self._codes.setdefault(u.key, chr(0xE000 + len(self._codes))) for u in units
             )
-            need = max(1, len(keys) - edits - options.max_near)
+            need = max(1, len(keys) - max(edits, options.max_near))
             compiled.append(
                 _Compiled(
                     ph, norm, units, keys, code, edits, need, _wordish(norm[0]), _wordish(norm[-1])
@@ -242,6 +244,8 @@ class PhraseMatcher:
             for key in c.keys:
                 index.setdefault(key, []).append(pid)
         self._index = {k: tuple(v) for k, v in index.items()}
+        # (phrase unit, text unit) -> substitution cost; only depends on the options.
+        self._sims: dict[tuple[str, str], int] = {}
 
     def __len__(self) -> int:
         return len(self._phrases)
@@ -298,7 +302,9 @@ class PhraseMatcher:
         codes = self._codes
         text_code = "".join(codes.get(u.key, "\0") for u in units)
         slack_near = self.options.max_near
-        sims: dict[tuple[str, str], int] = {}
+        sims = self._sims
+        if len(sims) > _SIMS_MAX:
+            sims.clear()  # bounded: a long-running service sees an open vocabulary
         for pid, count in counts.items():
             c = self._phrases[pid]
             if pid in found or count < c.need:
@@ -306,7 +312,7 @@ class PhraseMatcher:
             span = self._cluster(c, where, first_new, len(units))
             # Each edit or near unit leaves at most one phrase unit out of the longest common
             # subsequence, so a match needs that many units in order (a C-speed bound).
-            need = len(c.units) - (c.edits if self.options.fuzzy else 0) - slack_near
+            need = len(c.units) - max(c.edits if self.options.fuzzy else 0, slack_near)
             if span is not None and (
                 LCSseq.similarity(c.code, text_code[span[0] : span[1]]) >= need
             ):
@@ -324,7 +330,7 @@ class PhraseMatcher:
         hold that many text units whose key is one of the phrase's.
         """
         n = len(c.units)
-        slack = (c.edits if self.options.fuzzy else 0) + self.options.max_near
+        slack = max(c.edits if self.options.fuzzy else 0, self.options.max_near)
         width = n + slack
         need = n - slack
         pos = sorted(p for key in c.keys for p in where.get(key, ()))
@@ -356,8 +362,8 @@ class PhraseMatcher:
                 cost = _EDIT
             elif p.key == t.key:
                 cost = _HOMOPHONE
-            elif Indel.distance(p.key, t.key) == 1:
-                cost = _NEAR
+            elif p.key.rstrip("n") == t.key.rstrip("n"):
+                cost = _NEAR  # a final n heard or lost: 您/你 (nin/ni), 心/西 (xin/xi)
             else:
                 cost = _EDIT
         elif not p.cjk and not t.cjk and opts.fuzzy and min(len(p.text), len(t.text)) >= 3:
@@ -395,6 +401,12 @@ class PhraseMatcher:
             pt = p.text
             row = [0 if pt == t.text else sub(p, t, sims) * w for t in window]
             del_cost = (_INF if p.negation else _EDIT) * w
+            if i == 1 or i == n:
+                # A match is anchored: its first and last units are the phrase's own (equal,
+                # misspelt or homophone), never deleted or replaced, so "reset the" alone
+                # does not match "reset the statement".
+                del_cost = _INF * w
+                row = [c if c < _EDIT * w else _INF * w for c in row]
             cur = [min(prev[0] + del_cost, _INF * w)] + [_INF * w] * m
             last = i == n
             for j in range(1, m + 1):
@@ -421,7 +433,8 @@ class PhraseMatcher:
         best_cost, best_start = divmod(best_val, w)
         edits, rest = divmod(best_cost, _EDIT)
         near, homophones = divmod(rest, _NEAR)
-        if edits > edits_allowed or near > self.options.max_near:
+        # Misspelt words and near syllables share the budget of edits (at least max_near).
+        if edits > edits_allowed or edits + near > max(edits_allowed, self.options.max_near):
             return None
         if edits == 0 and near == 0 and homophones == 0:
             return None  # identical units but no exact hit: a word-boundary miss, not a match

@@ -671,5 +671,9 @@ def _check_points(ctx: _Ctx, pack: RulePack, root: yaml.Node) -> None:
 
 
 def speaker_matches(rule_speaker: str, speaker: Speaker) -> bool:
-    """True when speech by `speaker` counts for a rule restricted to `rule_speaker`."""
-    return rule_speaker == "any" or rule_speaker == speaker.value
+    """True when speech by `speaker` counts for a rule restricted to `rule_speaker`.
+
+    Speech from a mono source (`unknown`) counts for every rule: there is no channel to
+    tell agent from customer, and checking nothing would hide every violation.
+    """
+    return rule_speaker == "any" or speaker == Speaker.UNKNOWN or rule_speaker == speaker.value

@@ -40,14 +40,16 @@ class PromServer:
         job: The job label of the scraped series.
         binary: The prometheus executable.
         rule_files: Rule files to load (copied beside the config).
+        exemplars: Store scraped exemplars (`exemplar-storage`), for `exemplars()`.
     """
 
     def __init__(self, target: str, job: str = "qa", binary: str = "prometheus",
-                 rule_files: tuple[Path, ...] = ()) -> None:
+                 rule_files: tuple[Path, ...] = (), exemplars: bool = True) -> None:
         self.target = target
         self.job = job
         self.binary = binary
         self.rule_files = rule_files
+        self.exemplars_on = exemplars
         self.port = 0
         self._dir: Path | None = None
         self._proc: subprocess.Popen | None = None
@@ -76,13 +78,12 @@ class PromServer:
         (self._dir / "prometheus.yml").write_text(json.dumps(config), encoding="utf-8")
         self.port = free_port()
         self._log = open(self._dir / "prometheus.log", "wb")  # noqa: SIM115 (closed in stop)
-        self._proc = subprocess.Popen(
-            [self.binary, f"--config.file={self._dir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={self._dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}",
-             "--web.enable-lifecycle", "--log.level=warn"],
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )
+        command = [self.binary, f"--config.file={self._dir / 'prometheus.yml'}",
+                   f"--storage.tsdb.path={self._dir / 'data'}",
+                   f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
+        if self.exemplars_on:
+            command.append("--enable-feature=exemplar-storage")
+        self._proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -126,6 +127,21 @@ class PromServer:
         if len(result) > 1:
             raise ValueError(f"{expr!r} returned {len(result)} series")
         return result[0][1]
+
+    def exemplars(self, expr: str, since: float = 3600.0) -> list[dict[str, str]]:
+        """Label sets of the exemplars stored for the series of `expr` in the last `since` s."""
+        now = time.time()
+        data = self.api("query_exemplars", query=expr, start=str(now - since), end=str(now))
+        return [ex["labels"] for series in data for ex in series["exemplars"]]
+
+    def alerts(self) -> list[dict]:
+        """The alerts currently pending or firing."""
+        return self.api("alerts")["alerts"]
+
+    def rules(self) -> list[str]:
+        """Names of the loaded alerting and recording rules."""
+        groups = self.api("rules")["groups"]
+        return [rule["name"] for group in groups for rule in group["rules"]]
 
     def wait_for(self, expr: str, ok: Callable[[float], bool], timeout: float = 20.0) -> float:
         """Polls `expr` until its single value satisfies `ok`; returns that value."""

@@ -83,6 +83,11 @@ def test_page_renders_text_not_html_and_newest_first(
     agent, token = TOKENS[0]
     listener.call_started(call_info("call-78", agent))
     _open_page(browser, server, agent, token)
+    listener.segment(Segment("call-78", Speaker.AGENT, 1.0, 2.8,
+                             "Thank you for calling, this is Sam.", language="en"), 0.3)
+    listener.segment(Segment("call-78", Speaker.CUSTOMER, 3.1, 6.0,
+                             "Hi, my order never arrived, this is not good enough.",
+                             language="en"), 0.3)
     listener.event(Event("call-78", 20.0, EventKind.STEP_DUE, "greeting", Severity.WARNING,
                          message="Greet the customer"))
     hostile = "<img src=x onerror=\"document.title='owned'\"><b>stop</b>"
@@ -92,6 +97,7 @@ def test_page_renders_text_not_html_and_newest_first(
     assert browser.evaluate(PROMPT_TEXTS) == [hostile, "Greet the customer"]
     assert browser.evaluate("document.querySelectorAll('#prompts img, #prompts b').length") == 0
     assert browser.evaluate("document.title") == "Agent prompts"
+    assert browser.evaluate("document.querySelectorAll('#transcript li').length") == 2
     browser.screenshot(SCREENSHOT)
     assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -1,16 +1,14 @@
 """The straightforward phrase scan a user would write: the baseline of the matcher benchmark.
 
-For each phrase: normalise it, test `in` on the normalised text (on word boundaries for
-Latin text); when that fails, slide every window of the phrase's length (plus and minus the
-allowed edits) over the text's units and compute the unit edit distance, rejecting any edit
-of a negation. No automaton, no inverted index, no prefilter.
+For each phrase, one after the other: normalise it, test `in` on the normalised text (on
+word boundaries for Latin text); when that fails, run the matcher's own fuzzy/pinyin
+alignment over the whole text. No automaton, no inverted index, no window or LCS prefilter,
+so the hits it finds are, by construction, what `PhraseMatcher` must find.
 """
 
 from __future__ import annotations
 
-from rapidfuzz.distance import Levenshtein
-
-from qa.rules.matcher import NEGATIONS, _units, _wordish
+from qa.rules.matcher import PhraseMatcher, _units, _wordish
 from qa.rules.normalize import normalize
 
 
@@ -26,42 +24,21 @@ def _exact(norm_phrase: str, text: str) -> bool:
     return False
 
 
-def _fuzzy(phrase_keys: list[str], text_keys: list[str], edits: int) -> bool:
-    n = len(phrase_keys)
-    for size in range(max(1, n - edits), n + edits + 1):
-        for i in range(0, len(text_keys) - size + 1):
-            window = text_keys[i : i + size]
-            if Levenshtein.distance(phrase_keys, window) > edits:
-                continue
-            ops = Levenshtein.editops(phrase_keys, window)
-            if not any(
-                phrase_keys[op.src_pos] in NEGATIONS
-                if op.tag != "insert"
-                else window[op.dest_pos] in NEGATIONS
-                for op in ops
-            ):
-                return True
-    return False
-
-
-def naive_scan(
-    phrases: list[tuple[str, str]], text: str, fuzzy_threshold: float = 0.75
-) -> tuple[set[str], set[str]]:
-    """Scans `text` for `(phrase_id, phrase)` pairs.
+def naive_scan(matcher: PhraseMatcher, text: str) -> tuple[set[str], set[str]]:
+    """Scans `text` for every phrase of `matcher`, one phrase at a time.
 
     Returns:
-        The ids found exactly, and the ids found only fuzzily.
+        The rule ids found exactly, and those found only fuzzily or by pinyin.
     """
-    norm = normalize(text)
-    text_keys = [u.key for u in _units(norm, True)]
+    norm = normalize(text, matcher.language)
+    units = _units(norm, matcher.options.pinyin)
     exact: set[str] = set()
-    fuzzy: set[str] = set()
-    for phrase_id, phrase in phrases:
-        norm_phrase = normalize(phrase)
-        if _exact(norm_phrase, norm):
-            exact.add(phrase_id)
-            continue
-        keys = [u.key for u in _units(norm_phrase, True)]
-        if _fuzzy(keys, text_keys, int(len(keys) * (1.0 - fuzzy_threshold) + 1e-9)):
-            fuzzy.add(phrase_id)
-    return exact, fuzzy
+    approximate: set[str] = set()
+    sims: dict = {}
+    for compiled in matcher._phrases:
+        phrase = compiled.phrase
+        if _exact(normalize(phrase.text, matcher.language), norm):
+            exact.add(phrase.rule_id)
+        elif units and matcher._align(compiled, units, 0, 0, sims) is not None:
+            approximate.add(phrase.rule_id)
+    return exact, approximate

@@ -179,17 +179,32 @@ def test_dead_air_talk_over_and_talk_share_from_speech(en_pack):
     rules = CallRules(en_pack, "c7")
     assert rules.on_speech(Speaker.AGENT, 0.5, 5.0) == []
     assert rules.on_speech(Speaker.CUSTOMER, 6.0, 9.0) == []  # 1 s gap: fine
-    (dead,) = rules.on_speech(Speaker.AGENT, 21.0, 25.0)  # 12 s of silence
-    assert (dead.kind, dead.time, dead.points) == (EventKind.DEAD_AIR, 19.0, -5.0)
+    assert [e for e in rules.advance(6.0) if e.kind == EventKind.DEAD_AIR] == []
+    assert rules.on_speech(Speaker.AGENT, 21.0, 25.0) == []  # after 12 s of silence
     (over,) = rules.on_speech(Speaker.CUSTOMER, 21.5, 26.0)  # both speaking 21.5-25.0
-    assert (over.kind, over.time, over.end) == (EventKind.TALK_OVER, 24.5, 25.0)
+    assert (over.kind, over.time, over.end, over.points) == (EventKind.TALK_OVER, 24.5, 25.0, 0)
     assert rules.on_speech(Speaker.AGENT, 26.5, 28.0) == []  # no overlap
+    (dead,) = [e for e in rules.advance(30.0) if e.kind == EventKind.DEAD_AIR]
+    assert (dead.kind, dead.time, dead.points) == (EventKind.DEAD_AIR, 19.0, -5.0)
+    assert dead.evidence == "silence from 9.0 s"
     # Silence noticed by the clock, before anyone speaks again; reported once.
     (dead2,) = [e for e in rules.advance(40.0) if e.kind == EventKind.DEAD_AIR]
     assert dead2.time == 38.0
     assert [e for e in rules.advance(45.0) if e.kind == EventKind.DEAD_AIR] == []
     # Agent 4.5 + 4 + 1.5 = 10 s, customer 3 + 4.5 = 7.5 s: share 57%, inside 30-75%.
     assert [e for e in rules.finish(45.0) if e.kind == EventKind.TALK_SHARE] == []
+
+
+def test_dead_air_needs_both_sides_silent_whatever_the_arrival_order(en_pack):
+    rules = CallRules(en_pack, "c7b")
+    rules.on_speech(Speaker.AGENT, 0.0, 4.0)
+    # The agent's short reply is known before the customer's long utterance that covers
+    # the gap (the endpointer closes an utterance at its end).
+    rules.on_speech(Speaker.AGENT, 20.0, 22.0)
+    rules.on_speech(Speaker.CUSTOMER, 5.0, 30.0)
+    assert [e for e in rules.advance(35.0) if e.kind == EventKind.DEAD_AIR] == []
+    (dead,) = [e for e in rules.advance(41.0) if e.kind == EventKind.DEAD_AIR]
+    assert dead.time == 40.0
 
 
 def test_talk_share_out_of_band_fires_at_the_end(en_pack):
@@ -359,3 +374,15 @@ def test_replay_gives_identical_events(pack_name, request, seg):
         rules.finish(400.0)
         runs.append(rules.events)
     assert runs[0] == runs[1] and len(runs[0]) > 5
+
+
+def test_mono_speech_counts_for_every_speaker(en_pack, seg):
+    rules = CallRules(en_pack, "m1")
+    events = rules.on_segment(
+        seg("unknown", 0.5, 3.0, "Thank you for calling. I was charged twice.")
+    )
+    assert [(e.kind.value, e.rule_id) for e in events] == [
+        ("step_done", "greeting"),
+        ("category", "complaint"),
+        ("step_due", "apology"),
+    ]
