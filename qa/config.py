@@ -7,6 +7,13 @@
     workers: 1
     queue_size: 64
     json: false
+    rules: examples/rules/en_support.yaml   # check every call against this pack
+    db: ~/.local/share/qa/calls.db         # the call store ('' = default path)
+    store: true                            # store calls, segments, events, scorecards
+    metrics_port: 9464                     # Prometheus exporter (0 = off)
+    prompts_port: 8765                     # agent prompt page and websocket (0 = off)
+    prompts_host: 127.0.0.1
+    tokens: {agent-007: "a long random secret"}   # per-agent tokens for the prompt page
 """
 
 from __future__ import annotations
@@ -31,6 +38,14 @@ class RunConfig:
         workers: Transcription worker threads.
         queue_size: Utterances that may wait for a worker before the drop policy applies.
         json: Print JSON lines instead of text.
+        rules: Rule pack to check every call against ('' = none).
+        db: Call store path ('' = `$QA_DB` or `~/.local/share/qa/calls.db`).
+        store: Store calls at all.
+        metrics_port: Port of the Prometheus exporter (0 = off).
+        metrics_host: Address the exporter binds.
+        prompts_port: Port of the agent prompt page and websocket (0 = off).
+        prompts_host: Address the prompt server binds.
+        tokens: Agent id to token, for the prompt page.
     """
 
     sources: tuple[str, ...] = ()
@@ -40,10 +55,20 @@ class RunConfig:
     workers: int = 1
     queue_size: int = 64
     json: bool = False
+    rules: str = ""
+    db: str = ""
+    store: bool = True
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    prompts_port: int = 0
+    prompts_host: str = "127.0.0.1"
+    tokens: tuple[tuple[str, str], ...] = ()
 
 
 _TYPES = {"sources": list, "agent": str, "language": str, "model": str, "workers": int,
-          "queue_size": int, "json": bool}
+          "queue_size": int, "json": bool, "rules": str, "db": str, "store": bool,
+          "metrics_port": int, "metrics_host": str, "prompts_port": int, "prompts_host": str,
+          "tokens": dict}
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -89,6 +114,15 @@ def load_config(path: str | Path) -> RunConfig:
                     raise ConfigError(path, "expected a source string", line=line,
                                       field=f"sources[{index}]")
             value = tuple(value)
+        if key == "tokens":
+            for agent, token in value.items():
+                if not isinstance(token, str) or not token:
+                    raise ConfigError(path, "expected a non-empty token string", line=line,
+                                      field=f"tokens.{agent}")
+            value = tuple((str(agent), token) for agent, token in value.items())
+        if key in ("metrics_port", "prompts_port") and not 0 <= value <= 65535:
+            raise ConfigError(path, "expected a TCP port (0 = off)",
+                              line=value_node.start_mark.line + 1, field=key)
         if key == "language" and value not in ("en", "zh", "auto"):
             raise ConfigError(path, "expected en, zh or auto",
                               line=value_node.start_mark.line + 1, field=key)

@@ -520,6 +520,8 @@ class MetricsListener(PipelineListener):
         m.calls_active.dec()
         m.calls_ended.labels(end_reason(summary.reason)).inc()
         m.handle_time.observe(summary.duration)
+        if summary.scorecard is not None:
+            m.observe_scorecard(summary.scorecard, summary.agent_id)
         if summary.gap_seconds > 0:
             m.audio_gaps.inc(summary.gap_seconds)
         if state is None:

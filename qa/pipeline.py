@@ -25,7 +25,7 @@ import numpy as np
 
 from qa.frontend import ChannelFrontEnd, FrontEndOptions
 from qa.sources.base import CallInfo
-from qa.types import SAMPLE_RATE, AudioChunk, Event, Segment, Speaker, Utterance
+from qa.types import SAMPLE_RATE, AudioChunk, Event, Scorecard, Segment, Speaker, Utterance
 
 log = logging.getLogger("qa.pipeline")
 
@@ -71,6 +71,8 @@ class CallSummary:
         latency_p50: Median seconds from end of speech (endpointer close) to final text.
         latency_p95: 95th percentile of the same.
         events: Rule events raised during the call.
+        scorecard: The call's scorecard, when it was checked against a rule pack.
+        category: The call's main category from the rule pack (None when none was heard).
     """
 
     call_id: str
@@ -86,6 +88,8 @@ class CallSummary:
     latency_p50: float
     latency_p95: float
     events: int = 0
+    scorecard: Scorecard | None = None
+    category: str | None = None
 
 
 class PipelineListener:
@@ -115,6 +119,8 @@ class CallRulesLike:
     def on_speech(self, speaker: Speaker, start: float, end: float) -> list[Event]: ...
     def advance(self, now: float) -> list[Event]: ...
     def finish(self, end: float) -> list[Event]: ...
+    def scorecard(self) -> Scorecard: ...
+    category: str | None
 
 
 RulesFactory = Callable[[CallInfo], "CallRulesLike | None"]
@@ -350,9 +356,12 @@ class Pipeline:
             return
         call.finished = True
         duration = max((c.samples_16k for c in call.channels.values()), default=0) / SAMPLE_RATE
+        scorecard = category = None
         if call.rules is not None:
             self._emit(call, call.rules.advance(duration))
             self._emit(call, call.rules.finish(duration))
+            scorecard = call.rules.scorecard()
+            category = call.rules.category
         latencies = np.asarray(call.latencies or [0.0])
         gap = sum(c.frontend.stats.gap_samples for c in call.channels.values()) / SAMPLE_RATE
         summary = CallSummary(
@@ -369,6 +378,8 @@ class Pipeline:
             latency_p50=float(np.percentile(latencies, 50)),
             latency_p95=float(np.percentile(latencies, 95)),
             events=call.events,
+            scorecard=scorecard,
+            category=category,
         )
         with self._calls_lock:
             self._calls.pop(call.info.call_id, None)

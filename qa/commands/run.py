@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
-import sys
 import threading
 from dataclasses import replace
+from pathlib import Path
 
+from qa.commands._output import (
+    clock,
+    dumps,
+    event_dict,
+    event_line,
+    scorecard_dict,
+    scorecard_lines,
+    segment_dict,
+    segment_line,
+)
 from qa.config import RunConfig, load_config
 from qa.errors import ConfigError
-from qa.pipeline import CallSummary, Pipeline, PipelineListener, PipelineOptions
+from qa.pipeline import CallSummary, PipelineListener, PipelineOptions
 from qa.sources.base import CallInfo
-from qa.types import Segment, Speaker
+from qa.types import Event, Segment, Speaker
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run",
         help="monitor live calls",
         description="Capture calls from sound cards, RTP streams or WAV files, transcribe them "
-        "as they happen and print each final segment. Runs until Ctrl-C or until every source "
-        "ends, then prints a summary per call.",
+        "as they happen, check them against a rule pack and print each final segment and rule "
+        "event. Runs until Ctrl-C or until every source ends, then prints a summary (and the "
+        "scorecard) per call.",
     )
     parser.add_argument(
         "--source", action="append", default=None, metavar="SOURCE",
@@ -31,14 +41,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", help="YAML file with the run settings (see qa/config.py)")
     parser.add_argument("--agent", help="agent id recorded on the calls")
-    parser.add_argument("--language", choices=("en", "zh", "auto"), help="default: auto")
+    parser.add_argument("--language", choices=("en", "zh", "auto"),
+                        help="default: the rule pack's language, else auto")
     parser.add_argument("--model", help="model name or directory (default: base)")
     parser.add_argument("--workers", type=int, help="transcription worker threads (default 1)")
+    parser.add_argument("--rules", metavar="PACK", help="rule pack (YAML) to check calls against")
+    parser.add_argument("--db", help="call store (default: $QA_DB or ~/.local/share/qa/calls.db)")
+    parser.add_argument("--no-store", dest="store", action="store_false", default=None,
+                        help="do not store calls")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument("--prompts-port", type=int,
+                        help="serve the agent prompt page and websocket on this port")
     parser.add_argument("--json", action="store_true", default=None, help="print JSON lines")
     parser.set_defaults(func=run)
 
 
-def _settings(args: argparse.Namespace) -> RunConfig:
+def settings(args: argparse.Namespace) -> RunConfig:
+    """The configuration file (if any) with the command line's settings on top."""
     config = load_config(args.config) if args.config else RunConfig()
     overrides = {
         "sources": tuple(args.source) if args.source else None,
@@ -47,6 +66,11 @@ def _settings(args: argparse.Namespace) -> RunConfig:
         "model": args.model,
         "workers": args.workers,
         "json": args.json,
+        "rules": args.rules,
+        "db": args.db,
+        "store": args.store,
+        "metrics_port": args.metrics_port,
+        "prompts_port": args.prompts_port,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if not config.sources:
@@ -54,8 +78,37 @@ def _settings(args: argparse.Namespace) -> RunConfig:
     return config
 
 
-class _Printer(PipelineListener):
-    """Prints segments as they arrive and a summary per call (the CLI's only output)."""
+def monitor_options(config: RunConfig):
+    """Builds the service options from a run configuration."""
+    from qa.monitor import MonitorOptions
+
+    store = None
+    if config.store:
+        from qa.store import StoreOptions
+
+        store = StoreOptions(path=Path(config.db).expanduser()) if config.db else StoreOptions()
+    prompts = None
+    if config.prompts_port:
+        from qa.prompts import PromptOptions
+
+        prompts = PromptOptions(host=config.prompts_host, port=config.prompts_port,
+                                tokens=config.tokens)
+    # `auto`: the rule pack's language when it names one, else detection per utterance.
+    language = None if config.language == "auto" else config.language
+    return MonitorOptions(
+        pipeline=PipelineOptions(workers=config.workers, queue_size=config.queue_size,
+                                 language=language),
+        model=config.model,
+        rules=Path(config.rules) if config.rules else None,
+        store=store,
+        prompts=prompts,
+        metrics_port=config.metrics_port or None,
+        metrics_host=config.metrics_host,
+    )
+
+
+class Printer(PipelineListener):
+    """Prints segments and events as they arrive and a summary per call (the CLI's output)."""
 
     def __init__(self, as_json: bool, many_calls: bool) -> None:
         self._json = as_json
@@ -67,45 +120,48 @@ class _Printer(PipelineListener):
         with self._lock:
             print(line, flush=True)
 
-    def ready(self, sources: list[str]) -> None:
+    def ready(self, sources: list[str], endpoints: dict[str, str]) -> None:
         """Says that the model is loaded and every source is open (sockets bound)."""
         if self._json:
-            self._print(json.dumps({"type": "ready", "sources": sources}))
-        else:
-            self._print(f"# ready: {', '.join(sources)}")
+            self._print(dumps({"type": "ready", "sources": sources, **endpoints}))
+            return
+        self._print(f"# ready: {', '.join(sources)}")
+        for what, where in endpoints.items():
+            self._print(f"# {what}: {where}")
 
     def call_started(self, call: CallInfo) -> None:
-        if not self._json:
+        if self._json:
+            self._print(dumps({"type": "call_started", "call": call.call_id,
+                               "agent": call.agent_id, "source": call.source}))
+        else:
             self._print(f"# call {call.call_id} started ({call.source})")
 
     def segment(self, segment: Segment, latency: float) -> None:
         if self._json:
-            self._print(json.dumps({
-                "type": "segment", "call": segment.call_id, "start": round(segment.start, 2),
-                "end": round(segment.end, 2), "speaker": str(segment.speaker),
-                "text": segment.text, "language": segment.language,
-                "latency": round(latency, 3),
-            }, ensure_ascii=False))
-            return
-        prefix = f"{segment.call_id} " if self._many else ""
-        self._print(
-            f"{prefix}[{_clock(segment.start)}-{_clock(segment.end)}] "
-            f"{segment.speaker}: {segment.text}"
-        )
+            self._print(dumps({"type": "segment", **segment_dict(segment),
+                               "latency": round(latency, 3)}))
+        else:
+            self._print(segment_line(segment, call=self._many))
+
+    def event(self, event: Event) -> None:
+        if self._json:
+            self._print(dumps({"type": "event", **event_dict(event)}))
+        else:
+            self._print(event_line(event, call=self._many))
 
     def dtmf(self, call_id: str, channel: Speaker, digit: str, time: float) -> None:
         if self._json:
-            self._print(json.dumps({"type": "dtmf", "call": call_id, "channel": str(channel),
-                                    "digit": digit, "time": round(time, 2)}))
+            self._print(dumps({"type": "dtmf", "call": call_id, "channel": str(channel),
+                               "digit": digit, "time": round(time, 2)}))
         else:
-            self._print(f"# call {call_id}: key {digit} on {channel} at {_clock(time)}")
+            self._print(f"# call {call_id}: key {digit} on {channel} at {clock(time)}")
 
     def call_ended(self, summary: CallSummary) -> None:
         with self._lock:
             self.summaries.append(summary)
         speech = {str(s): round(v, 2) for s, v in summary.speech}
         if self._json:
-            self._print(json.dumps({
+            self._print(dumps({
                 "type": "summary", "call": summary.call_id, "agent": summary.agent_id,
                 "reason": summary.reason, "duration": round(summary.duration, 2),
                 "speech": speech, "utterances": summary.utterances,
@@ -113,62 +169,41 @@ class _Printer(PipelineListener):
                 "dropped_audio": round(summary.gap_seconds, 3),
                 "latency_p50": round(summary.latency_p50, 3),
                 "latency_p95": round(summary.latency_p95, 3),
+                "events": summary.events, "category": summary.category,
+                "scorecard": scorecard_dict(summary.scorecard) if summary.scorecard else None,
             }))
             return
         per_speaker = ", ".join(f"{s} {v:.1f} s" for s, v in speech.items())
-        self._print(
+        lines = [
             f"# call {summary.call_id} ended ({summary.reason}): {summary.duration:.1f} s, "
             f"speech {per_speaker}, {summary.utterances} utterances, "
             f"{summary.dropped_utterances} dropped, {summary.gap_seconds:.2f} s audio missing, "
             f"latency p50 {summary.latency_p50:.2f} s p95 {summary.latency_p95:.2f} s"
-        )
-
-
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes):02d}:{rest:05.2f}"
+        ]
+        if summary.category:
+            lines.append(f"# category: {summary.category}")
+        if summary.scorecard is not None:
+            lines += scorecard_lines(summary.scorecard)
+        self._print("\n".join(lines))
 
 
 def run(args: argparse.Namespace) -> int:
-    from qa.asr import Transcriber, TranscriberOptions
+    from qa.monitor import Monitor
     from qa.sources.spec import open_source
 
-    settings = _settings(args)
-    sources = [open_source(spec, agent_id=settings.agent) for spec in settings.sources]
-    language = None if settings.language == "auto" else settings.language
-    transcriber = Transcriber(TranscriberOptions(model=settings.model, language=language))
-    printer = _Printer(settings.json, many_calls=len(sources) > 1)
-    pipeline = Pipeline(
-        transcriber.transcribe,
-        PipelineOptions(workers=settings.workers, queue_size=settings.queue_size,
-                        language=language),
-        listeners=[printer],
-    )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    printer.ready([source.name for source in sources])
-    threads = [
-        threading.Thread(target=_run_source, args=(source, pipeline, stop), name=source.name,
-                         daemon=True)
-        for source in sources
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
-    except KeyboardInterrupt:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    pipeline.wait_idle()
-    pipeline.close()
+    config = settings(args)
+    sources = [open_source(spec, agent_id=config.agent) for spec in config.sources]
+    printer = Printer(config.json, many_calls=len(sources) > 1)
+    with Monitor(monitor_options(config), [printer]) as monitor:
+        endpoints = {}
+        if monitor.metrics_server is not None:
+            endpoints["metrics"] = monitor.metrics_server.url
+        if monitor.prompt_server is not None:
+            endpoints["prompts"] = f"http://{config.prompts_host}:{monitor.prompt_server.port}"
+        if monitor.store is not None:
+            endpoints["store"] = str(monitor.store.options.path)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        printer.ready([source.name for source in sources], endpoints)
+        monitor.run(sources, stop)
     return 0
-
-
-def _run_source(source, pipeline: Pipeline, stop: threading.Event) -> None:
-    try:
-        source.run(pipeline, stop)
-    except Exception as exc:  # one failing source must not stop the others
-        print(f"qa: source {source.name} failed: {exc}", file=sys.stderr, flush=True)

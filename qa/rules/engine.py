@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 from qa.rules.matcher import Phrase, PhraseHit, PhraseMatcher
 from qa.rules.schema import RulePack, Step, speaker_matches
-from qa.types import Event, EventKind, Segment, Severity, Speaker
+from qa.rules.scoring import score
+from qa.types import Event, EventKind, Scorecard, Segment, Severity, Speaker
 
 log = logging.getLogger("qa.rules.engine")
 
@@ -126,6 +127,10 @@ class CallRules:
         return max(
             self._categories, key=lambda c: (self._priority.get(c, 0), -self._categories.index(c))
         )
+
+    def scorecard(self) -> Scorecard:
+        """The call's scorecard from every event so far (complete after `finish`)."""
+        return score(self.pack, self._events, self.call_id)
 
     # -- inputs ----------------------------------------------------------------------
 

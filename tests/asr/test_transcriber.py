@@ -73,9 +73,7 @@ def test_chinese_comes_out_simplified(transcriber: Transcriber, shared_audio: Pa
 
 
 def test_word_timestamps_on_the_call_clock(transcriber: Transcriber, shared_audio: Path) -> None:
-    worded = Transcriber.__new__(Transcriber)
-    worded.__dict__.update(transcriber.__dict__)
-    worded.options = replace(transcriber.options, word_timestamps=True)
+    worded = Transcriber(replace(transcriber.options, word_timestamps=True))
     pcm = read_wav(shared_audio / "en_librivox_austen_0870.wav").pcm[:, 0]
     segs = worded.transcribe(_utterance(pcm, start_sample=5 * SAMPLE_RATE), "en")
     words = [w for s in segs for w in s.words]

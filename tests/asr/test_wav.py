@@ -90,7 +90,9 @@ def test_shared_clips_read(shared_audio: Path) -> None:
 def test_truncated_says_how_many_frames_are_missing(tmp_path: Path) -> None:
     data = RAMP.astype("<i2").tobytes()
     path = write_wav(tmp_path / "t.wav", data, data_size=len(data) + 200)
-    with pytest.raises(AudioFileError, match="truncated: .*declares 106 frames but only 6 .*100 missing"):
+    with pytest.raises(
+        AudioFileError, match="truncated: .*declares 106 frames but only 6 .*100 missing"
+    ):
         read_wav(path)
     partial = read_wav(path, strict=False)
     assert partial.frames == 6 and partial.missing_frames == 100

@@ -126,4 +126,7 @@ def test_cli_install_and_list(store: Path, repo: Path) -> None:
     bad = subprocess.run([*qa, "models", "verify", "tiny.en"], env=env, capture_output=True,
                          text=True, check=False)  # fmt: skip
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "qa: error: model 'tiny.en' is not installed; run: qa models install tiny.en"
+    assert (
+        bad.stderr.strip()
+        == "qa: error: model 'tiny.en' is not installed; run: qa models install tiny.en"
+    )

@@ -182,6 +182,20 @@ BAD_CASES = [
         "handle_time.warnings",
         "below the limit",
     ),
+    (
+        "deadline from trigger without trigger",
+        GOOD.replace("{within: 15}", "{within: 15, from: trigger}"),
+        3,
+        "steps[0].deadline.from",
+        "the step has no trigger",
+    ),
+    (
+        "deadline neither end nor mapping",
+        GOOD.replace("{within: 15}", "soon"),
+        5,
+        "steps[0].deadline",
+        "must be 'end' or a mapping",
+    ),
     ("empty file", "", None, None, "empty rule file"),
 ]
 

@@ -1,0 +1,207 @@
+"""The monitoring service assembled: sources → pipeline → rules → store, prompts, metrics.
+
+`Monitor` owns the long-lived parts (the model, the rule pack, the call store, the prompt
+server, the metrics exporter) and runs sources into one `Pipeline`. `qa run`, `qa score`,
+`qa backtest` and `make demo` all go through it, so a replayed recording is checked exactly
+as the live call was.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qa.pipeline import CallSummary, Pipeline, PipelineListener, PipelineOptions
+from qa.sources.base import CallInfo, Source
+from qa.types import Event, Segment
+
+log = logging.getLogger("qa.monitor")
+
+
+@dataclass(frozen=True)
+class MonitorOptions:
+    """What the service runs with.
+
+    Attributes:
+        pipeline: Front end, workers, queue and language.
+        model: Whisper model name or directory.
+        rules: A rule pack (YAML) to check every call against; None checks nothing.
+        store: Where calls are stored (a `qa.store.StoreOptions`); None stores nothing.
+        prompts: The agent prompt server (a `qa.prompts.PromptOptions`); None serves none.
+        metrics_port: Port of the Prometheus exporter; None exports nothing.
+        metrics_host: Address the exporter binds (loopback unless told otherwise).
+        metrics_agent_label: Label metrics per agent (switch off for very large floors).
+    """
+
+    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+    model: str = "base"
+    rules: Path | None = None
+    store: object | None = None
+    prompts: object | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_agent_label: bool = True
+
+
+class StoreListener(PipelineListener):
+    """Writes every call, final segment, event and scorecard to the call store as it happens,
+    so a process killed mid-call loses at most the utterance in flight."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def call_started(self, call: CallInfo) -> None:
+        self.store.start_call(call)
+
+    def segment(self, segment: Segment, latency: float) -> None:
+        self.store.add_segment(segment)
+
+    def event(self, event: Event) -> None:
+        self.store.add_event(event)
+
+    def call_ended(self, summary: CallSummary) -> None:
+        self.store.end_call(summary.call_id, duration=summary.duration,
+                            category=summary.category, reason=summary.reason)
+        if summary.scorecard is not None:
+            self.store.save_scorecard(summary.scorecard)
+
+
+class Monitor:
+    """The running service. Use as a context manager; `run(sources)` blocks until they end.
+
+    Args:
+        options: What to run with.
+        listeners: Extra receivers (the console printer, tests), notified after the store.
+        transcriber: An already loaded `qa.asr.Transcriber` to share (else one is loaded).
+    """
+
+    def __init__(
+        self,
+        options: MonitorOptions,
+        listeners: Sequence[PipelineListener] = (),
+        transcriber=None,
+    ) -> None:
+        from qa.asr import Transcriber, TranscriberOptions
+
+        self.options = options
+        self.pack = None
+        if options.rules is not None:
+            from qa.rules import load_pack
+
+            self.pack = load_pack(options.rules)
+        language = options.pipeline.language
+        if language is None and self.pack is not None and self.pack.language != "auto":
+            # Detection costs ~1 s per utterance; the pack says what the centre speaks.
+            language = self.pack.language
+        self.language = language
+        self.transcriber = transcriber or Transcriber(
+            TranscriberOptions(model=options.model, language=language)
+        )
+        self._closers: list = []
+        all_listeners: list[PipelineListener] = []
+        self.store = None
+        if options.store is not None:
+            from qa.store import CallStore
+
+            self.store = CallStore(options.store)
+            self._closers.append(self.store.close)
+            all_listeners.append(StoreListener(self.store))
+        self.prompt_server = None
+        if options.prompts is not None:
+            from qa.prompts import PromptListener, PromptServer
+
+            self.prompt_server = PromptServer(options.prompts)
+            self.prompt_server.start()
+            self._closers.append(self.prompt_server.stop)
+            all_listeners.append(PromptListener(self.prompt_server))
+        self.metrics = None
+        self.metrics_server = None
+        transcribe = self.transcriber.transcribe
+        if options.metrics_port is not None:
+            from prometheus_client import CollectorRegistry
+
+            from qa.metrics import MetricsListener, MetricsOptions, MetricsServer, QAMetrics
+
+            registry = CollectorRegistry()
+            self.metrics = QAMetrics(
+                registry, MetricsOptions(agent_label=options.metrics_agent_label)
+            )
+            self.metrics_server = MetricsServer(
+                registry, options.metrics_host, options.metrics_port
+            ).start()
+            self._closers.append(self.metrics_server.stop)
+            all_listeners.append(MetricsListener(self.metrics))
+            transcribe = self.metrics.timed(transcribe)
+        all_listeners += listeners
+        rules = None
+        if self.pack is not None:
+            from qa.rules import CallRules, build_matcher
+
+            matcher = build_matcher(self.pack)
+            pack = self.pack
+
+            def rules(call: CallInfo) -> CallRules:
+                return CallRules(pack, call.call_id, call.agent_id, matcher=matcher)
+
+        self.pipeline = Pipeline(
+            transcribe,
+            PipelineOptions(
+                frontend=options.pipeline.frontend,
+                workers=options.pipeline.workers,
+                queue_size=options.pipeline.queue_size,
+                language=language,
+            ),
+            listeners=all_listeners,
+            rules=rules,
+        )
+        if self.metrics is not None:
+            self.metrics.watch_pipeline(self.pipeline)
+
+    def run(self, sources: Sequence[Source], stop: threading.Event | None = None) -> None:
+        """Runs every source into the pipeline until all end or `stop` is set, then waits
+        until every call is transcribed, checked, scored and stored."""
+        stop = stop or threading.Event()
+        threads = []
+        for source in sources:
+            if self.metrics is not None:
+                self.metrics.watch_source(_kind(source), source)
+            thread = threading.Thread(
+                target=self._run_source, args=(source, stop), name=source.name, daemon=True
+            )
+            thread.start()
+            threads.append(thread)
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except KeyboardInterrupt:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        self.pipeline.wait_idle()
+
+    def _run_source(self, source: Source, stop: threading.Event) -> None:
+        try:
+            source.run(self.pipeline, stop)
+        except Exception:  # one failing source must not stop the others
+            log.exception("source %s failed", source.name)
+
+    def close(self) -> None:
+        """Stops the workers and the servers, closes the store."""
+        self.pipeline.close()
+        for closer in reversed(self._closers):
+            closer()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _kind(source: Source) -> str:
+    name = source.name
+    return "rtp" if name.startswith("rtp") else "soundcard" if name.startswith("sound") else "file"
