@@ -9,10 +9,13 @@ QA     := $(VENV)/bin/qa
 STAMP  := .stamp
 MODEL  ?= base
 
-.PHONY: demo test bench bench-capacity setup native lint dashboards clean
+.PHONY: demo test bench bench-live setup native lint dashboards clean
 
+# Monitors the sample call as if it were live: real-time replay, English rule pack, prompts as
+# they fire, then the scorecard. The call is stored for `qa review`.
 demo: setup
-	$(QA) transcribe examples/sample_call.wav
+	$(QA) run --source "file:examples/sample_call.wav?realtime=1" \
+		--rules examples/rules/en_support.yaml
 
 test: setup
 	$(PY) -m pytest -q
@@ -21,9 +24,17 @@ bench: setup
 	$(PY) -m pytest -q tests/benchmarks --benchmark-enable --benchmark-only \
 		--benchmark-columns=min,median,mean,rounds --benchmark-sort=name
 
+# Concurrent real-time calls against p50/p95 latency, CPU and WER (several minutes).
+bench-live: setup
+	$(PY) -m tests.benchmarks.live_load --calls 1,2,4,6,8
+
+# Regenerates grafana/dashboards/*.json from qa/dashboards.py (commit the result).
+dashboards: setup
+	$(QA) dashboards
+
 lint: setup
 	$(VENV)/bin/ruff check qa tests models
-	$(VENV)/bin/cython-lint native || true
+	PATH=$(VENV)/bin:$$PATH cython-lint --max-line-length 100 native/*.pyx native/*.pxd
 
 setup: $(STAMP)/model native
 

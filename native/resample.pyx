@@ -210,4 +210,3 @@ cdef class Resampler:
     def delay_in(self):
         """Look-ahead in input samples: output is held back until this much later input."""
         return self._half
-

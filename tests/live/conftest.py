@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -48,10 +49,8 @@ class QaRun:
                     f"no {count} '{kind}' lines within {timeout} s; got {self.seen}; "
                     f"stderr: {self.stderr_text()}"
                 )
-            try:
+            with contextlib.suppress(queue.Empty):
                 self.seen.append(self.lines.get(timeout=min(remaining, 0.2)))
-            except queue.Empty:
-                pass
         return [m for m in self.seen if m["type"] == kind]
 
     def stderr_text(self) -> str:
