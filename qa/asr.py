@@ -1,10 +1,10 @@
 """The transcriber: one faster-whisper model turning `Utterance`s into `Segment`s.
 
 Input is already VAD-gated by the front end, so faster-whisper's own VAD stays off. The
-decoding options are bounded for a live pipeline (see `TranscriberOptions`), and three guards
-drop what Whisper invents on non-speech: segments it thinks hold no speech, segments it is
-very unsure of, and the few phrases it is known to hallucinate on silence. Chinese comes out
-in simplified characters.
+decoding options are bounded for a live pipeline (see `TranscriberOptions`), and guards drop
+what Whisper invents on non-speech: segments it thinks hold no speech, segments it is very
+unsure of or that repeat themselves, segments without a single word character, and the few
+phrases it is known to hallucinate on silence. Chinese comes out in simplified characters.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ from qa.types import Segment, Utterance, Word
 log = logging.getLogger("qa.asr")
 
 #: Phrases Whisper produces on silence or noise (it learnt them from subtitle credits). A
-#: segment is dropped only when its whole normalised text is one of these.
+#: segment is dropped only when its whole normalised text is one of these. "You" is what
+#: `base` says for digital silence and dither (no_speech_prob 0.73-0.75 but avg_logprob -0.8,
+#: so the no-speech rule keeps it; a no-speech cut-off alone cannot: the digits clip, real
+#: speech, scores 0.71).
 SILENCE_HALLUCINATIONS = (
     "you",
     "thank you for watching",
@@ -68,10 +71,6 @@ class TranscriberOptions:
             no-speech probability is above this AND whose mean log-probability is below
             `log_prob_threshold` is dropped (Whisper's own silence rule, applied per segment).
         log_prob_threshold: See `no_speech_threshold`; also triggers temperature fallback.
-        no_speech_drop: A segment whose no-speech probability is above this is dropped
-            whatever its log-probability. Digital silence decodes as "You" with p=0.73-0.75
-            and avg_logprob -0.8, which the rule above keeps; the highest value seen on real
-            speech (shared clips incl. 8 kHz copies, the sample call) was 0.61.
         min_avg_logprob: Any segment less likely than this is dropped, speech or not.
         compression_ratio_threshold: Output more repetitive than this is re-decoded or dropped.
         word_timestamps: Word times (costs an extra alignment pass per utterance).
@@ -89,7 +88,6 @@ class TranscriberOptions:
     condition_on_previous_text: bool = False
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
-    no_speech_drop: float = 0.7
     min_avg_logprob: float = -1.5
     compression_ratio_threshold: float = 2.4
     word_timestamps: bool = False
@@ -235,14 +233,13 @@ class Transcriber:
 
     def _reject(self, text: str, piece) -> str:
         opts = self.options
-        if not text:
-            return "empty"
+        if not any(c.isalnum() for c in text):
+            # "." or "..." with no_speech_prob 0.85 is what base makes of -50 dBFS hiss.
+            return "no words"
         if (
             piece.no_speech_prob > opts.no_speech_threshold
             and piece.avg_logprob < opts.log_prob_threshold
         ):
-            return f"no speech p={piece.no_speech_prob:.2f}"
-        if piece.no_speech_prob > opts.no_speech_drop:
             return f"no speech p={piece.no_speech_prob:.2f}"
         if piece.avg_logprob < opts.min_avg_logprob:
             return f"avg_logprob {piece.avg_logprob:.2f}"

@@ -40,14 +40,13 @@ def test_guards_are_what_drops_silence(base_model_dir: Path) -> None:
         TranscriberOptions(
             model=str(base_model_dir),
             no_speech_threshold=1.0,
-            no_speech_drop=1.0,
             min_avg_logprob=-100.0,
             drop_hallucinations=False,
         )
     )
     segs = unguarded.transcribe(_utterance(np.zeros(3 * SAMPLE_RATE, dtype=np.int16)), "en")
     assert [s.text for s in segs] == ["You"]
-    assert segs[0].no_speech_prob > TranscriberOptions().no_speech_drop
+    assert segs[0].no_speech_prob > TranscriberOptions().no_speech_threshold
 
 
 def test_times_are_on_the_call_clock(transcriber: Transcriber, shared_audio: Path) -> None:

@@ -27,7 +27,7 @@ class QaRun:
     def __init__(self, *args: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qa", "run", "--json", *args],
+            [sys.executable, "-m", "qa", "run", "--json", "--no-store", *args],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.lines: queue.Queue[dict] = queue.Queue()

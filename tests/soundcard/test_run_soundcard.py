@@ -30,7 +30,8 @@ def test_qa_run_transcribes_each_channel_of_a_played_clip(
     expected = references["en_stereo_2ch_overlap.wav"]["channels"]
     errors = (tmp_path / "stderr.txt").open("w")
     run = subprocess.Popen(
-        [sys.executable, "-m", "qa", "run", "--source", "soundcard:pulse", "--language", "en"],
+        [sys.executable, "-m", "qa", "run", "--source", "soundcard:pulse", "--language", "en",
+         "--no-store"],
         env=pulse.client_env(),
         cwd=repo,
         stdout=subprocess.PIPE,
@@ -39,6 +40,8 @@ def test_qa_run_transcribes_each_channel_of_a_played_clip(
     )
     heard: dict[str, list[str]] = {"agent": [], "customer": []}
     try:
+        ready = run.stdout.readline()
+        assert ready.startswith("# ready: soundcard:pulse"), ready + _tail(tmp_path)
         started = run.stdout.readline()
         assert started.startswith("# call soundcard-"), started + _tail(tmp_path)
         time.sleep(FIRST_AUDIO_S)
