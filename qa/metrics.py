@@ -217,6 +217,45 @@ class QAMetrics:
         self._collector = _HotCollector(self._agents)
         registry.register(self._collector)
 
+    def prepare(
+        self,
+        *,
+        rules: Iterable[str] = (),
+        steps: Iterable[str] = (),
+        forbidden: Iterable[str] = (),
+        agents: Iterable[str] = (),
+    ) -> None:
+        """Creates every known label value at zero before the first scrape.
+
+        Prometheus takes a series' first sample as the baseline of `increase()`/`rate()`, so
+        a labelled counter born at 1 would lose its first count on every board. Bands, end
+        reasons, speakers and prompt kinds are always known; rule, step and agent ids come
+        from the rule pack and the configuration.
+        """
+        from qa.rules.scoring import BANDS
+
+        for reason in (*END_REASONS.values(), "other"):
+            self.calls_ended.labels(reason)
+        for _, name in BANDS:
+            self.score_bands.labels(name)
+        for speaker in Speaker:
+            self.talk.labels(str(speaker))
+        for kind in EventKind:
+            self.prompts.labels(str(kind))
+        for rule in (*rules, *steps, *forbidden):
+            self.violations.labels(rule)
+        for step in steps:
+            self.steps_done.labels(step)
+            self.steps_missed.labels(step)
+        for rule in forbidden:
+            self.forbidden_hits.labels(rule)
+        for agent_id in agents:
+            label = self.agent(agent_id)
+            for counter in (self.agent_calls, self.agent_violations, self.agent_steps_missed,
+                            self.agent_forbidden):
+                counter.labels(label)
+            self.agent_score.labels(label)
+
     # -- registration of things read at scrape time -----------------------------------------
 
     def watch_pipeline(self, pipeline: PipelineLike) -> None:

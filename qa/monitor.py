@@ -34,6 +34,8 @@ class MonitorOptions:
         metrics_port: Port of the Prometheus exporter; None exports nothing.
         metrics_host: Address the exporter binds (loopback unless told otherwise).
         metrics_agent_label: Label metrics per agent (switch off for very large floors).
+        agents: Agent ids known up front (configuration, sources), so that their metrics
+            series exist from the first scrape.
     """
 
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
@@ -44,6 +46,7 @@ class MonitorOptions:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_agent_label: bool = True
+    agents: tuple[str, ...] = ()
 
 
 class StoreListener(PipelineListener):
@@ -135,6 +138,13 @@ class Monitor:
             self._closers.append(self.metrics_server.stop)
             all_listeners.append(MetricsListener(self.metrics))
             transcribe = self.metrics.timed(transcribe)
+            pack = self.pack
+            self.metrics.prepare(
+                rules=("handle_time", "dead_air", "talk_over", "talk_share") if pack else (),
+                steps=[step.id for step in pack.steps] if pack else (),
+                forbidden=[rule.id for rule in pack.forbidden] if pack else (),
+                agents=[agent for agent in options.agents if agent],
+            )
         all_listeners += listeners
         rules = None
         if self.pack is not None:

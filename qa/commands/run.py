@@ -78,7 +78,7 @@ def settings(args: argparse.Namespace) -> RunConfig:
     return config
 
 
-def monitor_options(config: RunConfig):
+def monitor_options(config: RunConfig, sources=()):
     """Builds the service options from a run configuration."""
     from qa.monitor import MonitorOptions
 
@@ -104,6 +104,10 @@ def monitor_options(config: RunConfig):
         prompts=prompts,
         metrics_port=config.metrics_port or None,
         metrics_host=config.metrics_host,
+        agents=tuple(dict.fromkeys(
+            [config.agent, *(agent for agent, _ in config.tokens),
+             *(getattr(getattr(s, "options", None), "agent_id", "") for s in sources)]
+        )),
     )
 
 
@@ -194,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     config = settings(args)
     sources = [open_source(spec, agent_id=config.agent) for spec in config.sources]
     printer = Printer(config.json, many_calls=len(sources) > 1)
-    with Monitor(monitor_options(config), [printer]) as monitor:
+    with Monitor(monitor_options(config, sources), [printer]) as monitor:
         endpoints = {}
         if monitor.metrics_server is not None:
             endpoints["metrics"] = monitor.metrics_server.url

@@ -45,10 +45,6 @@ def _same(got, want) -> None:
         np.testing.assert_array_equal(g[2], w[2])
 
 
-def test_compiled_module_is_loaded() -> None:
-    assert Path(native_endpointer.__file__).suffix == ".so"
-
-
 def test_defaults_in_frames() -> None:
     assert DEFAULTS == {
         "start_window": 10,

@@ -24,10 +24,6 @@ def _samples(start: int, n: int) -> np.ndarray:
     return ((np.arange(start, start + n) + WRAP // 2) % WRAP - WRAP // 2).astype(np.int16)
 
 
-def test_compiled_module_is_loaded():
-    assert ring.__file__.endswith(tuple(EXTENSION_SUFFIXES))
-
-
 def _state(rb) -> tuple[int, ...]:
     return (rb.written, rb.consumed, rb.available, rb.dropped, rb.last_read_start)
 

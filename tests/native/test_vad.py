@@ -38,10 +38,6 @@ def speech16k(shared_audio: Path) -> np.ndarray:
     return _clip(shared_audio / "en_librivox_austen_0870.wav")
 
 
-def test_compiled_module_is_loaded() -> None:
-    assert Path(native_vad.__file__).suffix == ".so"
-
-
 @pytest.mark.parametrize("mode", sorted(GOLDEN))
 def test_golden_decisions_8k(golden_audio: np.ndarray, mode: int) -> None:
     voiced, energy = FrameVad(8000, 30, mode).process(golden_audio)

@@ -1,0 +1,80 @@
+"""`qa run --config`: settings from YAML, and bad files named by file, line and field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qa.config import RunConfig, load_config
+from qa.errors import ConfigError
+
+GOOD = """\
+sources:
+  - file:examples/sample_call.wav
+  - rtp://127.0.0.1:40000,40002
+agent: a-017
+language: en
+workers: 2
+rules: examples/rules/en_support.yaml
+metrics_port: 9464
+tokens:
+  a-017: s3cret
+"""
+
+
+def test_a_full_config_is_read(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text(GOOD)
+    config = load_config(path)
+    assert config == RunConfig(
+        sources=("file:examples/sample_call.wav", "rtp://127.0.0.1:40000,40002"),
+        agent="a-017", language="en", workers=2, rules="examples/rules/en_support.yaml",
+        metrics_port=9464, tokens=(("a-017", "s3cret"),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "reason"),
+    [
+        ("sources: [a\nagent: x\n", 2, None, "not valid YAML"),
+        ("agent: x\nspeed: 3\n", 2, "speed", "unknown setting"),
+        ("workers: two\n", 1, "workers", "expected int"),
+        ("workers: 0\n", 1, "workers", "at least 1"),
+        ("json: 1\n", 1, "json", "expected bool"),
+        ("language: fr\n", 1, "language", "expected en, zh or auto"),
+        ("sources:\n  - 5\n", 1, "sources[0]", "expected a source string"),
+        ("metrics_port: 70000\n", 1, "metrics_port", "expected a TCP port"),
+        ("tokens:\n  a-1: ''\n", 1, "tokens.a-1", "non-empty token"),
+        ("- a\n- b\n", 1, None, "expected a mapping"),
+    ],
+)
+def test_bad_config_names_file_line_and_field(tmp_path, text, line, field, reason):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    error = caught.value
+    assert (error.path, error.line, error.field) == (str(path), line, field)
+    assert reason in str(error)
+
+
+def test_qa_run_reports_a_bad_config_in_one_line(tmp_path: Path, repo: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("sources: [file:x.wav]\nworkers: many\n")
+    done = subprocess.run([sys.executable, "-m", "qa", "run", "--config", str(path)],
+                          cwd=repo, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"qa: error: {path}:2: field 'workers' expected int, got str"
+    ]
+
+
+def test_qa_run_reports_a_bad_source_in_one_line(repo: Path):
+    done = subprocess.run([sys.executable, "-m", "qa", "run", "--source", "tcp://x:1"],
+                          cwd=repo, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("qa: error: tcp://x:1: field 'source' unknown source")
