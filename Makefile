@@ -9,7 +9,7 @@ QA     := $(VENV)/bin/qa
 STAMP  := .stamp
 MODEL  ?= base
 
-.PHONY: demo test bench bench-live setup native lint dashboards clean
+.PHONY: demo test bench bench-live bench-capacity setup native lint dashboards clean
 
 # Monitors the sample call as if it were live: real-time replay, English rule pack, prompts as
 # they fire, then the scorecard. The call is stored for `qa review`.
@@ -27,6 +27,10 @@ bench: setup
 # Concurrent real-time calls against p50/p95 latency, CPU and WER (several minutes).
 bench-live: setup
 	$(PY) -m tests.benchmarks.live_load --calls 1,2,4,6,8
+
+# Capacity: policies (a) per utterance, (b) re-decode every second, (c) ours, against N calls.
+bench-capacity: setup
+	$(PY) -m tests.benchmarks.capacity
 
 # Regenerates grafana/dashboards/*.json from qa/dashboards.py (commit the result).
 dashboards: setup

@@ -31,6 +31,8 @@ log = logging.getLogger("qa.pipeline")
 
 #: The transcription step: one utterance (and a language, None = detect) to its final segments.
 TranscribeFn = Callable[[Utterance, "str | None"], list[Segment]]
+#: The batched step: several utterances decoded together, segments per utterance in order.
+TranscribeBatchFn = Callable[[Sequence[Utterance], "str | None"], list[list[Segment]]]
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,18 @@ class PipelineOptions:
         queue_size: Utterances that may wait for a worker, over all calls, before the drop
             policy above applies.
         language: Language of every call (`en`, `zh`), or None to detect it per utterance.
+        max_batch: Utterances decoded together in one batch when the pipeline has a batch
+            transcription step (1 = one at a time).
+        batch_wait_ms: How long a worker holding fewer than `max_batch` utterances waits for
+            more before decoding what it has.
     """
 
     frontend: FrontEndOptions = field(default_factory=FrontEndOptions)
     workers: int = 1
     queue_size: int = 64
     language: str | None = None
+    max_batch: int = 1
+    batch_wait_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +169,7 @@ class Pipeline:
         options: Scheduling and front-end options.
         listeners: Receivers of segments, events and call summaries.
         rules: Makes the per-call rule state for a new call (None: no rules).
+        transcribe_batch: A batched transcription step used when `options.max_batch` > 1.
     """
 
     def __init__(
@@ -169,8 +178,10 @@ class Pipeline:
         options: PipelineOptions | None = None,
         listeners: Sequence[PipelineListener] = (),
         rules: RulesFactory | None = None,
+        transcribe_batch: TranscribeBatchFn | None = None,
     ) -> None:
         self._transcribe = transcribe
+        self._transcribe_batch = transcribe_batch
         self.options = options or PipelineOptions()
         self._listeners = tuple(listeners)
         self._rules = rules
@@ -289,20 +300,46 @@ class Pipeline:
         return call, utterance
 
     def _work(self) -> None:
+        batch_size = max(1, self.options.max_batch) if self._transcribe_batch else 1
+        wait = self.options.batch_wait_ms / 1000.0
         while True:
             with self._queue_cv:
                 while not self._queue and not self._closing:
                     self._queue_cv.wait()
                 if not self._queue:
                     return
-                _, call, utterance = heapq.heappop(self._queue)
+                batch = [heapq.heappop(self._queue)[1:]]
+                # Gather more utterances for one batched decode, waiting at most `wait` for
+                # them: a batch of B costs far less than B decodes on the same cores.
+                deadline = time.monotonic() + wait
+                while len(batch) < batch_size:
+                    if not self._queue:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or self._closing:
+                            break
+                        self._queue_cv.wait(remaining)
+                        continue
+                    batch.append(heapq.heappop(self._queue)[1:])
+            results = self._run_batch([utterance for _, utterance in batch])
+            for (call, utterance), segments in zip(batch, results, strict=True):
+                latency = time.monotonic() - utterance.closed_at if utterance.closed_at else 0.0
+                self._deliver(call, utterance, segments, latency)
+
+    def _run_batch(self, utterances: list[Utterance]) -> list[list[Segment]]:
+        language = self.options.language
+        if self._transcribe_batch is not None and len(utterances) > 1:
             try:
-                segments = self._transcribe(utterance, self.options.language)
+                return self._transcribe_batch(utterances, language)
+            except Exception:  # fall back to one by one, so one bad utterance fails alone
+                log.exception("batched transcription of %d utterances failed", len(utterances))
+        results = []
+        for utterance in utterances:
+            try:
+                results.append(self._transcribe(utterance, language))
             except Exception:  # one bad utterance must not stop the worker or other calls
-                log.exception("transcription failed for call %s", call.info.call_id)
-                segments = []
-            latency = time.monotonic() - utterance.closed_at if utterance.closed_at else 0.0
-            self._deliver(call, utterance, segments, latency)
+                log.exception("transcription failed for call %s", utterance.call_id)
+                results.append([])
+        return results
 
     def _deliver(
         self, call: _Call, utterance: Utterance, segments: list[Segment] | None, latency: float

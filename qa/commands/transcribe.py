@@ -8,11 +8,9 @@ clock (minutes keep counting past 59); `--json` writes one JSON object per line 
 from __future__ import annotations
 
 import argparse
-import json
 
-from qa.asr import Transcriber, TranscriberOptions, transcribe_file
+from qa.commands._output import dumps, segment_line
 from qa.models import DEFAULT_MODEL
-from qa.sources.wav import read_wav
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,14 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def clock(seconds: float) -> str:
-    """Formats call-clock seconds as `MM:SS.ss`."""
-    minutes, rest = divmod(max(0.0, seconds), 60.0)
-    return f"{int(minutes):02d}:{rest:05.2f}"
-
-
 def run(args: argparse.Namespace) -> int:
     """Transcribes the file and prints its segments; returns the exit status."""
+    from qa.asr import Transcriber, TranscriberOptions, transcribe_file
+    from qa.sources.wav import read_wav
+
     # Read the file before loading the model so a bad file fails fast.
     wav = read_wav(args.file)
     language = None if args.language == "auto" else args.language
@@ -53,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                 "text": seg.text,
                 "language": seg.language,
             }
-            print(json.dumps(record, ensure_ascii=False), flush=True)
+            print(dumps(record), flush=True)
         else:
-            print(f"[{clock(seg.start)}-{clock(seg.end)}] {seg.speaker}: {seg.text}", flush=True)
+            print(segment_line(seg), flush=True)
     return 0
