@@ -231,6 +231,16 @@ class Transcriber:
         )  # fmt: skip
         return segments
 
+    def reject_reason(self, text: str, piece) -> str:
+        """Why a decoded piece is dropped by the guards ('' = kept).
+
+        Args:
+            text: The piece's text (Chinese already simplified).
+            piece: Anything with `no_speech_prob`, `avg_logprob` and `compression_ratio`
+                (a faster-whisper segment, or a batched decode's result).
+        """
+        return self._reject(text, piece)
+
     def _reject(self, text: str, piece) -> str:
         opts = self.options
         if not any(c.isalnum() for c in text):

@@ -1,7 +1,7 @@
 """Offline numpy twin of `qa._native.resample.Resampler` (same filter, same arithmetic).
 
 Designs the same Kaiser-windowed sinc polyphase filter and computes every output at once,
-vectorised over outputs but accumulating the taps one after another in the same order as the
+vectorised over outputs but accumulating the taps in the same four lanes and order as the
 compiled loop, so the float64 sums, and hence the rounded int16 output, are bit-identical.
 """
 
@@ -47,7 +47,9 @@ def resample(pcm: np.ndarray, in_rate: int, out_rate: int = 16000) -> np.ndarray
     phase = j * down - q * up
     # Zeros before the first and after the last input sample.
     padded = np.concatenate([np.zeros(half - 1), x.astype(np.float64), np.zeros(half)])
-    acc = np.zeros(n_out)
+    # Tap m is added to lane m % 4 in order and the lanes pairwise, as the compiled loop does.
+    lanes = np.zeros((4, n_out))
     for m in range(2 * half):
-        acc += padded[q + m] * taps[phase, m]
+        lanes[m % 4] += padded[q + m] * taps[phase, m]
+    acc = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
     return np.clip(np.floor(acc + 0.5), -32768, 32767).astype(np.int16)

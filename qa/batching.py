@@ -1,0 +1,239 @@
+"""Batched, short-window transcription: many utterances in one CTranslate2 call.
+
+faster-whisper pads every input to Whisper's 30-second window, so a 2-second utterance costs
+as much encoder time as a 30-second one, and each utterance is encoded and decoded on its
+own. `BatchTranscriber` calls the CTranslate2 model of an already loaded `Transcriber`
+directly: each utterance's log-Mel features are padded only to a short window (its length
+plus a margin, rounded up; see `BatchOptions`), every utterance of a batch is padded to the
+longest window in it, and the batch is encoded and decoded in one `encode` and one
+`generate` call. The decode keeps the per-utterance path's options (beam, temperature
+fallback, suppressed tokens) and its guards (`Transcriber.reject_reason`: no-speech and
+log-probability cut-offs, repetition, known silence hallucinations); Chinese comes out in
+simplified characters. Utterances longer than Whisper's window go through the per-utterance
+path, which seeks through them window by window.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+
+from qa.textnorm import to_simplified
+from qa.types import SAMPLE_RATE, Segment, Utterance
+
+log = logging.getLogger("qa.batching")
+
+#: Whisper's full window: 30 s of 10 ms mel frames.
+WINDOW_FRAMES = 3000
+#: Mel frames per second (hop of 160 samples at 16 kHz).
+FRAMES_PER_SECOND = 100
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    """How utterances are padded and decoded in a batch.
+
+    Attributes:
+        pad_frames: Frames of padding added after each utterance's features before rounding
+            (100 = 1 s). Whisper was trained on 30 s windows; with no margin at all it tends
+            to drop the last word, a second of padding keeps it (measured in
+            docs/capacity.md).
+        frame_multiple: The window is rounded up to a multiple of this many frames, so
+            batches of similar utterances share a length.
+        min_frames: Shortest window; very short inputs decode badly without context.
+        without_timestamps: Decode without timestamp tokens: one segment per utterance that
+            spans the utterance (the endpointer already cut at pauses), and fewer tokens.
+        max_tokens_per_second: Bound on new tokens per second of audio (plus 32), so a
+            decode that starts repeating cannot run to Whisper's 448-token limit on a
+            short window. Fast English is ~4 tokens/s, Mandarin ~6.
+    """
+
+    pad_frames: int = 100
+    frame_multiple: int = 100
+    min_frames: int = 300
+    without_timestamps: bool = True
+    max_tokens_per_second: float = 12.0
+
+
+def window_frames(content_frames: int, options: BatchOptions) -> int:
+    """The padded encoder input length (mel frames) for `content_frames` of audio."""
+    frames = content_frames + options.pad_frames
+    frames = math.ceil(frames / options.frame_multiple) * options.frame_multiple
+    return int(min(WINDOW_FRAMES, max(options.min_frames, frames)))
+
+
+class BatchTranscriber:
+    """Decodes batches of utterances with the model of a loaded `qa.asr.Transcriber`.
+
+    Thread-safe like the model: CTranslate2 queues concurrent calls on its own workers.
+
+    Args:
+        transcriber: The loaded per-utterance transcriber whose model, options and guards
+            are shared (and whose `transcribe` handles over-long utterances).
+        options: Padding and decoding options.
+    """
+
+    def __init__(self, transcriber, options: BatchOptions = BatchOptions()) -> None:
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+        self.transcriber = transcriber
+        self.options = options
+        self._whisper = transcriber.whisper
+        self._model = self._whisper.model
+        self._multilingual = self._model.is_multilingual
+        self._tokenizer_cls = Tokenizer
+        self._compression_ratio = get_compression_ratio
+        self._suppressed = get_suppressed_tokens
+        self._tokenizers: dict[str | None, object] = {}
+
+    def _tokenizer(self, language: str | None):
+        if language not in self._tokenizers:
+            self._tokenizers[language] = self._tokenizer_cls(
+                self._whisper.hf_tokenizer, self._multilingual, task="transcribe",
+                language=language if self._multilingual else "en",
+            )
+        return self._tokenizers[language]
+
+    def transcribe(self, utterance: Utterance, language: str | None = None) -> list[Segment]:
+        """Transcribes one utterance through the batched path (a batch of one)."""
+        return self.transcribe_batch([utterance], language)[0]
+
+    def transcribe_batch(
+        self, utterances: Sequence[Utterance], language: str | None = None
+    ) -> list[list[Segment]]:
+        """Transcribes several utterances together.
+
+        Args:
+            utterances: 16 kHz speech, from any calls and speakers.
+            language: `en`, `zh`, ... for all of them; None uses the transcriber's options'
+                language, and None there detects it per utterance.
+
+        Returns:
+            For each utterance in order, its final segments (at most one when
+            `without_timestamps`), guarded and (for Chinese) simplified.
+        """
+        language = language or self.transcriber.options.language
+        results: list[list[Segment]] = [[] for _ in utterances]
+        short: list[tuple[int, np.ndarray]] = []
+        for i, utterance in enumerate(utterances):
+            if len(utterance.pcm) == 0:
+                continue
+            features = self._whisper.feature_extractor(
+                utterance.pcm.astype(np.float32) / 32768.0
+            )
+            if features.shape[-1] > WINDOW_FRAMES:
+                results[i] = self.transcriber.transcribe(utterance, language)
+            else:
+                short.append((i, features))
+        if short:
+            decoded = self._decode([f for _, f in short],
+                                   [utterances[i] for i, _ in short], language)
+            for (i, _), segments in zip(short, decoded, strict=True):
+                results[i] = segments
+        return results
+
+    def _decode(
+        self, features: list[np.ndarray], utterances: list[Utterance], language: str | None
+    ) -> list[list[Segment]]:
+        import ctranslate2
+
+        frames = max(window_frames(f.shape[-1], self.options) for f in features)
+        batch = np.zeros((len(features), features[0].shape[0], frames), dtype=np.float32)
+        for row, f in zip(batch, features, strict=True):
+            row[:, : f.shape[-1]] = f
+        encoded = self._model.encode(ctranslate2.StorageView.from_array(batch))
+        if language is None and self._multilingual:
+            languages = [r[0][0][2:-2] for r in self._model.detect_language(encoded)]
+        else:
+            languages = [language or "en"] * len(features)
+        longest = max(len(u.pcm) for u in utterances) / SAMPLE_RATE
+        max_new = int(32 + self.options.max_tokens_per_second * longest)
+        decodes = self._generate(encoded, languages, range(len(features)), max_new)
+        return [
+            self._segments(utterance, lang, decodes[i])
+            for i, (utterance, lang) in enumerate(zip(utterances, languages, strict=True))
+        ]
+
+    def _generate(self, encoded, languages: list[str], rows, max_new: int) -> dict:
+        """Greedy-beam decode of `rows`, then one sampled retry of the rows that fail the
+        fallback checks, as faster-whisper's `generate_with_fallback` does per utterance."""
+        import ctranslate2
+
+        opts = self.transcriber.options
+        rows = list(rows)
+        best: dict[int, SimpleNamespace] = {}
+        array = np.asarray(encoded)
+        for temperature in opts.temperatures:
+            if not rows:
+                break
+            view = encoded if len(rows) == array.shape[0] and not best else (
+                ctranslate2.StorageView.from_array(np.ascontiguousarray(array[rows]))
+            )
+            prompts, suppress = [], None
+            for r in rows:
+                tokenizer = self._tokenizer(languages[r])
+                prompt = list(tokenizer.sot_sequence)
+                if self.options.without_timestamps:
+                    prompt.append(tokenizer.no_timestamps)
+                prompts.append(prompt)
+                suppress = suppress or self._suppressed(tokenizer, [-1])
+            if temperature > 0:
+                kwargs = {"beam_size": 1, "num_hypotheses": 5, "sampling_topk": 0,
+                          "sampling_temperature": temperature}
+            else:
+                kwargs = {"beam_size": opts.beam_size}
+            generated = self._model.generate(
+                view, prompts,
+                max_length=min(self._whisper.max_length, len(prompts[0]) + max_new),
+                return_scores=True, return_no_speech_prob=True,
+                suppress_blank=True, suppress_tokens=list(suppress), **kwargs,
+            )
+            retry = []
+            for r, result in zip(rows, generated, strict=True):
+                tokens = result.sequences_ids[0]
+                text = self._tokenizer(languages[r]).decode(tokens).strip()
+                piece = SimpleNamespace(
+                    text=text,
+                    avg_logprob=result.scores[0] * len(tokens) / (len(tokens) + 1),
+                    no_speech_prob=result.no_speech_prob,
+                    compression_ratio=self._compression_ratio(text),
+                )
+                if r not in best or piece.avg_logprob > best[r].avg_logprob:
+                    best[r] = piece
+                silent = (piece.no_speech_prob > opts.no_speech_threshold
+                          and piece.avg_logprob < opts.log_prob_threshold)
+                failed = (piece.compression_ratio > opts.compression_ratio_threshold
+                          or piece.avg_logprob < opts.log_prob_threshold)
+                if failed and not silent:
+                    retry.append(r)
+                else:
+                    best[r] = piece
+            rows = retry
+        return best
+
+    def _segments(self, utterance: Utterance, language: str, piece) -> list[Segment]:
+        text = to_simplified(piece.text) if language == "zh" else piece.text
+        reason = self.transcriber.reject_reason(text, piece)
+        if reason:
+            log.debug("dropped %r (%s) in %s/%s", text, reason, utterance.call_id,
+                      utterance.speaker)
+            return []
+        return [
+            Segment(
+                call_id=utterance.call_id,
+                speaker=utterance.speaker,
+                start=round(utterance.start, 3),
+                end=round(utterance.end, 3),
+                text=text,
+                final=True,
+                language=language,
+                avg_logprob=piece.avg_logprob,
+                no_speech_prob=piece.no_speech_prob,
+            )
+        ]
