@@ -58,6 +58,7 @@ class BatchOptions:
     min_frames: int = 300
     without_timestamps: bool = True
     max_tokens_per_second: float = 12.0
+    timestamp_slack: float = 0.5
 
 
 def window_frames(content_frames: int, options: BatchOptions) -> int:
@@ -154,13 +155,32 @@ class BatchTranscriber:
             languages = [language or "en"] * len(features)
         longest = max(len(u.pcm) for u in utterances) / SAMPLE_RATE
         max_new = int(32 + self.options.max_tokens_per_second * longest)
-        decodes = self._generate(encoded, languages, range(len(features)), max_new)
+        durations = [len(u.pcm) / SAMPLE_RATE for u in utterances]
+        decodes = self._generate(encoded, languages, range(len(features)), max_new, durations)
         return [
             self._segments(utterance, lang, decodes[i])
             for i, (utterance, lang) in enumerate(zip(utterances, languages, strict=True))
         ]
 
-    def _generate(self, encoded, languages: list[str], rows, max_new: int) -> dict:
+    def _text_tokens(self, tokens: list[int], tokenizer, duration: float) -> list[int]:
+        """The text tokens, cut where a timestamp passes the end of the audio: what follows
+        is the padding, where a short window makes Whisper repeat itself."""
+        if self.options.without_timestamps:
+            return tokens
+        begin = tokenizer.timestamp_begin
+        limit = duration + self.options.timestamp_slack
+        out = []
+        for token in tokens:
+            if token >= begin:
+                if (token - begin) * 0.02 > limit:
+                    break
+                continue
+            out.append(token)
+        return out
+
+    def _generate(
+        self, encoded, languages: list[str], rows, max_new: int, durations: list[float]
+    ) -> dict:
         """Greedy-beam decode of `rows`, then one sampled retry of the rows that fail the
         fallback checks, as faster-whisper's `generate_with_fallback` does per utterance."""
         import ctranslate2
@@ -188,6 +208,9 @@ class BatchTranscriber:
                           "sampling_temperature": temperature}
             else:
                 kwargs = {"beam_size": opts.beam_size}
+            if not self.options.without_timestamps:
+                # faster-whisper's default: the first timestamp within 1 s (50 x 20 ms).
+                kwargs["max_initial_timestamp_index"] = 50
             generated = self._model.generate(
                 view, prompts,
                 max_length=min(self._whisper.max_length, len(prompts[0]) + max_new),
@@ -196,8 +219,10 @@ class BatchTranscriber:
             )
             retry = []
             for r, result in zip(rows, generated, strict=True):
+                tokenizer = self._tokenizer(languages[r])
                 tokens = result.sequences_ids[0]
-                text = self._tokenizer(languages[r]).decode(tokens).strip()
+                text = tokenizer.decode(self._text_tokens(tokens, tokenizer, durations[r]))
+                text = text.strip()
                 piece = SimpleNamespace(
                     text=text,
                     avg_logprob=result.scores[0] * len(tokens) / (len(tokens) + 1),
