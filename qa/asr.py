@@ -23,7 +23,7 @@ from qa.errors import DependencyError, ModelError
 from qa.models import DEFAULT_MODEL, resolve_model
 from qa.sources.wav import WavFile, channel_speakers, iter_chunks, read_wav
 from qa.textnorm import to_simplified
-from qa.types import Segment, Utterance, Word
+from qa.types import SAMPLE_RATE, Segment, Utterance, Word
 
 log = logging.getLogger("qa.asr")
 
@@ -75,6 +75,10 @@ class TranscriberOptions:
         compression_ratio_threshold: Output more repetitive than this is re-decoded or dropped.
         word_timestamps: Word times (costs an extra alignment pass per utterance).
         drop_hallucinations: Drop segments that are exactly a `SILENCE_HALLUCINATIONS` phrase.
+        pad_s: Silence added before and after each utterance before decoding. The endpointer
+            cuts close to speech, and Whisper reads the first syllables better after a little
+            silence: on the shared clips 0.3 s took pooled Chinese CER from 0.200 to 0.175 (the
+            same as faster-whisper on the whole files) and left English WER at 0.023.
     """
 
     model: str = DEFAULT_MODEL
@@ -92,6 +96,7 @@ class TranscriberOptions:
     compression_ratio_threshold: float = 2.4
     word_timestamps: bool = False
     drop_hallucinations: bool = True
+    pad_s: float = 0.3
 
 
 _PUNCT = re.compile(r"[^\w\s.]|_")
@@ -173,7 +178,8 @@ class Transcriber:
         opts = self.options
         if len(utterance.pcm) == 0:
             return []
-        audio = utterance.pcm.astype(np.float32) / 32768.0
+        pad = np.zeros(int(opts.pad_s * SAMPLE_RATE), dtype=np.float32)
+        audio = np.concatenate([pad, utterance.pcm.astype(np.float32) / 32768.0, pad])
         with self._slots:
             pieces, info = self._model.transcribe(
                 audio,
@@ -190,7 +196,8 @@ class Transcriber:
             )
             pieces = list(pieces)
         segments = []
-        offset = utterance.start
+        # Times come back on the padded audio; the pad before the speech is not call time.
+        offset = utterance.start - len(pad) / SAMPLE_RATE
         for piece in pieces:
             text = piece.text.strip()
             if info.language == "zh":
@@ -203,8 +210,8 @@ class Transcriber:
                 continue
             words = tuple(
                 Word(
-                    offset + w.start,
-                    offset + w.end,
+                    min(max(utterance.start, offset + w.start), utterance.end),
+                    min(max(utterance.start, offset + w.end), utterance.end),
                     to_simplified(w.word.strip()) if info.language == "zh" else w.word.strip(),
                     w.probability,
                 )
@@ -214,8 +221,8 @@ class Transcriber:
                 Segment(
                     call_id=utterance.call_id,
                     speaker=utterance.speaker,
-                    start=round(offset + max(0.0, piece.start), 3),
-                    end=round(offset + min(piece.end, utterance.duration), 3),
+                    start=round(max(utterance.start, offset + piece.start), 3),
+                    end=round(min(utterance.end, offset + piece.end), 3),
                     text=text,
                     words=words,
                     final=True,
