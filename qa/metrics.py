@@ -19,7 +19,7 @@ import logging
 import platform
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Protocol
@@ -29,7 +29,7 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from qa.pipeline import CallSummary, PipelineListener, TranscribeFn
+from qa.pipeline import CallSummary, PipelineListener, TranscribeBatchFn, TranscribeFn
 from qa.sources.base import CallInfo
 from qa.types import Event, EventKind, Scorecard, Segment, Severity, Speaker, Utterance
 
@@ -299,14 +299,33 @@ class QAMetrics:
             try:
                 return transcribe(utterance, language)
             finally:
-                busy = time.perf_counter() - began
-                audio = utterance.duration
-                self.asr_busy.inc(busy)
-                self.asr_audio.inc(audio)
-                if audio > 0:
-                    self.asr_rtf.observe(busy / audio)
+                self._observe_decode(time.perf_counter() - began, (utterance,))
 
         return timed_transcribe
+
+    def timed_batch(self, transcribe_batch: TranscribeBatchFn) -> TranscribeBatchFn:
+        """Wraps the batched step: one decode of several utterances, its time shared among
+        them in proportion to their audio."""
+
+        def timed_transcribe_batch(
+            utterances: Sequence[Utterance], language: str | None
+        ) -> list[list[Segment]]:
+            began = time.perf_counter()
+            try:
+                return transcribe_batch(utterances, language)
+            finally:
+                self._observe_decode(time.perf_counter() - began, utterances)
+
+        return timed_transcribe_batch
+
+    def _observe_decode(self, busy: float, utterances: Sequence[Utterance]) -> None:
+        audio = sum(u.duration for u in utterances)
+        self.asr_busy.inc(busy)
+        self.asr_audio.inc(audio)
+        if audio > 0:
+            rtf = busy / audio
+            for _ in utterances:
+                self.asr_rtf.observe(rtf)
 
 
 def _version() -> str:

@@ -122,7 +122,6 @@ class Monitor:
             all_listeners.append(PromptListener(self.prompt_server))
         self.metrics = None
         self.metrics_server = None
-        transcribe = self.transcriber.transcribe
         if options.metrics_port is not None:
             from prometheus_client import CollectorRegistry
 
@@ -137,7 +136,6 @@ class Monitor:
             ).start()
             self._closers.append(self.metrics_server.stop)
             all_listeners.append(MetricsListener(self.metrics))
-            transcribe = self.metrics.timed(transcribe)
             pack = self.pack
             self.metrics.prepare(
                 rules=("handle_time", "dead_air", "talk_over", "talk_share") if pack else (),
@@ -156,6 +154,15 @@ class Monitor:
             def rules(call: CallInfo) -> CallRules:
                 return CallRules(pack, call.call_id, call.agent_id, matcher=matcher)
 
+        from qa.batching import BatchTranscriber
+
+        # Short-window batched decoding (docs/capacity.md): a lone utterance takes it too,
+        # as faster-whisper's 30 s window costs ~1 s per decode whatever the length.
+        batcher = BatchTranscriber(self.transcriber)
+        transcribe, transcribe_batch = batcher.transcribe, batcher.transcribe_batch
+        if self.metrics is not None:
+            transcribe = self.metrics.timed(transcribe)
+            transcribe_batch = self.metrics.timed_batch(transcribe_batch)
         self.pipeline = Pipeline(
             transcribe,
             PipelineOptions(
@@ -163,9 +170,12 @@ class Monitor:
                 workers=options.pipeline.workers,
                 queue_size=options.pipeline.queue_size,
                 language=language,
+                max_batch=options.pipeline.max_batch,
+                batch_wait_ms=options.pipeline.batch_wait_ms,
             ),
             listeners=all_listeners,
             rules=rules,
+            transcribe_batch=transcribe_batch,
         )
         if self.metrics is not None:
             self.metrics.watch_pipeline(self.pipeline)

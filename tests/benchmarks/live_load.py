@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -86,10 +87,24 @@ class _Collect(PipelineListener):
             self.summaries.append(summary)
 
 
-def run_load(transcriber, call_wav: Path, reference: dict[str, str], calls: int) -> LoadResult:
-    """Replays `calls` copies of the call in real time, staggered; measures latency and CPU."""
+def run_load(
+    transcriber,
+    call_wav: Path,
+    reference: dict[str, str],
+    calls: int,
+    make_pipeline: Callable[[list[PipelineListener]], Pipeline] | None = None,
+) -> LoadResult:
+    """Replays `calls` copies of the call in real time, staggered; measures latency and CPU.
+
+    `make_pipeline` builds the sink under test from the listeners (anything with the
+    `Pipeline`'s source-sink methods, `wait_idle` and `close`); the default is a `Pipeline`
+    decoding each utterance alone with `transcriber.transcribe`.
+    """
     collect = _Collect()
-    pipeline = Pipeline(transcriber.transcribe, PipelineOptions(language="en"), [collect])
+    if make_pipeline is None:
+        pipeline = Pipeline(transcriber.transcribe, PipelineOptions(language="en"), [collect])
+    else:
+        pipeline = make_pipeline([collect])
     stop = threading.Event()
     sources = [
         FileSource(FileOptions(call_wav, realtime=True, call_id=f"load-{i}")) for i in range(calls)

@@ -86,3 +86,24 @@ def test_file_replay_through_the_pipeline(registry, metrics, shared_audio):
     assert utterances >= 1
     assert 0 < v("qa_asr_audio_seconds_total") <= 5.0 * 2  # both channels
     assert v("qa_asr_busy_seconds_total") > 0
+
+
+def test_batched_decodes_are_timed_per_utterance(registry, metrics):
+    """The timer around the batched step counts every utterance's audio and real-time factor
+    (the step itself returns no text: only the timing wrapper is under test)."""
+    import numpy as np
+
+    from qa.types import Speaker
+
+    def batch_no_text(utterances, language):
+        return [[] for _ in utterances]
+
+    utterances = [
+        Utterance("c", Speaker.AGENT, 0, n, np.zeros(n, dtype=np.int16)) for n in (8000, 24000)
+    ]
+    timed = metrics.timed_batch(batch_no_text)
+    assert timed(utterances, "en") == [[], []]
+    v = registry.get_sample_value
+    assert v("qa_asr_audio_seconds_total") == 2.0  # 0.5 s + 1.5 s
+    assert v("qa_asr_real_time_factor_count") == 2
+    assert v("qa_asr_busy_seconds_total") > 0
