@@ -1,6 +1,7 @@
 """Source specifications as the command line and config files write them.
 
     soundcard[:DEVICE]            a sound card (stereo: left = agent, right = customer)
+    soundcard:AGENT+CALL          two devices: the agent's microphone and the call audio
     rtp://HOST:PORT[,PORT2]       RTP/G.711 streams (PORT = agent, PORT2 = customer)
     file:PATH[?realtime=1]        a WAV file replayed as a call
 """
@@ -31,9 +32,16 @@ def open_source(spec: str, *, agent_id: str = "") -> Source:
     if spec == "soundcard" or spec.startswith("soundcard:"):
         from qa.sources.soundcard import SoundcardOptions, SoundcardSource
 
-        device = spec.partition(":")[2]
-        device_arg: int | str | None = int(device) if device.isdigit() else (device or None)
-        return SoundcardSource(SoundcardOptions(device=device_arg, agent_id=agent_id))
+        # '+' joins two devices: ALSA names use ':' and ',' themselves ("hw:0,0").
+        names = spec.partition(":")[2].split("+")
+        if len(names) > 2 or (len(names) == 2 and not all(names)):
+            raise ConfigError(spec, "expected soundcard[:DEVICE] or soundcard:AGENT+CALL",
+                              field="source")
+        devices = [int(name) if name.isdigit() else (name or None) for name in names]
+        return SoundcardSource(SoundcardOptions(
+            device=devices[0], second_device=devices[1] if len(devices) == 2 else None,
+            agent_id=agent_id,
+        ))
     if spec.startswith("rtp://"):
         from dataclasses import replace
 

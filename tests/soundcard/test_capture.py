@@ -10,6 +10,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from qa._native import capture
 from qa._native.capture import CaptureStream
@@ -177,3 +178,16 @@ def test_two_devices_give_one_mono_channel_each(pulse: PulseServer) -> None:
     for speaker in (Speaker.AGENT, Speaker.CUSTOMER):
         assert len(joined(sink.channel(speaker))) > 0
     assert source.stats()["gaps_agent"] == source.stats()["gaps_customer"] == 0
+
+
+def test_source_spec_names_one_or_two_devices(pulse: PulseServer) -> None:
+    from qa.errors import ConfigError
+    from qa.sources.spec import open_source
+
+    one = open_source("soundcard:pulse", agent_id="a-1")
+    assert [d.name for d in one.devices] == ["pulse"] and one.options.agent_id == "a-1"
+    two = open_source("soundcard:pulse+default")
+    assert [d.name for d in two.devices] == ["pulse", "default"]
+    assert two.name == "soundcard:pulse+default"
+    with pytest.raises(ConfigError, match="AGENT\\+CALL"):
+        open_source("soundcard:pulse+")
