@@ -9,9 +9,11 @@
 - `[PHONE]` phone numbers: international (`+` and 8-15 digits), NANP (10 digits, or 11 with
   a leading 1), Chinese mobile (`1[3-9]` and 9 more digits), Chinese landline (0 and 9-11
   more digits), and local `555-1234`; separators (space, `-`, `.`, parentheses) allowed;
-- `[NUMBER]` digit strings spoken as words, which is how ASR writes dictated numbers:
-  English runs such as "four one five double five" and Chinese runs of 一二三...幺两, each
-  of at least four digits.
+- `[NUMBER]` dictated digit strings (account, order, policy numbers), in both ways the
+  recogniser writes them: as words, English runs such as "four one five double five" and
+  Chinese runs of 一二三...幺两 of at least four digits; and as numerals, runs of at least six
+  digits ("472983", "472 983") that are no phone, ID or card number (a card number that
+  fails Luhn or an ID with a wrong check character is still redacted, as a `[NUMBER]`).
 
 Ordinary numbers ("two days", "5 minutes", "2024", "两千零二十四年") are kept. Digits are
 matched as ASCII only, so `\\d`'s other scripts never join a number.
@@ -26,6 +28,9 @@ __all__ = ["Redacted", "RedactedSpan", "redact", "is_resident_id", "luhn_valid"]
 
 #: Fewest digits a spoken run must carry before it is taken for a dictated number.
 MIN_SPOKEN_DIGITS = 4
+#: Fewest digits a written run must carry: six keeps years, times and small amounts, and
+#: catches the account numbers Whisper writes as numerals ("it is 472983").
+MIN_WRITTEN_DIGITS = 6
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # A digit group; an X may close one only where an ID can end.
@@ -92,8 +97,11 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _classify(digits: str, plus: bool, groups: tuple[int, ...]) -> str | None:
-    """The kind of a written number, or None for an ordinary one."""
+def _classify(
+    digits: str, plus: bool, groups: tuple[int, ...], spaced: bool = True
+) -> str | None:
+    """The kind of a written number, or None for an ordinary one. `spaced`: its groups are
+    apart by spaces only (not the '-' or '.' of dates and decimals)."""
     if digits[-1] in "Xx":
         return "ID" if is_resident_id(digits) else None
     n = len(digits)
@@ -113,6 +121,8 @@ def _classify(digits: str, plus: bool, groups: tuple[int, ...]) -> str | None:
         return "CARD"
     if groups == (3, 4):
         return "PHONE"
+    if n >= MIN_WRITTEN_DIGITS and spaced:
+        return "NUMBER"
     return None
 
 
@@ -137,8 +147,13 @@ def _written_numbers(text: str) -> list[RedactedSpan]:
                 start = part[0].start()
                 lead = text[max(0, start - 2) : start]
                 plus = lead.endswith("+") or lead == "+("
+                spaced = all(
+                    not text[a.end() : b.start()].strip()
+                    for a, b in zip(part, part[1:], strict=False)
+                )
                 kind = _classify(
-                    "".join(m.group() for m in part), plus, tuple(len(m.group()) for m in part)
+                    "".join(m.group() for m in part), plus, tuple(len(m.group()) for m in part),
+                    spaced,
                 )
                 if kind is not None:
                     if plus:
