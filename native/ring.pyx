@@ -1,8 +1,11 @@
 """Single-producer single-consumer int16 ring buffer (see ring.pxd for the exact semantics)."""
 
+cimport numpy as cnp
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int16_t, int64_t
 from libc.string cimport memcpy, memmove
+
+cnp.import_array()
 
 
 cdef extern from "atomic.h" nogil:
@@ -89,17 +92,30 @@ cdef class RingBuffer:
         qa_store_release(&self._read_pos, rp + k)
         return k
 
-    def write(self, const int16_t[::1] samples not None):
+    def write(self, samples):
         """Append `samples` (1-D C-contiguous int16) as the producer; never blocks.
 
         The GIL is released during the copy. Oldest unread audio is overwritten on overrun
         and counted in `dropped`.
         """
-        cdef Py_ssize_t n = samples.shape[0]
+        cdef const int16_t[::1] view
+        cdef const int16_t* src
+        cdef Py_ssize_t n
+        if _is_int16_vector(samples, False):
+            # An int16 ndarray: its data pointer directly; a typed memoryview would cost
+            # more than the copy of a 20 ms chunk.
+            src = <const int16_t*> cnp.PyArray_DATA(samples)
+            n = cnp.PyArray_DIM(samples, 0)
+        else:
+            if samples is None:
+                raise TypeError("samples must be a 1-D int16 buffer, not None")
+            view = samples
+            n = view.shape[0]
+            src = &view[0] if n else NULL
         if n == 0:
             return
         with nogil:
-            self.push(&samples[0], n, 1)
+            self.push(src, n, 1)
 
     def write_channel(self, const int16_t[:, ::1] frames not None, Py_ssize_t channel):
         """Append one channel of interleaved frames (shape (n, channels), C-contiguous int16).
@@ -114,16 +130,26 @@ cdef class RingBuffer:
         with nogil:
             self.push(&frames[0, 0] + channel, n, channels)
 
-    def read(self, int16_t[::1] out not None):
+    def read(self, out):
         """Copy up to len(out) of the oldest unread samples into `out`; return the count.
 
         `out[0]` is sample number `last_read_start` on the producer's clock. Never allocates.
         """
-        cdef Py_ssize_t n = out.shape[0]
+        cdef int16_t[::1] view
         cdef int16_t dummy
         cdef int16_t* dst = &dummy
-        if n > 0:
-            dst = &out[0]
+        cdef Py_ssize_t n
+        if _is_int16_vector(out, True):
+            n = cnp.PyArray_DIM(out, 0)
+            if n > 0:
+                dst = <int16_t*> cnp.PyArray_DATA(out)
+        else:
+            if out is None:
+                raise TypeError("out must be a writable 1-D int16 buffer, not None")
+            view = out
+            n = view.shape[0]
+            if n > 0:
+                dst = &view[0]
         with nogil:
             n = self.pop(dst, n)
         return n
@@ -160,3 +186,10 @@ cdef class RingBuffer:
         cdef int64_t lost = (qa_load_acquire(&self._write_pos) - self._capacity
                              - qa_load_acquire(&self._read_pos))
         return self._skipped + max(lost, <int64_t>0)
+
+
+cdef inline bint _is_int16_vector(object value, bint writable):
+    """A 1-D C-contiguous int16 ndarray (writable when asked): a few pointer reads."""
+    return (cnp.PyArray_Check(value) and cnp.PyArray_TYPE(value) == cnp.NPY_INT16
+            and cnp.PyArray_NDIM(value) == 1 and cnp.PyArray_IS_C_CONTIGUOUS(value)
+            and (not writable or cnp.PyArray_ISWRITEABLE(value)))

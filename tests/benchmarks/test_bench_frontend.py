@@ -50,7 +50,8 @@ def frame_path(pcm: np.ndarray, rate: int) -> list[tuple[int, int, bool]]:
     for i in range(0, len(pcm), size):
         ring.write(pcm[i : i + size])
         n = ring.read(out)
-        block = out[:n] if resampler is None else resampler.process(out[:n])
+        filled = out if n == size else out[:n]  # a full read needs no new view
+        block = filled if resampler is None else resampler.process(filled)
         found += ep.process(block)
     if resampler is not None:
         found += ep.process(resampler.flush())

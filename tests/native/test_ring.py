@@ -85,6 +85,26 @@ def test_rejects_bad_input():
         rb.write(np.zeros(4, np.float32))
     with pytest.raises(ValueError):
         rb.read(np.zeros(4, np.int32))
+    frozen = np.zeros(4, np.int16)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError):
+        rb.read(frozen)
+    with pytest.raises(TypeError):
+        rb.write(None)
+
+
+def test_any_int16_buffer_is_accepted():
+    """ndarrays take a fast path; other int16 buffers (views, array.array) the general one."""
+    import array
+
+    rb = RingBuffer(16)
+    rb.write(np.arange(3, dtype=np.int16))
+    rb.write(memoryview(np.arange(3, 5, dtype=np.int16)))
+    rb.write(array.array("h", [5, 6]))
+    rb.write(np.arange(10, dtype=np.int16)[::2][:0])  # empty, strided: nothing to copy
+    out = array.array("h", [0] * 8)
+    assert rb.read(out) == 7
+    assert list(out[:7]) == [0, 1, 2, 3, 4, 5, 6]
 
 
 @pytest.fixture
