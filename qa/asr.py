@@ -21,7 +21,7 @@ import numpy as np
 
 from qa.errors import DependencyError, ModelError
 from qa.models import DEFAULT_MODEL, resolve_model
-from qa.sources.wav import WavFile, channel_speakers, iter_chunks, read_wav
+from qa.sources.wav import WavFile, read_wav
 from qa.textnorm import to_simplified
 from qa.types import SAMPLE_RATE, Segment, Utterance, Word
 
@@ -290,19 +290,9 @@ def transcribe_file(
     Returns:
         Segments of both channels, sorted by start time.
     """
-    from qa.frontend import ChannelFrontEnd, FrontEndOptions
+    from qa.frontend import cut_file
 
     wav = source if isinstance(source, WavFile) else read_wav(source)
-    call_id = call_id or Path(wav.path).stem
-    options = frontend_options or FrontEndOptions()
-    fronts = {
-        speaker: ChannelFrontEnd(call_id, speaker, wav.sample_rate, options)
-        for speaker in channel_speakers(wav.channels)
-    }
-    utterances: list[Utterance] = []
-    for chunk in iter_chunks(wav, call_id, chunk_ms=20):
-        utterances.extend(fronts[chunk.channel].push(chunk))
-    for front in fronts.values():
-        utterances.extend(front.flush())
+    utterances = cut_file(wav, call_id or Path(wav.path).stem, frontend_options)
     segments = [s for u in utterances for s in transcriber.transcribe(u, language)]
     return sorted(segments, key=lambda s: (s.start, s.speaker))

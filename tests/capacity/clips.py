@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa import textnorm
-from qa.frontend import ChannelFrontEnd, FrontEndOptions
-from qa.sources.wav import channel_speakers, iter_chunks, read_wav
+from qa.frontend import cut_file
+from qa.sources.wav import read_wav
 from qa.types import Speaker, Utterance
 
 
@@ -36,16 +36,9 @@ class ClipCase:
 
 def cut(path: Path) -> dict[Speaker, list[Utterance]]:
     """Utterances per channel, cut exactly as a live call is (20 ms chunks)."""
-    wav = read_wav(path)
-    fronts = {
-        speaker: ChannelFrontEnd(path.stem, speaker, wav.sample_rate, FrontEndOptions())
-        for speaker in channel_speakers(wav.channels)
-    }
-    out: dict[Speaker, list[Utterance]] = {s: [] for s in fronts}
-    for chunk in iter_chunks(wav, path.stem, chunk_ms=20):
-        out[chunk.channel].extend(fronts[chunk.channel].push(chunk))
-    for speaker, front in fronts.items():
-        out[speaker].extend(front.flush())
+    out: dict[Speaker, list[Utterance]] = {}
+    for utterance in cut_file(read_wav(path), path.stem):
+        out.setdefault(utterance.speaker, []).append(utterance)
     return out
 
 
