@@ -138,7 +138,7 @@ class Monitor:
             all_listeners.append(MetricsListener(self.metrics))
             pack = self.pack
             self.metrics.prepare(
-                rules=("handle_time", "dead_air", "talk_over", "talk_share") if pack else (),
+                rules=pack.rule_ids() if pack else (),
                 steps=[step.id for step in pack.steps] if pack else (),
                 forbidden=[rule.id for rule in pack.forbidden] if pack else (),
                 agents=[agent for agent in options.agents if agent],

@@ -118,15 +118,6 @@ def wav_files(folder: Path) -> list[Path]:
     return files
 
 
-def rule_ids(pack) -> list[str]:
-    """Ids of every rule of a pack that can hit a call, in pack order."""
-    ids = [s.id for s in pack.steps] + [f.id for f in pack.forbidden] + ["handle_time"]
-    conditions = pack.conditions
-    ids += [name for name in ("dead_air", "talk_over", "talk_share")
-            if getattr(conditions, name) is not None]
-    return ids
-
-
 def load_labels(path: Path, known_rules: Sequence[str], files: Sequence[str] = ()
                 ) -> dict[str, frozenset[str]]:
     """Reads a labels file: a YAML mapping of file name to the rule ids expected to hit it.
@@ -272,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be wrong with the input is checked before the model is loaded.
     files = wav_files(Path(args.dir))
     pack = load_pack(args.rules)
-    rules = rule_ids(pack)
+    rules = pack.rule_ids()
     labels = None
     if args.labels:
         labels = load_labels(Path(args.labels), rules, [f.name for f in files])

@@ -254,6 +254,13 @@ class RulePack:
     description: str = ""
     path: str = ""
 
+    def rule_ids(self) -> list[str]:
+        """Ids of every rule that can take points off or be done on a call, in pack order."""
+        ids = [s.id for s in self.steps] + [f.id for f in self.forbidden] + ["handle_time"]
+        ids += [name for name in ("dead_air", "talk_over", "talk_share")
+                if getattr(self.conditions, name) is not None]
+        return ids
+
     def step(self, step_id: str) -> Step:
         """The step with this id (KeyError when there is none)."""
         for s in self.steps:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.commands.backtest import load_labels, report, rule_ids, rule_stats
+from qa.commands.backtest import load_labels, report, rule_stats
 from qa.errors import ConfigError
 
 from .calls import PACK, SCRIPTS
@@ -24,7 +24,7 @@ def qa(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_backtest_counts_hits_and_scores_against_labels(outcomes, pack):
     assert [o.file for o in outcomes] == ["clean.wav", "violations.wav", "long.wav"]
-    rules = rule_ids(pack)
+    rules = pack.rule_ids()
     labels = load_labels(LABELS, rules, [o.file for o in outcomes])
     stats = {s.rule: s for s in rule_stats(rules, outcomes, labels)}
     assert list(stats) == rules
@@ -45,7 +45,7 @@ def test_rule_stats_precision_and_recall_count_misses_and_false_alarms(outcomes,
     # expected on long (a false alarm).
     labels = {"clean.wav": frozenset({"stall"}),
               "violations.wav": frozenset({"stall"}), "long.wav": frozenset()}
-    stats = {s.rule: s for s in rule_stats(rule_ids(pack), outcomes, labels)}
+    stats = {s.rule: s for s in rule_stats(pack.rule_ids(), outcomes, labels)}
     assert (stats["stall"].precision, stats["stall"].recall) == (1.0, 0.5)
     assert (stats["dead_air"].precision, stats["dead_air"].recall) == (0.0, None)
 
