@@ -36,6 +36,7 @@ __all__ = [
     "CallRecord",
     "CallStore",
     "CallSummary",
+    "Label",
     "Override",
     "StoreOptions",
     "default_db_path",
@@ -175,6 +176,38 @@ class Override:
 
 
 @dataclass(frozen=True, slots=True)
+class Label:
+    """A reviewer's verdict on whether one segment counts for one rule; kept forever.
+
+    Labels turn reviewers' corrections into a rule's examples (`yes`) or counter-examples
+    (`no`) when `qa rules tune --db` folds them into a pack.
+
+    Attributes:
+        id: Order of entry.
+        call_id: The call.
+        segment: The segment's number in the call's transcript (1-based, time order).
+        rule_id: The rule.
+        verdict: `yes` (it counts) or `no` (it must not).
+        text: The segment's text as stored (redacted), the example it becomes.
+        speaker: Who said it.
+        reviewer: Who decided.
+        reason: Why.
+        created_at: Wall-clock time (epoch seconds).
+    """
+
+    id: int
+    call_id: str
+    segment: int
+    rule_id: str
+    verdict: str
+    text: str
+    speaker: str
+    reviewer: str
+    reason: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class CallSummary:
     """One line of the call list.
 
@@ -228,6 +261,57 @@ class CallRecord:
     scorecard: Scorecard | None
     overrides: tuple[Override, ...]
     effective: Scorecard | None
+
+
+#: Columns that record how a rule event matched its evidence (issue: rules by meaning); added
+#: in place to stores written before they existed. Idempotent, so it needs no version step.
+_MATCH_COLUMNS = (
+    ("match_kind", "TEXT NOT NULL DEFAULT ''"),
+    ("match_score", "REAL"),
+    ("match_example", "TEXT NOT NULL DEFAULT ''"),
+)
+_LABELS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL REFERENCES calls(call_id),
+    segment_id INTEGER NOT NULL,
+    rule_id TEXT NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('yes', 'no')),
+    text TEXT NOT NULL,
+    speaker TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS labels_rule ON labels(rule_id, id);
+CREATE TRIGGER IF NOT EXISTS labels_no_update BEFORE UPDATE ON labels
+BEGIN SELECT RAISE(ABORT, 'labels are an append-only audit trail'); END;
+CREATE TRIGGER IF NOT EXISTS labels_no_delete BEFORE DELETE ON labels
+BEGIN SELECT RAISE(ABORT, 'labels are an append-only audit trail'); END;
+"""
+
+
+def _ensure_match_columns(db: sqlite3.Connection) -> None:
+    have = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    missing = [(name, decl) for name, decl in _MATCH_COLUMNS if name not in have]
+    labels = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'"
+    ).fetchone()
+    if not missing and labels is not None:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        have = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        for name, decl in _MATCH_COLUMNS:
+            if name not in have:
+                db.execute(f"ALTER TABLE events ADD COLUMN {name} {decl}")
+        for statement in _LABELS_SCHEMA.split(";\n"):
+            if statement.strip():
+                db.execute(statement)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _create_private(path: Path) -> None:
@@ -320,6 +404,7 @@ class CallStore:
                 " WHERE NOT EXISTS (SELECT 1 FROM schema_version); COMMIT;"
             )
             version = self._db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            _ensure_match_columns(self._db)
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the call store: {exc}") from exc
         except OSError as exc:
@@ -414,7 +499,8 @@ class CallStore:
             self._require_call(event.call_id)
             db.execute(
                 "INSERT INTO events (call_id, time, kind, rule_id, severity, points, evidence,"
-                ' message, speaker, "end") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                ' message, speaker, "end", match_kind, match_score, match_example)'
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     event.call_id,
                     event.time,
@@ -426,6 +512,9 @@ class CallStore:
                     self._text(event.message),
                     str(event.speaker),
                     event.end,
+                    event.match,
+                    event.score,
+                    self._text(event.example),
                 ),
             )
 
@@ -530,6 +619,71 @@ class CallStore:
             )
             return Override(cur.lastrowid or 0, *row)
 
+    def add_label(
+        self, call_id: str, segment: int | str, rule_id: str, verdict: str, *, reviewer: str,
+        reason: str,
+    ) -> Label:
+        """Records a reviewer's verdict that a segment does (`yes`) or does not (`no`) count
+        for a rule; appended to an audit trail that nothing edits.
+
+        Args:
+            call_id: The call.
+            segment: The segment's number in `qa review show` (1-based, time order), or the
+                exact text of one of the call's segments.
+            rule_id: The rule.
+            verdict: `yes` or `no`.
+            reviewer: Who decides (required).
+            reason: Why (required; redacted like transcripts).
+
+        Raises:
+            CallNotFoundError: No such call.
+            StoreError: No such segment, a bad verdict, or no reviewer or reason.
+        """
+        if verdict not in ("yes", "no"):
+            raise StoreError(f"a label is 'yes' or 'no', not '{verdict}'")
+        if not reviewer.strip() or not reason.strip():
+            raise StoreError("a label needs a reviewer and a reason")
+        with self._lock, self._transaction() as db:
+            self._require_call(call_id)
+            rows = db.execute(
+                "SELECT speaker, text FROM segments WHERE call_id = ? ORDER BY start, id",
+                (call_id,),
+            ).fetchall()
+            if isinstance(segment, int) or str(segment).isdigit():
+                number = int(segment)
+                if not 1 <= number <= len(rows):
+                    raise StoreError(
+                        f"call '{call_id}' has segments 1 to {len(rows)}, not {number}"
+                    )
+            else:
+                texts = [r[1].strip() for r in rows]
+                if str(segment).strip() not in texts:
+                    raise StoreError(f"call '{call_id}' has no segment '{segment}'")
+                number = texts.index(str(segment).strip()) + 1
+            speaker, text = rows[number - 1]
+            row = (call_id, number, rule_id, verdict, text.strip(), speaker, reviewer.strip(),
+                   self._text(reason), time.time())  # fmt: skip
+            cur = db.execute(
+                "INSERT INTO labels (call_id, segment_id, rule_id, verdict, text, speaker,"
+                " reviewer, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            return Label(cur.lastrowid or 0, *row)
+
+    def labels(self, rule_id: str | None = None) -> list[Label]:
+        """Reviewers' labels, oldest first (of one rule, or all)."""
+        query = (
+            "SELECT id, call_id, segment_id, rule_id, verdict, text, speaker, reviewer, reason,"
+            " created_at FROM labels"
+        )
+        with self._lock:
+            if rule_id is None:
+                rows = self._db.execute(query + " ORDER BY id").fetchall()
+            else:
+                rows = self._db.execute(query + " WHERE rule_id = ? ORDER BY id",
+                                        (rule_id,)).fetchall()
+        return [Label(*r) for r in rows]
+
     def calls(self, *, limit: int | None = 100) -> list[CallSummary]:
         """The most recently started calls, newest first, with their effective scores.
 
@@ -581,7 +735,8 @@ class CallStore:
             ).fetchall()
             events = self._db.execute(
                 "SELECT time, kind, rule_id, severity, points, evidence, message, speaker,"
-                ' "end" FROM events WHERE call_id = ? ORDER BY time, id',
+                ' "end", match_kind, match_score, match_example FROM events'
+                " WHERE call_id = ? ORDER BY time, id",
                 (call_id,),
             ).fetchall()
             overrides = self._overrides(call_id)
@@ -619,6 +774,9 @@ class CallStore:
                     e[6],
                     Speaker(e[7]),
                     e[8],
+                    e[9],
+                    e[10],
+                    e[11],
                 )
                 for e in events
             ),

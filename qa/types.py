@@ -193,6 +193,11 @@ class Event:
         message: The prompt shown to the agent.
         speaker: Whose speech produced it, when one speaker did.
         end: End of the evidence in seconds on the call clock (equal to `time` for instants).
+        match: How the evidence matched the rule: `exact`, `fuzzy`, `pinyin` or `intent`
+            ('' for events that no text produced: deadlines, timers, measurements).
+        score: How well it matched: 1.0 for exact, lower for fuzzy and pinyin, the cosine
+            similarity to the nearest example for `intent` (None when not matched on text).
+        example: The pack's phrase or, for `intent`, the nearest example that it matched.
     """
 
     call_id: str
@@ -205,6 +210,9 @@ class Event:
     message: str = ""
     speaker: Speaker = Speaker.UNKNOWN
     end: float | None = None
+    match: str = ""
+    score: float | None = None
+    example: str = ""
 
 
 @dataclass(frozen=True, slots=True)

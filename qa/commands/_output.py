@@ -26,10 +26,23 @@ def event_line(event: Event, *, call: bool = False) -> str:
     points = f" {event.points:+g}" if event.points else ""
     text = event.message or event.evidence
     evidence = f' "{event.evidence}"' if event.evidence and event.evidence != text else ""
+    how = f" [{match_note(event)}]" if event.match else ""
     return (
         f"{prefix}! [{clock(event.time)}] {event.kind} {event.rule_id} "
-        f"({event.severity}{points}): {text}{evidence}"
+        f"({event.severity}{points}): {text}{evidence}{how}"
     )
+
+
+def match_note(event: Event) -> str:
+    """How an event's evidence matched: `intent 0.83 ~ "nearest example"`, `exact`, ..."""
+    if not event.match:
+        return ""
+    note = event.match
+    if event.score is not None and event.match != "exact":
+        note += f" {event.score:.2f}"
+    if event.match == "intent" and event.example:
+        note += f' ~ "{event.example}"'
+    return note
 
 
 def scorecard_lines(card: Scorecard) -> list[str]:
@@ -59,6 +72,7 @@ def event_dict(event: Event) -> dict:
         "call": event.call_id, "time": round(event.time, 2), "kind": str(event.kind),
         "rule": event.rule_id, "severity": str(event.severity), "points": event.points,
         "evidence": event.evidence, "message": event.message, "speaker": str(event.speaker),
+        "match": event.match, "score": event.score, "example": event.example,
     }
 
 

@@ -11,6 +11,7 @@ import sys
 from itertools import zip_longest
 from pathlib import Path
 
+from qa.commands._output import match_note
 from qa.errors import QAError, StoreError
 from qa.report import format_clock, format_started, render_call
 from qa.store import CallRecord, CallStore, CallSummary, StoreOptions, default_db_path
@@ -61,6 +62,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reviewer", required=True, help="who makes the change")
     p.add_argument("--reason", required=True, help="why")
     p.set_defaults(func=run, action=_override)
+
+    p = sub.add_parser(
+        "label", parents=[common],
+        help="say whether a segment counts for a rule (becomes an example for `qa rules tune`)",
+    )
+    p.add_argument("call", metavar="CALL", help="call id")
+    p.add_argument("segment", metavar="SEGMENT",
+                   help="the segment's number in `qa review show` (#N), or its exact text")
+    p.add_argument("rule", metavar="RULE", help="rule id")
+    p.add_argument("verdict", choices=("yes", "no"), help="it counts for the rule, or not")
+    p.add_argument("--reviewer", required=True, help="who decides")
+    p.add_argument("--reason", required=True, help="why")
+    p.set_defaults(func=run, action=_label)
+
+    p = sub.add_parser("labels", parents=[common], help="reviewers' labels, oldest first")
+    p.add_argument("--rule", help="only this rule's")
+    p.set_defaults(func=run, action=_labels)
 
     p = sub.add_parser("export", parents=[common], help="one row per call with its score")
     p.add_argument("--format", choices=("csv", "json"), default="csv", help="default csv")
@@ -127,12 +145,14 @@ def _describe(record: CallRecord) -> str:
         "Transcript",
     ]
     out += [
-        f"  {format_clock(s.start):>7}  {s.speaker:<8}  {s.text.strip()}" for s in record.segments
+        f"  {format_clock(s.start):>7}  {s.speaker:<8}  {s.text.strip()}  #{n}"
+        for n, s in enumerate(record.segments, 1)
     ]
     out += ["", "Events"]
     out += [
         f"  {format_clock(e.time):>7}  {e.kind}  {e.rule_id}  {e.severity}  {e.points:+g}"
         + (f'  "{e.evidence}"' if e.evidence else "")
+        + (f"  [{match_note(e)}]" if e.match else "")
         + (f"  {e.message}" if e.message else "")
         for e in record.events
     ]
@@ -172,10 +192,64 @@ def _override(store: CallStore, args: argparse.Namespace) -> int:
         args.call, args.item, points=args.points, reviewer=args.reviewer, reason=args.reason
     )
     line = f"{o.call_id} {o.rule_id}: {o.old_points:g} -> {o.new_points:g} by {o.reviewer}"
-    eff = store.call(args.call).effective
+    record = store.call(args.call)
+    eff = record.effective
     if eff is not None:
         line += f"; score now {eff.total:g} (band {eff.band})"
     print(line)
+    for label in _labels_from_override(store, record, o.rule_id, o.new_points, args):
+        print(f"  labelled segment #{label.segment} '{label.text}' {label.verdict} for "
+              f"{label.rule_id} (an example for `qa rules tune --db`)")
+    return 0
+
+
+def _labels_from_override(store: CallStore, record: CallRecord, rule_id: str, points: float,
+                          args: argparse.Namespace) -> list:
+    """A reviewer who takes back what a matched phrase or intent gave or cost says that its
+    segment does not count for the rule: each such segment becomes a `no` label."""
+    if record.scorecard is None:
+        return []
+    item = next((i for i in record.scorecard.items if i.rule_id == rule_id), None)
+    if item is None:
+        return []
+    wrong_hit = [
+        e for e in record.events
+        if e.rule_id == rule_id and e.match and (
+            (e.points < 0 and points >= item.points_possible)  # a false alarm forgiven
+            or (e.points > 0 and points <= 0)  # a step credited on words that did not do it
+        )
+    ]
+    labels = []
+    for event in wrong_hit:
+        number = next(
+            (n for n, s in enumerate(record.segments, 1)
+             if s.speaker == event.speaker and s.start <= event.time + 1e-3
+             and event.time <= s.end + 1e-3),
+            None,
+        )
+        if number is not None:
+            labels.append(store.add_label(
+                record.info.call_id, number, rule_id, "no", reviewer=args.reviewer,
+                reason=f"override: {args.reason}",
+            ))
+    return labels
+
+
+def _label(store: CallStore, args: argparse.Namespace) -> int:
+    label = store.add_label(
+        args.call, args.segment.lstrip("#"), args.rule, args.verdict, reviewer=args.reviewer,
+        reason=args.reason,
+    )
+    print(f"{label.call_id} #{label.segment} {label.rule_id}: {label.verdict} by "
+          f"{label.reviewer} ('{label.text}')")
+    return 0
+
+
+def _labels(store: CallStore, args: argparse.Namespace) -> int:
+    for label in store.labels(args.rule):
+        print(f"{format_started(label.created_at)}  {label.call_id} #{label.segment}  "
+              f"{label.rule_id}  {label.verdict}  {label.speaker}: {label.text}  "
+              f"(by {label.reviewer}: {label.reason})")
     return 0
 
 

@@ -22,7 +22,8 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
-from qa.rules.matcher import Phrase, PhraseHit, PhraseMatcher
+from qa.rules.intents import IntentMatcher, IntentRule
+from qa.rules.matcher import MatchKind, Phrase, PhraseHit, PhraseMatcher
 from qa.rules.schema import RulePack, Step, speaker_matches
 from qa.rules.scoring import score
 from qa.types import Event, EventKind, Scorecard, Segment, Severity, Speaker
@@ -43,6 +44,28 @@ def build_matcher(pack: RulePack) -> PhraseMatcher:
                 Phrase(f"{rule.id}#{i}", rule.id, text) for i, text in enumerate(rule.phrases)
             )
     return PhraseMatcher(phrases, pack.matching, pack.language)
+
+
+@functools.lru_cache(maxsize=32)
+def build_intents(pack: RulePack, encoder=None) -> IntentMatcher | None:
+    """The pack's intents (rules with examples) embedded once, or None when it has none.
+
+    Args:
+        pack: The rule pack.
+        encoder: A sentence encoder; default the process's shared one (loaded on first use).
+    """
+    if not pack.has_intents():
+        return None
+    if encoder is None:
+        from qa.rules.encoder import shared_encoder
+
+        encoder = shared_encoder()
+    rules = [
+        IntentRule(r.id, r.examples, r.counter_examples, r.threshold)
+        for r in pack.matchable()
+        if r.examples
+    ]
+    return IntentMatcher(rules, encoder, pack.intents)
 
 
 @dataclass(slots=True)
@@ -77,12 +100,19 @@ class CallRules:
         call_id: str,
         agent_id: str = "",
         matcher: PhraseMatcher | None = None,
+        intents: IntentMatcher | None | bool = True,
     ) -> None:
         self.pack = pack
         self.call_id = call_id
         self.agent_id = agent_id
         # One matcher per pack, shared by its calls: scanning keeps no per-call state.
         self.matcher = matcher if matcher is not None else build_matcher(pack)
+        # `True`: the pack's own intents (None when it has no examples); `False`: phrases only.
+        if intents is True:
+            intents = build_intents(pack)
+        self.intents: IntentMatcher | None = intents or None
+        self._speakers = {r.id: r.speaker for r in pack.matchable()}
+        self._forbidden = {f.id for f in pack.forbidden}
         self._steps = {s.id: _StepState(s) for s in pack.steps}
         for st in self._steps.values():
             if st.step.trigger is None and st.step.deadline.origin == "start":
@@ -148,6 +178,8 @@ class CallRules:
         previous = self._previous.get(segment.speaker)
         self._previous[segment.speaker] = segment
         hits = self.matcher.scan(segment, previous)
+        if self.intents is not None:
+            hits = self._with_intents(segment, hits)
         out: list[Event] = []
         # Deadlines that passed before this segment began are settled first, so a late step
         # is seen as late even when `advance` has not been called yet.
@@ -277,6 +309,41 @@ class CallRules:
 
     # -- internals -------------------------------------------------------------------
 
+    def _with_intents(self, segment: Segment, hits: list[PhraseHit]) -> list[PhraseHit]:
+        """Phrase hits not vetoed by a counter-example, then intent hits for the rules that
+        no phrase hit, for the rules this speaker's words can count for."""
+        intents = self.intents
+        assert intents is not None
+        kept = []
+        for hit in hits:
+            # Only false alarms are vetoed: a forbidden phrase said inside a clause that is one
+            # of the rule's counter-examples ("I don't know if you've seen our app").
+            vetoed = (
+                intents.veto(segment.text, hit.evidence_text, hit.rule_id)
+                if hit.rule_id in self._forbidden else None
+            )
+            if vetoed is None:
+                kept.append(hit)
+            else:
+                log.debug("call %s: phrase hit %s %r dropped, near counter-example %r (%.2f)",
+                          self.call_id, hit.rule_id, hit.evidence_text,
+                          vetoed.counter_example, vetoed.counter)
+        phrased = {h.rule_id for h in kept}
+        wanted = [
+            rule_id for rule_id, speaker in self._speakers.items()
+            if rule_id not in phrased and speaker_matches(speaker, segment.speaker)
+        ]
+        for found in intents.analyse(segment.text, wanted):
+            if found.matched:
+                kept.append(
+                    PhraseHit(
+                        f"{found.rule_id}~intent", found.rule_id, MatchKind.INTENT,
+                        found.score, found.span.text, segment.start, segment.end,
+                        segment.speaker, found.example,
+                    )
+                )
+        return kept
+
     def _required(self, st: _StepState) -> bool:
         # A triggered step only applies once its trigger fired; others always apply.
         return st.step.trigger is None or st.due_at is not None
@@ -313,6 +380,7 @@ class CallRules:
                         f.prompt,
                         hit.speaker,
                         hit.end,
+                        hit=hit,
                     )
                 ]
         for c in pack.categories:
@@ -332,6 +400,7 @@ class CallRules:
                             f"category: {c.id}",
                             hit.speaker,
                             hit.end,
+                            hit=hit,
                         )
                     )
                 out += self._trigger(c.id, hit.start, hit.end)
@@ -389,6 +458,7 @@ class CallRules:
                     f"done late: {step.prompt}",
                     hit.speaker,
                     hit.end,
+                    hit=hit,
                 )
             )
         elif not_before:
@@ -403,6 +473,7 @@ class CallRules:
                     f"out of order: {', '.join(not_before)} must come first",
                     hit.speaker,
                     hit.end,
+                    hit=hit,
                 )
             )
         else:
@@ -414,9 +485,10 @@ class CallRules:
                     Severity.INFO,
                     step.points,
                     hit.evidence_text,
-                    f"done ({hit.kind.value})",
+                    f"done ({hit.kind.value} {hit.score:.2f})",
                     hit.speaker,
                     hit.end,
+                    hit=hit,
                 )
             )
         # Steps whose deadline runs from this one become due now.
@@ -510,6 +582,7 @@ class CallRules:
         message: str,
         speaker: Speaker = Speaker.UNKNOWN,
         end: float | None = None,
+        hit: PhraseHit | None = None,
     ) -> Event:
         return Event(
             self.call_id,
@@ -522,6 +595,9 @@ class CallRules:
             message,
             speaker,
             round(end if end is not None else time, 3),
+            match=hit.kind.value if hit is not None else "",
+            score=round(hit.score, 3) if hit is not None else None,
+            example=hit.phrase if hit is not None else "",
         )
 
     def _emit(self, events: list[Event]) -> list[Event]:

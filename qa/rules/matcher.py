@@ -67,6 +67,7 @@ class MatchKind(enum.StrEnum):
     EXACT = "exact"
     FUZZY = "fuzzy"
     PINYIN = "pinyin"
+    INTENT = "intent"  # by meaning: similar to one of the rule's examples (qa.rules.intents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +119,14 @@ class PhraseHit:
     Attributes:
         phrase_id: The phrase (`<rule id>#<n>`).
         rule_id: The rule the phrase belongs to.
-        kind: exact, fuzzy or pinyin.
-        score: 1.0 for exact; lower the more the text differed.
+        kind: exact, fuzzy, pinyin or intent.
+        score: 1.0 for exact; lower the more the text differed; for intent, the cosine
+            similarity to the nearest example.
         evidence_text: The original (recognised) text that matched.
         start: Start of the evidence on the call clock (the start of the segment it begins in).
         end: End of the evidence on the call clock (the end of the segment it ends in).
         speaker: Who said it.
-        phrase: The phrase as written in the pack.
+        phrase: The phrase as written in the pack (for intent: the nearest example).
     """
 
     phrase_id: str

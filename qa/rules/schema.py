@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from qa.errors import RuleFileError
+from qa.rules.intents import IntentOptions
 from qa.rules.matcher import MatchOptions
 from qa.types import Severity, Speaker
 
@@ -23,6 +24,8 @@ LANGUAGES = ("en", "zh", "auto")
 SPEAKERS = ("agent", "customer", "any")
 #: The scorecard is out of 100 points; a pack's rule points must add up to this.
 TOTAL_POINTS = 100.0
+#: Keys every matchable rule (step, forbidden, category, trigger) may carry for intents.
+INTENT_KEYS = ("examples", "counter_examples", "threshold")
 
 ALLOWED_KEYS: dict[str, frozenset[str]] = {
     "pack": frozenset(
@@ -37,9 +40,11 @@ ALLOWED_KEYS: dict[str, frozenset[str]] = {
             "conditions",
             "categories",
             "triggers",
+            "intents",
         }
     ),
     "matching": frozenset({"fuzzy", "pinyin", "fuzzy_threshold", "word_similarity", "max_near"}),
+    "intents": frozenset({"enabled", "threshold", "margin", "veto"}),
     "step": frozenset(
         {
             "id",
@@ -51,19 +56,20 @@ ALLOWED_KEYS: dict[str, frozenset[str]] = {
             "after",
             "points",
             "prompt",
+            *INTENT_KEYS,
         }
     ),
     "deadline": frozenset({"within", "from"}),
     "forbidden": frozenset(
-        {"id", "description", "speaker", "phrases", "severity", "points", "prompt"}
+        {"id", "description", "speaker", "phrases", "severity", "points", "prompt", *INTENT_KEYS}
     ),
     "handle_time": frozenset({"limit", "warnings", "points", "action", "warning_prompt"}),
     "conditions": frozenset({"dead_air", "talk_over", "talk_share"}),
     "dead_air": frozenset({"seconds", "points", "prompt"}),
     "talk_over": frozenset({"seconds", "points", "prompt"}),
     "talk_share": frozenset({"min", "max", "points", "prompt"}),
-    "category": frozenset({"id", "speaker", "phrases", "priority"}),
-    "trigger": frozenset({"id", "speaker", "phrases"}),
+    "category": frozenset({"id", "speaker", "phrases", "priority", *INTENT_KEYS}),
+    "trigger": frozenset({"id", "speaker", "phrases", *INTENT_KEYS}),
 }
 
 
@@ -96,6 +102,9 @@ class Step:
             trigger fired, and only speech after that counts.
         after: Steps that must be done before this one (order constraint).
         description: One line for the scorecard.
+        examples: Utterances that perform the step, for matching by meaning.
+        counter_examples: Near misses that must not count.
+        threshold: Calibrated similarity threshold (None: the pack's default).
     """
 
     id: str
@@ -107,11 +116,14 @@ class Step:
     trigger: str | None = None
     after: tuple[str, ...] = ()
     description: str = ""
+    examples: tuple[str, ...] = ()
+    counter_examples: tuple[str, ...] = ()
+    threshold: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Forbidden:
-    """Phrases a speaker must never say."""
+    """Things a speaker must never say: phrases, and examples of the behaviour by meaning."""
 
     id: str
     phrases: tuple[str, ...]
@@ -120,6 +132,9 @@ class Forbidden:
     speaker: str = "agent"
     severity: Severity = Severity.CRITICAL
     description: str = ""
+    examples: tuple[str, ...] = ()
+    counter_examples: tuple[str, ...] = ()
+    threshold: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +193,18 @@ class PhraseSet:
         phrases: Any of these marks it.
         speaker: Whose speech counts (`customer` by default).
         priority: For categories, higher wins as the call's main category.
+        examples: Utterances that mark it, for matching by meaning.
+        counter_examples: Near misses that must not.
+        threshold: Calibrated similarity threshold (None: the pack's default).
     """
 
     id: str
     phrases: tuple[str, ...]
     speaker: str = "customer"
     priority: int = 0
+    examples: tuple[str, ...] = ()
+    counter_examples: tuple[str, ...] = ()
+    threshold: float | None = None
 
 
 DEFAULT_CATEGORIES: dict[str, tuple[PhraseSet, ...]] = {
@@ -240,6 +261,7 @@ class RulePack:
         matching: Matching tolerances.
         description: Free text.
         path: Where it was loaded from.
+        intents: Matching by meaning (examples, thresholds).
     """
 
     name: str
@@ -253,6 +275,7 @@ class RulePack:
     matching: MatchOptions = MatchOptions()
     description: str = ""
     path: str = ""
+    intents: IntentOptions = IntentOptions()
 
     def rule_ids(self) -> list[str]:
         """Ids of every rule that can take points off or be done on a call, in pack order."""
@@ -260,6 +283,15 @@ class RulePack:
         ids += [name for name in ("dead_air", "talk_over", "talk_share")
                 if getattr(self.conditions, name) is not None]
         return ids
+
+    def matchable(self) -> tuple[Step | Forbidden | PhraseSet, ...]:
+        """Every rule that phrases or examples can match: steps, forbidden, categories,
+        triggers."""
+        return (*self.steps, *self.forbidden, *self.categories, *self.triggers)
+
+    def has_intents(self) -> bool:
+        """True when intents are on and some rule has examples."""
+        return self.intents.enabled and any(r.examples for r in self.matchable())
 
     def step(self, step_id: str) -> Step:
         """The step with this id (KeyError when there is none)."""
@@ -348,12 +380,36 @@ class _Ctx:
             raise self.error(node, field, f"must be one of {', '.join(choices)}, got '{value}'")
         return value
 
-    def phrases(self, node: yaml.Node, field: str) -> tuple[str, ...]:
+    def phrases(self, node: yaml.Node, field: str, what: str = "phrase") -> tuple[str, ...]:
         if not isinstance(node, yaml.SequenceNode):
-            raise self.error(node, field, f"must be a list of phrases, not {_describe(node)}")
+            raise self.error(node, field, f"must be a list of {what}s, not {_describe(node)}")
         if not node.value:
-            raise self.error(node, field, "must list at least one phrase")
+            raise self.error(node, field, f"must list at least one {what}")
         return tuple(self.text(item, f"{field}[{i}]") for i, item in enumerate(node.value))
+
+    def intent(self, m: dict, node: yaml.Node, field: str) -> dict[str, Any]:
+        """`phrases`, `examples`, `counter_examples` and `threshold` of a matchable rule."""
+        if "phrases" not in m and "examples" not in m:
+            raise self.error(node, f"{field}.phrases", "missing required field (or 'examples')")
+        out: dict[str, Any] = {
+            "phrases": _optional(m, "phrases", self.phrases, field, ()),
+            "examples": _optional(
+                m, "examples", lambda n, f: self.phrases(n, f, "example"), field, ()
+            ),
+            "counter_examples": _optional(
+                m, "counter_examples", lambda n, f: self.phrases(n, f, "counter-example"),
+                field, (),
+            ),
+            "threshold": _optional(
+                m, "threshold", lambda n, f: self.number(n, f, 0.0, 1.0), field, None
+            ),
+        }
+        if out["counter_examples"] and not out["examples"]:
+            raise self.error(
+                m["counter_examples"][0], f"{field}.counter_examples",
+                "counter-examples need examples to be compared with",
+            )
+        return out
 
     def sequence(self, node: yaml.Node, field: str) -> list[yaml.Node]:
         if not isinstance(node, yaml.SequenceNode):
@@ -424,6 +480,7 @@ def loads_pack(source: str, path: str = "<string>") -> RulePack:
         raise ctx.error(root, "language", "missing required field")
     description = _optional(top, "description", ctx.text, "", "")
     matching = _optional(top, "matching", lambda n, f: _matching(ctx, n, f), "", MatchOptions())
+    intents = _optional(top, "intents", lambda n, f: _intents(ctx, n, f), "", IntentOptions())
     steps_nodes = ctx.sequence(top["steps"][1], "steps") if "steps" in top else []
     steps = tuple(_step(ctx, n, f"steps[{i}]") for i, n in enumerate(steps_nodes))
     forb_nodes = ctx.sequence(top["forbidden"][1], "forbidden") if "forbidden" in top else []
@@ -453,6 +510,7 @@ def loads_pack(source: str, path: str = "<string>") -> RulePack:
         matching,
         description,
         path,
+        intents,
     )
     _check_references(
         ctx, pack, steps_nodes, cat_nodes if "categories" in top else [], forb_nodes, trig_nodes
@@ -481,6 +539,22 @@ def _matching(ctx: _Ctx, node: yaml.Node, field: str) -> MatchOptions:
     )
 
 
+def _intents(ctx: _Ctx, node: yaml.Node, field: str) -> IntentOptions:
+    m = ctx.mapping(node, field, "intents")
+    d = IntentOptions()
+
+    def unit(key: str) -> float:
+        return _optional(m, key, lambda n, f: ctx.number(n, f, 0.0, 1.0), field, getattr(d, key))
+
+    return IntentOptions(
+        enabled=_optional(m, "enabled", lambda n, f: ctx.scalar(n, f, ("bool",)), field,
+                          d.enabled),
+        threshold=unit("threshold"),
+        margin=unit("margin"),
+        veto=unit("veto"),
+    )
+
+
 def _deadline(ctx: _Ctx, node: yaml.Node, field: str) -> Deadline:
     if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "str":
         if node.value != "end":
@@ -503,7 +577,7 @@ def _step(ctx: _Ctx, node: yaml.Node, field: str) -> Step:
     after = _optional(m, "after", lambda n, f: _ids(ctx, n, f), field, ())
     return Step(
         id=ctx.text(ctx.require(m, node, field, "id"), f"{field}.id"),
-        phrases=ctx.phrases(ctx.require(m, node, field, "phrases"), f"{field}.phrases"),
+        **ctx.intent(m, node, field),
         points=ctx.number(ctx.require(m, node, field, "points"), f"{field}.points", 0.0, 100.0),
         prompt=ctx.text(ctx.require(m, node, field, "prompt"), f"{field}.prompt"),
         speaker=_optional(m, "speaker", lambda n, f: ctx.choice(n, f, SPEAKERS), field, "agent"),
@@ -531,7 +605,7 @@ def _forbidden(ctx: _Ctx, node: yaml.Node, field: str) -> Forbidden:
     severities = tuple(s.value for s in Severity)
     return Forbidden(
         id=ctx.text(ctx.require(m, node, field, "id"), f"{field}.id"),
-        phrases=ctx.phrases(ctx.require(m, node, field, "phrases"), f"{field}.phrases"),
+        **ctx.intent(m, node, field),
         points=ctx.number(ctx.require(m, node, field, "points"), f"{field}.points", 0.0, 100.0),
         prompt=ctx.text(ctx.require(m, node, field, "prompt"), f"{field}.prompt"),
         speaker=_optional(m, "speaker", lambda n, f: ctx.choice(n, f, SPEAKERS), field, "agent"),
@@ -602,7 +676,7 @@ def _phrase_set(ctx: _Ctx, node: yaml.Node, field: str, kind: str) -> PhraseSet:
     m = ctx.mapping(node, field, kind)
     return PhraseSet(
         id=ctx.text(ctx.require(m, node, field, "id"), f"{field}.id"),
-        phrases=ctx.phrases(ctx.require(m, node, field, "phrases"), f"{field}.phrases"),
+        **ctx.intent(m, node, field),
         speaker=_optional(m, "speaker", lambda n, f: ctx.choice(n, f, SPEAKERS), field, "customer"),
         priority=_optional(m, "priority", lambda n, f: ctx.integer(n, f, 0, 100), field, 0),
     )

@@ -83,7 +83,7 @@ BAD_CASES = [
         GOOD.replace("    deadline: {within: 15}", "    dedline: {within: 15}"),
         5,
         "steps[0].dedline",
-        "unknown key 'dedline'; allowed: after, deadline",
+        "unknown key 'dedline'; allowed: after, counter_examples, deadline",
     ),
     ("unknown top key", "language: en\nrules: []\n", 2, "rules", "unknown key"),
     (
@@ -253,6 +253,7 @@ def test_json_schema_property_names_equal_the_loader_keys(json_schema):
     schema_keys = {
         "pack": props,
         "matching": props["matching"]["properties"],
+        "intents": props["intents"]["properties"],
         "step": defs["step"]["properties"],
         "deadline": deadline["properties"],
         "forbidden": defs["forbidden"]["properties"],

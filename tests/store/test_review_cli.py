@@ -49,8 +49,8 @@ def test_list_show_override_export(review, tmp_path: Path) -> None:
     shown = review("show", CALL_ID)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    assert "   0:00.5  agent     Hello, thank you for calling, how can I help?" in lines
-    assert "   0:09.0  customer  我不知道怎么办" in lines
+    assert "   0:00.5  agent     Hello, thank you for calling, how can I help?  #1" in lines
+    assert "   0:09.0  customer  我不知道怎么办  #4" in lines
     assert any("forbidden_phrase  no_shirking  critical  -10" in line for line in lines)
     assert "Scorecard: 85 (band 80-85)" in lines
 
