@@ -88,6 +88,46 @@ class SentenceEncoder:
         return out
 
 
+def _cache_dir() -> Path:
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(base).expanduser() / "qa" / "embeddings"
+
+
+def encode_cached(encoder: SentenceEncoder, texts: Sequence[str]) -> np.ndarray:
+    """Like `encoder.encode`, for a large fixed set of texts (a pack and the behaviour
+    library): the result is kept on disk, keyed by the texts and the encoder's weights, so a
+    process embeds them once, not at every start. Falls back to encoding on any file error."""
+    import hashlib
+    import os
+    import tempfile
+
+    weights = encoder.directory / "weights.npz"
+    digest = hashlib.sha256()
+    digest.update(f"{ENCODER_MODEL}:{weights.stat().st_size}:{int(weights.stat().st_mtime)}"
+                  .encode())
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    path = _cache_dir() / f"{digest.hexdigest()[:32]}.npy"
+    try:
+        cached = np.load(path, allow_pickle=False)
+        if cached.shape == (len(texts), DIM):
+            return cached
+    except (OSError, ValueError):
+        pass
+    vectors = encoder.encode(texts)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, vectors, allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("embedding cache not written: %s", exc)
+    return vectors
+
+
 def _installed_dir() -> Path:
     from qa.models import install, model_dir
 

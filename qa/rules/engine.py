@@ -18,54 +18,17 @@ Event kinds and severities (docs/rules.md, "Events"):
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field
 
-from qa.rules.intents import IntentMatcher, IntentRule
-from qa.rules.matcher import MatchKind, Phrase, PhraseHit, PhraseMatcher
+from qa.rules.detect import RuleDetector, build_matcher
+from qa.rules.intents import IntentMatcher
+from qa.rules.matcher import PhraseHit, PhraseMatcher
 from qa.rules.schema import RulePack, Step, speaker_matches
 from qa.rules.scoring import score
 from qa.types import Event, EventKind, Scorecard, Segment, Severity, Speaker
 
 log = logging.getLogger("qa.rules.engine")
-
-
-@functools.lru_cache(maxsize=32)
-def build_matcher(pack: RulePack) -> PhraseMatcher:
-    """One matcher for every phrase of the pack (steps, forbidden, categories, triggers).
-
-    Cached per pack (packs are frozen and hashable), so calls on the same pack share it.
-    """
-    phrases: list[Phrase] = []
-    for rules in (pack.steps, pack.forbidden, pack.categories, pack.triggers):
-        for rule in rules:
-            phrases.extend(
-                Phrase(f"{rule.id}#{i}", rule.id, text) for i, text in enumerate(rule.phrases)
-            )
-    return PhraseMatcher(phrases, pack.matching, pack.language)
-
-
-@functools.lru_cache(maxsize=32)
-def build_intents(pack: RulePack, encoder=None) -> IntentMatcher | None:
-    """The pack's intents (rules with examples) embedded once, or None when it has none.
-
-    Args:
-        pack: The rule pack.
-        encoder: A sentence encoder; default the process's shared one (loaded on first use).
-    """
-    if not pack.has_intents():
-        return None
-    if encoder is None:
-        from qa.rules.encoder import shared_encoder
-
-        encoder = shared_encoder()
-    rules = [
-        IntentRule(r.id, r.examples, r.counter_examples, r.threshold)
-        for r in pack.matchable()
-        if r.examples
-    ]
-    return IntentMatcher(rules, encoder, pack.intents)
 
 
 @dataclass(slots=True)
@@ -108,11 +71,8 @@ class CallRules:
         # One matcher per pack, shared by its calls: scanning keeps no per-call state.
         self.matcher = matcher if matcher is not None else build_matcher(pack)
         # `True`: the pack's own intents (None when it has no examples); `False`: phrases only.
-        if intents is True:
-            intents = build_intents(pack)
-        self.intents: IntentMatcher | None = intents or None
-        self._speakers = {r.id: r.speaker for r in pack.matchable()}
-        self._forbidden = {f.id for f in pack.forbidden}
+        self.detector = RuleDetector(pack, self.matcher, intents)
+        self.intents: IntentMatcher | None = self.detector.intents
         self._steps = {s.id: _StepState(s) for s in pack.steps}
         for st in self._steps.values():
             if st.step.trigger is None and st.step.deadline.origin == "start":
@@ -177,9 +137,7 @@ class CallRules:
             return []
         previous = self._previous.get(segment.speaker)
         self._previous[segment.speaker] = segment
-        hits = self.matcher.scan(segment, previous)
-        if self.intents is not None:
-            hits = self._with_intents(segment, hits)
+        hits = self.detector.detect(segment, previous)
         out: list[Event] = []
         # Deadlines that passed before this segment began are settled first, so a late step
         # is seen as late even when `advance` has not been called yet.
@@ -308,41 +266,6 @@ class CallRules:
         return out + self._emit(pending)
 
     # -- internals -------------------------------------------------------------------
-
-    def _with_intents(self, segment: Segment, hits: list[PhraseHit]) -> list[PhraseHit]:
-        """Phrase hits not vetoed by a counter-example, then intent hits for the rules that
-        no phrase hit, for the rules this speaker's words can count for."""
-        intents = self.intents
-        assert intents is not None
-        kept = []
-        for hit in hits:
-            # Only false alarms are vetoed: a forbidden phrase said inside a clause that is one
-            # of the rule's counter-examples ("I don't know if you've seen our app").
-            vetoed = (
-                intents.veto(segment.text, hit.evidence_text, hit.rule_id)
-                if hit.rule_id in self._forbidden else None
-            )
-            if vetoed is None:
-                kept.append(hit)
-            else:
-                log.debug("call %s: phrase hit %s %r dropped, near counter-example %r (%.2f)",
-                          self.call_id, hit.rule_id, hit.evidence_text,
-                          vetoed.counter_example, vetoed.counter)
-        phrased = {h.rule_id for h in kept}
-        wanted = [
-            rule_id for rule_id, speaker in self._speakers.items()
-            if rule_id not in phrased and speaker_matches(speaker, segment.speaker)
-        ]
-        for found in intents.analyse(segment.text, wanted):
-            if found.matched:
-                kept.append(
-                    PhraseHit(
-                        f"{found.rule_id}~intent", found.rule_id, MatchKind.INTENT,
-                        found.score, found.span.text, segment.start, segment.end,
-                        segment.speaker, found.example,
-                    )
-                )
-        return kept
 
     def _required(self, st: _StepState) -> bool:
         # A triggered step only applies once its trigger fired; others always apply.

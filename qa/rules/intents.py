@@ -1,29 +1,35 @@
-"""Rules by meaning: a rule's examples and counter-examples, matched with a sentence encoder.
+"""Rules by meaning: a rule's examples and counter-examples, learned with a sentence encoder.
 
 A pack author writes five to twenty `examples` of what counts for a rule and a few
-`counter_examples` of near misses that must not (docs/rules.md, "Intents"). A segment
-matches a rule's intent when one of its clauses is close enough in meaning to an example:
+`counter_examples` of near misses that must not (docs/rules.md, "Intents"); a rule may also
+name a `behaviour` of the built-in library (`qa/rules/library/`), whose examples for the
+standard call-centre behaviours (greeting, identity check, apology, shirking, ...) then count
+as its own. A segment matches a rule's intent when one of its clauses does:
 
 1. **Clauses.** A turn can hold several acts ("Thanks. I'll arrange a refund. Anything
    else?"), so the segment is cut into sentences, long sentences into their comma clauses,
    and unpunctuated run-ons (as the recogniser writes them) into overlapping word windows;
    adjacent short clauses are also scored together. Each candidate is one span of the text.
-2. **Similarity.** Every span and every example is embedded once (`qa.rules.encoder`);
-   the score of a rule on a span is the cosine to its nearest example.
+2. **Classifier.** Every text is embedded once (`qa.rules.encoder`, multilingual USE). Per
+   rule, a ridge classifier is fitted when the pack loads: the rule's examples and phrases
+   (and its behaviour's library examples) against its counter-examples, the other rules'
+   examples and the library's neutral call talk. Fitting is one linear solve per rule, so a
+   pack is ready in milliseconds once its texts are embedded (embeddings are cached on disk).
+   Nearest-neighbour similarity alone confused acts that share words; docs/intents.md has
+   the comparison.
 3. **Polarity.** Embeddings barely see a negation (我知道了 scores 0.82 against 我不知道), so
-   a span is only compared with the examples of its own polarity: a negated span ("I don't
-   know") with negated examples, an affirmative one ("I know exactly what happened") with
-   affirmative ones. Fixed expressions that contain a negation word but do not negate
-   (不好意思, 对不起, 没问题, "no problem") are masked first; A-not-A questions (是不是, 有没有)
-   are questions, not negations.
-4. **Counter-examples.** The span must be nearer the example than any counter-example, by
-   `IntentOptions.margin`.
-5. **Threshold.** The score must reach the rule's threshold (calibrated per rule by
-   `qa rules tune` for a stated precision; the pack's default otherwise).
+   the negation is a feature of its own, and a span whose polarity none of a rule's
+   examples share cannot match it (an affirmative "I know exactly what happened" never
+   matches a rule whose every example says "I don't know"). Fixed expressions that contain a
+   negation word but do not negate (不好意思, 对不起, 没问题, "no problem") are masked first;
+   A-not-A questions (是不是, 有没有) are questions, not negations.
+4. **Threshold.** The classifier's score must reach the rule's threshold (calibrated per
+   rule by `qa rules tune` for a stated precision; the pack's default otherwise). Each hit
+   reports its score, the nearest example by cosine similarity and the clause.
 
 Phrase hits (exact, fuzzy, pinyin) stay the high-precision path; a phrase hit of a forbidden
-rule is only dropped when the clause around it is plainly one of the rule's counter-examples
-("I don't know if you've seen our app" for the phrase "I don't know"): `veto`.
+rule is only dropped when the clause around it is plainly not the rule ("I don't know if
+you've seen our app" for the phrase "I don't know"): `veto`.
 """
 
 from __future__ import annotations
@@ -178,28 +184,44 @@ class IntentOptions:
 
     Attributes:
         enabled: Match rules by their examples at all (phrases always match).
-        threshold: Similarity a span needs with a rule's nearest example, for rules that
-            have no calibrated `threshold` of their own.
-        margin: How much nearer the nearest example must be than the nearest
-            counter-example.
-        veto: Similarity to a counter-example at which a phrase hit in the same clause is
-            dropped (when it is also nearer the counter-example than any example).
+        threshold: Classifier score a span needs, for rules with no calibrated `threshold`
+            of their own (the classifier is fitted to +1 for the rule, -1 for the rest).
+        library: Use the built-in behaviour library's neutral call talk as negatives for
+            every rule (and its behaviours where a rule names one).
+        veto: Classifier score below which a forbidden phrase's clause is taken to be a
+            counter-example (the phrase hit is dropped when the clause is also nearer a
+            counter-example than any example).
+        ridge: Regularisation of the classifiers (larger: smoother, less fitted to the
+            examples).
+        exclusive: A rule only matches a clause on which no other rule of the same speaker
+            scores more than this much higher (None: rules do not compete).
     """
 
     enabled: bool = True
-    threshold: float = 0.7
-    margin: float = 0.02
-    veto: float = 0.75
+    threshold: float = 0.3
+    library: bool = True
+    veto: float = 0.0
+    ridge: float = 0.5
+    exclusive: float | None = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class IntentRule:
-    """One rule's intent: what counts, what must not, and from what score."""
+    """One rule's intent: what counts, what must not, and from what score.
+
+    Attributes:
+        rule_id: The rule.
+        examples: Utterances that count (the rule's phrases are added to them).
+        counter_examples: Near misses that must not count.
+        threshold: Its calibrated threshold (None: the pack's default).
+        behaviour: A behaviour of the built-in library whose examples count too.
+    """
 
     rule_id: str
     examples: tuple[str, ...]
     counter_examples: tuple[str, ...] = ()
     threshold: float | None = None
+    behaviour: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,45 +230,85 @@ class IntentScore:
 
     Attributes:
         rule_id: The rule.
-        score: Cosine similarity of the span to the nearest example of its polarity.
-        example: That example.
-        counter: Cosine similarity to the nearest counter-example (0 when none).
-        counter_example: That counter-example ('' when none).
+        score: The rule's classifier score on the span (about -1 to 1; higher is surer).
+        example: The nearest example (by cosine similarity) of the span's polarity.
+        similarity: Cosine similarity of the span to that example.
+        counter_example: The nearest counter-example of the span's polarity ('' when none).
+        counter: Its cosine similarity (0 when none).
         span: The span of the text it was measured on.
         threshold: The rule's threshold.
-        matched: Whether it counts as a hit (threshold, polarity and margin all passed).
+        matched: Whether it counts as a hit (threshold and polarity passed).
+        clear: Whether it passed the polarity check (so it is a hit from any threshold up to
+            `score`: what calibration varies).
     """
 
     rule_id: str
     score: float
     example: str
-    counter: float
+    similarity: float
     counter_example: str
+    counter: float
     span: Span
     threshold: float
     matched: bool
+    clear: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Library:
+    """Built-in examples of standard behaviours, and neutral call talk (negatives for all)."""
+
+    behaviours: dict[str, tuple[str, ...]]
+    neutral: tuple[str, ...]
+
+
+def _features(vectors: np.ndarray, negated: np.ndarray) -> np.ndarray:
+    """Embedding, a negation flag and a bias column: what the classifiers read."""
+    out = np.empty((len(vectors), vectors.shape[1] + 2), dtype=np.float32)
+    out[:, :-2] = vectors
+    out[:, -2] = np.where(negated, 0.5, -0.5)
+    out[:, -1] = 1.0
+    return out
 
 
 class IntentMatcher:
-    """The intents of a pack's rules, embedded once; `analyse` scores one text.
+    """The intents of a pack's rules, fitted once; `analyse` scores one text.
 
     Thread-safe after construction (the encoder serialises its own use).
 
     Args:
-        rules: The rules that have examples.
+        rules: The rules that have examples (or a library behaviour).
         encoder: Anything with `encode(texts) -> (n, d) unit vectors` (a `SentenceEncoder`).
-        options: Thresholds and margins.
+        options: Thresholds and regularisation.
+        library: The built-in behaviour library for the pack's language (None: none).
     """
 
-    def __init__(self, rules: Sequence[IntentRule], encoder, options: IntentOptions) -> None:
+    def __init__(
+        self,
+        rules: Sequence[IntentRule],
+        encoder,
+        options: IntentOptions,
+        library: Library | None = None,
+    ) -> None:
         self.options = options
         self.encoder = encoder
-        self.rules = tuple(r for r in rules if r.examples)
+        library = library if options.library else None
+        positives: list[tuple[str, ...]] = []
+        kept = []
+        for rule in rules:
+            extra = library.behaviours.get(rule.behaviour, ()) if library and rule.behaviour else ()
+            texts = tuple(dict.fromkeys((*rule.examples, *extra)))
+            if texts:
+                kept.append(rule)
+                positives.append(texts)
+        self.rules = tuple(kept)
+        neutral = library.neutral if library is not None else ()
+        # One table of every text: positives of each rule, counter-examples, neutral talk.
         texts: list[str] = []
-        owner: list[int] = []
+        owner: list[int] = []  # rule index, or -1 for neutral talk
         counter: list[bool] = []
         for i, rule in enumerate(self.rules):
-            for text in rule.examples:
+            for text in positives[i]:
                 texts.append(text)
                 owner.append(i)
                 counter.append(False)
@@ -254,17 +316,57 @@ class IntentMatcher:
                 texts.append(text)
                 owner.append(i)
                 counter.append(True)
+        for text in neutral:
+            texts.append(text)
+            owner.append(-1)
+            counter.append(True)
         self._texts = tuple(texts)
         self._owner = np.asarray(owner, dtype=np.int64)
         self._counter = np.asarray(counter, dtype=bool)
         self._negated = np.asarray([is_negated(t) for t in texts], dtype=bool)
-        self._matrix = (
-            encoder.encode(texts).T.copy() if texts else np.zeros((1, 0), dtype=np.float32)
-        )
+        if not texts:
+            vectors = np.zeros((0, 512), dtype=np.float32)
+        elif hasattr(encoder, "directory"):
+            from qa.rules.encoder import encode_cached
+
+            vectors = encode_cached(encoder, texts)
+        else:
+            vectors = encoder.encode(texts)
+        self._unit = vectors.T.copy()  # (d, texts) for cosine similarity
+        self._weights = self._fit(_features(vectors, self._negated))
         self._index = {r.rule_id: i for i, r in enumerate(self.rules)}
         self._thresholds = np.asarray(
             [r.threshold if r.threshold is not None else options.threshold for r in self.rules]
         )
+        # A rule matches only spans of a polarity that some of its examples have.
+        self._polarities = [
+            {bool(x) for x in self._negated[(self._owner == i) & ~self._counter]}
+            for i in range(len(self.rules))
+        ]
+
+    def _fit(self, features: np.ndarray) -> np.ndarray:
+        """One weighted ridge classifier per rule: +1 for its examples, -1 for the rest.
+
+        A rule's counter-examples and the neutral talk count against it; so do the other
+        rules' examples, except where both rules share a text. Classes are weighted to the
+        same total, so a rule with ten examples is not drowned by a thousand negatives.
+        """
+        n_rules = len(self.rules)
+        weights = np.zeros((features.shape[1], n_rules), dtype=np.float64)
+        ridge = self.options.ridge * np.eye(features.shape[1])
+        ridge[-1, -1] = 0.0  # the bias is not shrunk
+        for i in range(n_rules):
+            positive = (self._owner == i) & ~self._counter
+            own_texts = {self._texts[j] for j in np.flatnonzero(positive)}
+            negative = ~positive & np.asarray([t not in own_texts for t in self._texts])
+            used = positive | negative
+            x = features[used].astype(np.float64)
+            y = np.where(positive[used], 1.0, -1.0)
+            n_pos, n_neg = int(positive.sum()), int(negative.sum())
+            w = np.where(y > 0, 0.5 / max(1, n_pos), 0.5 / max(1, n_neg)) * len(y)
+            gram = x.T @ (x * w[:, None]) + ridge
+            weights[:, i] = np.linalg.solve(gram, x.T @ (w * y))
+        return weights.astype(np.float32)
 
     def __len__(self) -> int:
         return len(self._texts)
@@ -273,92 +375,97 @@ class IntentMatcher:
         """The threshold in force for a rule."""
         return float(self._thresholds[self._index[rule_id]])
 
-    def analyse(self, text: str, rule_ids: Sequence[str] | None = None) -> list[IntentScore]:
+    def _scores(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        vectors = self.encoder.encode(list(texts))
+        negated = np.asarray([is_negated(t) for t in texts], dtype=bool)
+        return _features(vectors, negated) @ self._weights, vectors @ self._unit, negated
+
+    def analyse(
+        self, text: str, rule_ids: Sequence[str] | None = None,
+        rivals: Sequence[str] | None = None,
+    ) -> list[IntentScore]:
         """Scores `text` against every rule (or those named), each on its best span.
 
+        Args:
+            text: A segment's text.
+            rule_ids: The rules to score (default all).
+            rivals: The rules that compete for each clause (default `rule_ids`): those this
+                speaker's words can count for, including rules a phrase already matched.
+
         Returns:
-            One `IntentScore` per rule that had an example of the text's polarity, best
-            first; `matched` says which count as hits.
+            One `IntentScore` per rule, best first; `matched` says which count as hits.
         """
         cands = spans(text)
         if not cands or not self.rules:
             return []
-        sims = self.encoder.encode([s.text for s in cands]) @ self._matrix  # (spans, examples)
-        negated = np.asarray([is_negated(s.text) for s in cands], dtype=bool)
-        wanted = range(len(self.rules)) if rule_ids is None else [
+        scores, sims, negated = self._scores([s.text for s in cands])
+        wanted = list(range(len(self.rules))) if rule_ids is None else [
             self._index[r] for r in rule_ids if r in self._index
         ]
+        compete = wanted if rivals is None else sorted(
+            {self._index[r] for r in rivals if r in self._index} | set(wanted)
+        )
         out = []
+        # A clause says one thing: a rule only counts on a span where no rival reads it better
+        # by more than `exclusive` (a thanks-and-goodbye is a closing, not a greeting).
+        if self.options.exclusive is not None and len(compete) > 1:
+            top = scores[:, compete].max(axis=1)
+        else:
+            top = None
         for i in wanted:
-            best = self._best(i, sims, negated, cands)
+            best = None
+            for s, span in enumerate(cands):
+                score = float(scores[s, i])
+                if top is not None and top[s] - score > self.options.exclusive:
+                    score = min(score, -1.0)  # another rule reads this clause far better
+                cand = self._score(i, span, score, sims[s], bool(negated[s]))
+                if best is None or (cand.clear, cand.score) > (best.clear, best.score):
+                    best = cand
             if best is not None:
                 out.append(best)
-        out.sort(key=lambda s: -s.score)
+        out.sort(key=lambda x: -x.score)
         return out
 
-    def _best(
-        self, i: int, sims: np.ndarray, negated: np.ndarray, cands: list[Span]
-    ) -> IntentScore | None:
-        rule = self.rules[i]
-        mine = self._owner == i
-        pos_cols = np.flatnonzero(mine & ~self._counter)
-        neg_cols = np.flatnonzero(mine & self._counter)
+    def _score(self, i: int, span: Span, score: float, sims: np.ndarray,
+               negated: bool) -> IntentScore:
+        mine = (self._owner == i) & (self._negated == negated)
+        pos = np.flatnonzero(mine & ~self._counter)
+        neg = np.flatnonzero(mine & self._counter)
+        if not len(pos):
+            pos = np.flatnonzero((self._owner == i) & ~self._counter)
+        j = pos[int(np.argmax(sims[pos]))]
+        k = neg[int(np.argmax(sims[neg]))] if len(neg) else -1
+        clear = negated in self._polarities[i]
         threshold = float(self._thresholds[i])
-        best: IntentScore | None = None
-        for s, span in enumerate(cands):
-            # Only examples of the span's own polarity can vouch for it, and only
-            # counter-examples of that polarity can speak against it (我知道了 is there to stop
-            # affirmative spans, not to veto 我不知道).
-            cols = pos_cols[self._negated[pos_cols] == negated[s]]
-            if not len(cols):
-                continue
-            row = sims[s]
-            j = cols[int(np.argmax(row[cols]))]
-            score = float(row[j])
-            against = neg_cols[self._negated[neg_cols] == negated[s]]
-            if len(against):
-                k = against[int(np.argmax(row[against]))]
-                counter, counter_text = float(row[k]), self._texts[k]
-            else:
-                counter, counter_text = 0.0, ""
-            matched = score >= threshold and score >= counter + self.options.margin
-            cand = IntentScore(rule.rule_id, round(score, 4), self._texts[j], round(counter, 4),
-                               counter_text, span, threshold, matched)
-            if best is None or (cand.matched, cand.score) > (best.matched, best.score):
-                best = cand
-        return best
+        return IntentScore(
+            self.rules[i].rule_id, round(score, 4), self._texts[j], round(float(sims[j]), 4),
+            self._texts[k] if k >= 0 else "", round(float(sims[k]), 4) if k >= 0 else 0.0,
+            span, threshold, clear and score >= threshold, clear,
+        )
 
     def veto(self, text: str, evidence: str, rule_id: str) -> IntentScore | None:
         """Whether a phrase hit of `rule_id` on `evidence` inside `text` should be dropped.
 
+        A phrase can be said without the act: negated around it ("it's not urgent at all"),
+        embedded ("I don't know if you've seen our app"), or quoted ("your account number is
+        on the bill"). The classifier, which learned the rule's counter-examples and the
+        library's near misses, judges the clause the phrase was found in.
+
         Returns:
-            The score that vetoes it (its clause is one of the rule's counter-examples),
-            or None to keep the hit.
+            The clause's score when it is below `IntentOptions.veto` (drop the hit), else None.
         """
         i = self._index.get(rule_id)
-        if i is None or not self.rules[i].counter_examples:
+        if i is None:
             return None
         at = text.find(evidence) if evidence else -1
         cands = [
             s for s in spans(text) if at < 0 or (s.start <= at and at + len(evidence) <= s.end)
         ]
-        # The narrowest span holding the evidence is its clause.
-        cands = sorted(cands, key=lambda s: s.end - s.start)[:1]
         if not cands:
             return None
-        sims = self.encoder.encode([cands[0].text]) @ self._matrix
-        row = sims[0]
-        negated = is_negated(cands[0].text)
-        mine = (self._owner == i) & (self._negated == negated)
-        neg_cols = np.flatnonzero(mine & self._counter)
-        pos_cols = np.flatnonzero(mine & ~self._counter)
-        if not len(neg_cols):
-            return None
-        k = neg_cols[int(np.argmax(row[neg_cols]))]
-        counter = float(row[k])
-        score = float(row[pos_cols].max()) if len(pos_cols) else 0.0
-        if counter >= self.options.veto and counter > score + self.options.margin:
-            j = pos_cols[int(np.argmax(row[pos_cols]))] if len(pos_cols) else k
-            return IntentScore(rule_id, round(score, 4), self._texts[j], round(counter, 4),
-                               self._texts[k], cands[0], float(self._thresholds[i]), False)
-        return None
+        scores, sims, negated = self._scores([s.text for s in cands])
+        # The phrase counts when any span around it reads as the act.
+        best = max(range(len(cands)), key=lambda s: scores[s, i])
+        found = self._score(i, cands[best], float(scores[best, i]), sims[best],
+                            bool(negated[best]))
+        return found if found.score < self.options.veto else None

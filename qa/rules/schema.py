@@ -25,7 +25,7 @@ SPEAKERS = ("agent", "customer", "any")
 #: The scorecard is out of 100 points; a pack's rule points must add up to this.
 TOTAL_POINTS = 100.0
 #: Keys every matchable rule (step, forbidden, category, trigger) may carry for intents.
-INTENT_KEYS = ("examples", "counter_examples", "threshold")
+INTENT_KEYS = ("examples", "counter_examples", "threshold", "behaviour")
 
 ALLOWED_KEYS: dict[str, frozenset[str]] = {
     "pack": frozenset(
@@ -44,7 +44,7 @@ ALLOWED_KEYS: dict[str, frozenset[str]] = {
         }
     ),
     "matching": frozenset({"fuzzy", "pinyin", "fuzzy_threshold", "word_similarity", "max_near"}),
-    "intents": frozenset({"enabled", "threshold", "margin", "veto"}),
+    "intents": frozenset({"enabled", "threshold", "library", "veto", "ridge"}),
     "step": frozenset(
         {
             "id",
@@ -104,7 +104,9 @@ class Step:
         description: One line for the scorecard.
         examples: Utterances that perform the step, for matching by meaning.
         counter_examples: Near misses that must not count.
-        threshold: Calibrated similarity threshold (None: the pack's default).
+        threshold: Calibrated intent threshold (None: the pack's default).
+        behaviour: A behaviour of the built-in library (`qa/rules/library/`) whose examples
+            count as this rule's own.
     """
 
     id: str
@@ -119,6 +121,7 @@ class Step:
     examples: tuple[str, ...] = ()
     counter_examples: tuple[str, ...] = ()
     threshold: float | None = None
+    behaviour: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,7 @@ class Forbidden:
     examples: tuple[str, ...] = ()
     counter_examples: tuple[str, ...] = ()
     threshold: float | None = None
+    behaviour: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +199,9 @@ class PhraseSet:
         priority: For categories, higher wins as the call's main category.
         examples: Utterances that mark it, for matching by meaning.
         counter_examples: Near misses that must not.
-        threshold: Calibrated similarity threshold (None: the pack's default).
+        threshold: Calibrated intent threshold (None: the pack's default).
+        behaviour: A behaviour of the built-in library (`qa/rules/library/`) whose examples
+            count as this rule's own.
     """
 
     id: str
@@ -205,6 +211,7 @@ class PhraseSet:
     examples: tuple[str, ...] = ()
     counter_examples: tuple[str, ...] = ()
     threshold: float | None = None
+    behaviour: str | None = None
 
 
 DEFAULT_CATEGORIES: dict[str, tuple[PhraseSet, ...]] = {
@@ -290,8 +297,10 @@ class RulePack:
         return (*self.steps, *self.forbidden, *self.categories, *self.triggers)
 
     def has_intents(self) -> bool:
-        """True when intents are on and some rule has examples."""
-        return self.intents.enabled and any(r.examples for r in self.matchable())
+        """True when intents are on and some rule has examples or a behaviour."""
+        return self.intents.enabled and any(
+            r.examples or r.behaviour for r in self.matchable()
+        )
 
     def step(self, step_id: str) -> Step:
         """The step with this id (KeyError when there is none)."""
@@ -311,6 +320,7 @@ class _Ctx:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.language = "auto"  # set once the pack's language is read
 
     def error(self, node: yaml.Node | None, field: str | None, reason: str) -> RuleFileError:
         line = node.start_mark.line + 1 if node is not None else None
@@ -387,10 +397,24 @@ class _Ctx:
             raise self.error(node, field, f"must list at least one {what}")
         return tuple(self.text(item, f"{field}[{i}]") for i, item in enumerate(node.value))
 
+    def behaviour(self, node: yaml.Node, field: str) -> str:
+        from qa.rules.behaviours import behaviour_names
+
+        name = self.text(node, field)
+        known = behaviour_names(self.language)
+        if name not in known:
+            raise self.error(
+                node, field, f"unknown behaviour '{name}'; the library has: "
+                f"{', '.join(sorted(known)) or 'none'}"
+            )
+        return name
+
     def intent(self, m: dict, node: yaml.Node, field: str) -> dict[str, Any]:
         """`phrases`, `examples`, `counter_examples` and `threshold` of a matchable rule."""
-        if "phrases" not in m and "examples" not in m:
-            raise self.error(node, f"{field}.phrases", "missing required field (or 'examples')")
+        if "phrases" not in m and "examples" not in m and "behaviour" not in m:
+            raise self.error(
+                node, f"{field}.phrases", "missing required field (or 'examples', 'behaviour')"
+            )
         out: dict[str, Any] = {
             "phrases": _optional(m, "phrases", self.phrases, field, ()),
             "examples": _optional(
@@ -401,10 +425,11 @@ class _Ctx:
                 field, (),
             ),
             "threshold": _optional(
-                m, "threshold", lambda n, f: self.number(n, f, 0.0, 1.0), field, None
+                m, "threshold", lambda n, f: self.number(n, f, -2.0, 2.0), field, None
             ),
+            "behaviour": _optional(m, "behaviour", self.behaviour, field, None),
         }
-        if out["counter_examples"] and not out["examples"]:
+        if out["counter_examples"] and not out["examples"] and not out["behaviour"]:
             raise self.error(
                 m["counter_examples"][0], f"{field}.counter_examples",
                 "counter-examples need examples to be compared with",
@@ -478,6 +503,7 @@ def loads_pack(source: str, path: str = "<string>") -> RulePack:
     language = _optional(top, "language", lambda n, f: ctx.choice(n, f, LANGUAGES), "", None)
     if language is None:
         raise ctx.error(root, "language", "missing required field")
+    ctx.language = language
     description = _optional(top, "description", ctx.text, "", "")
     matching = _optional(top, "matching", lambda n, f: _matching(ctx, n, f), "", MatchOptions())
     intents = _optional(top, "intents", lambda n, f: _intents(ctx, n, f), "", IntentOptions())
@@ -543,15 +569,18 @@ def _intents(ctx: _Ctx, node: yaml.Node, field: str) -> IntentOptions:
     m = ctx.mapping(node, field, "intents")
     d = IntentOptions()
 
-    def unit(key: str) -> float:
-        return _optional(m, key, lambda n, f: ctx.number(n, f, 0.0, 1.0), field, getattr(d, key))
+    def num(key: str, lo: float, hi: float) -> float:
+        return _optional(m, key, lambda n, f: ctx.number(n, f, lo, hi), field, getattr(d, key))
+
+    def flag(key: str) -> bool:
+        return _optional(m, key, lambda n, f: ctx.scalar(n, f, ("bool",)), field, getattr(d, key))
 
     return IntentOptions(
-        enabled=_optional(m, "enabled", lambda n, f: ctx.scalar(n, f, ("bool",)), field,
-                          d.enabled),
-        threshold=unit("threshold"),
-        margin=unit("margin"),
-        veto=unit("veto"),
+        enabled=flag("enabled"),
+        threshold=num("threshold", -2.0, 2.0),
+        library=flag("library"),
+        veto=num("veto", -2.0, 2.0),
+        ridge=num("ridge", 0.001, 100.0),
     )
 
 
