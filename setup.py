@@ -36,6 +36,8 @@ setup(
         "qa._native": ["*.pxd", "*.pyi", "*.h"],
         "qa": ["py.typed"],
         "qa.prompts": ["*.html"],
+        # The behaviour library (training data for the intent classifier) ships with qa.
+        "qa.rules": ["library/*.jsonl", "library/*.md"],
     },
     ext_modules=cythonize(
         extensions,
