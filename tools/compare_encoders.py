@@ -342,6 +342,19 @@ def best_f1(scores: np.ndarray, y: np.ndarray) -> tuple[float, float, float, flo
     return float(f1[k]), float(s[k]), float(prec[k]), float(rec[k])
 
 
+def recall_at_precision(scores: np.ndarray, y: np.ndarray, target: float) -> float:
+    """The highest recall over thresholds whose precision is at least ``target`` (0 if none)."""
+    if not y.any():
+        return float("nan")
+    order = np.argsort(-scores, kind="mergesort")
+    s, yy = scores[order], y[order]
+    tp, fp = np.cumsum(yy), np.cumsum(~yy)
+    last = np.r_[s[1:] != s[:-1], True]
+    tp, fp = tp[last], fp[last]
+    ok = tp / (tp + fp) >= target
+    return float(tp[ok].max() / yy.sum()) if ok.any() else 0.0
+
+
 @dataclass
 class LangResult:
     lang: str
@@ -355,7 +368,10 @@ class LangResult:
     f1_precision: float
     f1_recall: float
     f1_margin: float
+    recall_at_p95: float
     nn_accuracy: float
+    pack_loo_nn: float
+    pack_loo_auc_counter: float
     per_rule_auc: dict[str, float]
     nn_by_kind: dict[str, float]
 
@@ -390,6 +406,7 @@ def evaluate(ls: LanguageSet, vec: Callable[[Sequence[str]], np.ndarray]) -> Lan
     )
     f1, thr, p, r = best_f1(s_all, y_all)
     f1m = best_f1(m_all, y_all)[0]
+    r95 = recall_at_precision(s_all, y_all, 0.95)
 
     # 1-NN over every example and counter-example of the rules for that speaker.
     right, by_kind = [], {}
@@ -429,10 +446,52 @@ def evaluate(ls: LanguageSet, vec: Callable[[Sequence[str]], np.ndarray]) -> Lan
         f1_precision=p,
         f1_recall=r,
         f1_margin=f1m,
+        recall_at_p95=r95,
         nn_accuracy=mean(right),
+        **pack_leave_one_out(ls, vec),
         per_rule_auc=per_rule,
         nn_by_kind={k: mean(v) for k, v in sorted(by_kind.items())},
     )
+
+
+def pack_leave_one_out(
+    ls: LanguageSet, vec: Callable[[Sequence[str]], np.ndarray]
+) -> dict[str, float]:
+    """The pack alone, each example left out in turn (needs no labelled data).
+
+    ``pack_loo_nn``: an example's nearest other example or counter-example (same speaker)
+    belongs to its own rule. ``pack_loo_auc_counter``: per rule, its examples (scored by their
+    nearest other example) against its counter-examples (scored by their nearest example):
+    how well the encoder separates a rule from its own near misses; mean over rules.
+    """
+    nn_right, aucs = [], []
+    for speaker in ("agent", "customer"):
+        rules = [r for r in ls.rules if r.speaker in (speaker, "any")]
+        texts, owner, is_ex = [], [], []
+        for r in rules:
+            texts += r.examples + r.counter_examples
+            owner += [r.id] * (len(r.examples) + len(r.counter_examples))
+            is_ex += [True] * len(r.examples) + [False] * len(r.counter_examples)
+        if not texts:
+            continue
+        sim = vec(texts) @ vec(texts).T
+        np.fill_diagonal(sim, -np.inf)
+        owner_a, is_ex_a = np.array(owner), np.array(is_ex)
+        for i in np.flatnonzero(is_ex_a):
+            k = int(np.argmax(sim[i]))
+            nn_right.append(bool(is_ex_a[k] and owner_a[k] == owner_a[i]))
+        for r in rules:
+            mine = owner_a == r.id
+            ex, ce = np.flatnonzero(mine & is_ex_a), np.flatnonzero(mine & ~is_ex_a)
+            if len(ex) < 2 or not len(ce):
+                continue
+            score = np.r_[sim[np.ix_(ex, ex)].max(axis=1), sim[np.ix_(ce, ex)].max(axis=1)]
+            y = np.r_[np.ones(len(ex), bool), np.zeros(len(ce), bool)]
+            aucs.append(roc_auc(score, y))
+    return {
+        "pack_loo_nn": float(np.mean(nn_right)) if nn_right else float("nan"),
+        "pack_loo_auc_counter": float(np.mean(aucs)) if aucs else float("nan"),
+    }
 
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -489,14 +548,18 @@ def timing(keys: Sequence[str], texts_file: Path, out: Path) -> None:
     for k in keys:
         for t in texts[:TIMING_WARMUP]:
             encs[k]([t])
+    # Wall time is what a caller waits; CPU time is less disturbed by other sessions on a
+    # shared machine (one thread each, so the two agree on an idle machine).
     times: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in keys}
     for n, t in enumerate(texts):
         order = list(keys[n % len(keys) :]) + list(keys[: n % len(keys)])  # rotate who goes first
         for k in order:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             encs[k]([t])
             times[k].append(time.perf_counter() - t0)
-    out.write_text(json.dumps(times))
+            cpu[k].append(time.process_time() - c0)
+    out.write_text(json.dumps({"wall": times, "cpu": cpu}))
 
 
 def _du(path: Path) -> int:
@@ -578,7 +641,10 @@ def render(results: dict) -> str:
         "AUC margin",
         "best F1 (P/R @ t)",
         "F1 margin",
+        "R @ P>=0.95",
         "1-NN acc",
+        "pack LOO 1-NN",
+        "pack LOO AUC vs counter",
     ]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
@@ -588,14 +654,16 @@ def render(results: dict) -> str:
             lines.append(
                 f"| {k} | {lang} | {_f(r['auc_mean'])} | {_f(r['auc_margin_mean'])} | "
                 f"{_f(r['f1'])} ({_f(r['f1_precision'], 2)}/{_f(r['f1_recall'], 2)} @ "
-                f"{_f(r['f1_threshold'], 2)}) | {_f(r['f1_margin'])} | {_f(r['nn_accuracy'])} |"
+                f"{_f(r['f1_threshold'], 2)}) | {_f(r['f1_margin'])} | {_f(r['recall_at_p95'])} | "
+                f"{_f(r['nn_accuracy'])} | {_f(r['pack_loo_nn'])} | "
+                f"{_f(r['pack_loo_auc_counter'])} |"
             )
     lines.append("")
     head = [
         "encoder",
         "package",
         "dim",
-        "ms/sentence (median, p90)",
+        "ms/sentence wall (median, p90), CPU median",
         "x use",
         "weights MB",
         "package MB",
@@ -609,10 +677,12 @@ def render(results: dict) -> str:
     for k in keys:
         d, t, m = results["describe"][k], results["timing"].get(k, {}), results["memory"][k]
         ratio = f"{t['median_ms'] / base_ms:.1f}" if base_ms and t else "n/a"
+        cpu_ms = _f(t.get("cpu_median_ms", float("nan")), 1)
         wmb = sum(w["bytes"] for w in d["weights"]) / 1e6
         lines.append(
             f"| {k} | {d['package']} {d['version']} | {m['dim']} | "
             f"{_f(t.get('median_ms', float('nan')), 1)}, {_f(t.get('p90_ms', float('nan')), 1)}"
+            f", {cpu_ms}"
             f" | {ratio} | {wmb:.1f} | {d['package_bytes'] / 1e6:.1f} | "
             f"{d['runtime_deps_bytes'] / 1e6:.0f} | {m['peak_rss_mib']:.0f} / "
             f"{m['peak_rss_all_mib']:.0f} ({m['base_rss_mib']:.0f}) | {SPECS[k].languages} |"
@@ -785,11 +855,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         times = json.loads((tmpd / "times.json").read_text())
         for k in keys:
-            ms = sorted(x * 1e3 for x in times[k])
+            ms = sorted(x * 1e3 for x in times["wall"][k])
+            cpu_ms = sorted(x * 1e3 for x in times["cpu"][k])
             results["timing"][k] = {
                 "n": len(ms),
                 "median_ms": statistics.median(ms),
                 "p90_ms": ms[int(0.9 * (len(ms) - 1))],
+                "cpu_median_ms": statistics.median(cpu_ms),
             }
     results["loadavg"] = os.getloadavg()
     if args.json:
