@@ -626,6 +626,8 @@ def render(results: dict) -> str:
         lines.append(
             f"- {lang}: {info['utterances']} utterances, {info['rules']} rules with "
             f"examples, {info['examples']} examples + counter-examples"
+            + f" (data sha256 {info['data_sha256'][:12]}, pack {Path(info['pack']).name} "
+            f"sha256 {info['pack_sha256'][:12]})"
             + (
                 f"; labels not in the pack: {info['unknown_labels']}"
                 if info["unknown_labels"]
@@ -664,7 +666,7 @@ def render(results: dict) -> str:
         "package",
         "dim",
         "ms/sentence wall (median, p90), CPU median",
-        "x use",
+        "CPU x use",
         "weights MB",
         "package MB",
         "+ runtime deps MB",
@@ -673,10 +675,10 @@ def render(results: dict) -> str:
     ]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
-    base_ms = results["timing"].get("use", {}).get("median_ms")
+    base_ms = results["timing"].get("use", {}).get("cpu_median_ms")
     for k in keys:
         d, t, m = results["describe"][k], results["timing"].get(k, {}), results["memory"][k]
-        ratio = f"{t['median_ms'] / base_ms:.1f}" if base_ms and t else "n/a"
+        ratio = f"{t['cpu_median_ms'] / base_ms:.1f}" if base_ms and t else "n/a"
         cpu_ms = _f(t.get("cpu_median_ms", float("nan")), 1)
         wmb = sum(w["bytes"] for w in d["weights"]) / 1e6
         lines.append(
@@ -802,6 +804,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "examples": sum(len(r.examples) + len(r.counter_examples) for r in ls.rules),
             "unknown_labels": ls.unknown_labels,
             "pack": str(ls.pack),
+            "pack_sha256": _sha256(ls.pack),
+            "data_sha256": _sha256(args.data / ls.lang / f"{args.split}.jsonl"),
         }
 
     with tempfile.TemporaryDirectory(prefix="compare_encoders.") as tmp:
