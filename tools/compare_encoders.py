@@ -35,6 +35,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import re
 import resource
@@ -355,6 +356,15 @@ def recall_at_precision(scores: np.ndarray, y: np.ndarray, target: float) -> flo
     return float(tp[ok].max() / yy.sum()) if ok.any() else 0.0
 
 
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value: the smaller discordant count under Binomial(b+c, 1/2)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
 @dataclass
 class LangResult:
     lang: str
@@ -374,6 +384,7 @@ class LangResult:
     pack_loo_auc_counter: float
     per_rule_auc: dict[str, float]
     nn_by_kind: dict[str, float]
+    nn_right: list[bool]  # per utterance, in a fixed order (for the paired test)
 
 
 def evaluate(ls: LanguageSet, vec: Callable[[Sequence[str]], np.ndarray]) -> LangResult:
@@ -451,6 +462,7 @@ def evaluate(ls: LanguageSet, vec: Callable[[Sequence[str]], np.ndarray]) -> Lan
         **pack_leave_one_out(ls, vec),
         per_rule_auc=per_rule,
         nn_by_kind={k: mean(v) for k, v in sorted(by_kind.items())},
+        nn_right=[bool(x) for x in right],
     )
 
 
@@ -690,6 +702,21 @@ def render(results: dict) -> str:
             f"{m['peak_rss_all_mib']:.0f} ({m['base_rss_mib']:.0f}) | {SPECS[k].languages} |"
         )
     lines.append("")
+    if len(keys) > 1:
+        lines.append(f"1-NN, paired against {keys[0]} (exact McNemar test on the utterances")
+        lines.append("where exactly one of the two is right):")
+        lines.append("")
+        for k in keys[1:]:
+            for lang in langs:
+                a = results["quality"][keys[0]][lang]["nn_right"]
+                b = results["quality"][k][lang]["nn_right"]
+                gain = sum(1 for x, y in zip(a, b, strict=True) if y and not x)
+                loss = sum(1 for x, y in zip(a, b, strict=True) if x and not y)
+                lines.append(
+                    f"- {k} vs {keys[0]}, {lang}: {k} alone right on {gain}, {keys[0]} alone "
+                    f"right on {loss} of {len(a)}; p = {mcnemar_p(gain, loss):.3f}"
+                )
+        lines.append("")
     lines.append("Per-rule AUC (nearest-example score):")
     lines.append("")
     for lang in langs:
