@@ -293,7 +293,10 @@ def load_sets(data: Path, packs: Path, langs: Sequence[str], split: str) -> list
         if lang not in by_lang:
             raise SystemExit(f"{packs}: no pack with 'language: {lang}' and examples")
         pack, rules = by_lang[lang]
-        utts = read_jsonl(data / lang / f"{split}.jsonl")
+        path = data / lang / f"{split}.jsonl"
+        if not path.is_file():
+            raise SystemExit(f"{path}: no such file (--data names the folder holding <lang>/)")
+        utts = read_jsonl(path)
         known = {r.id for r in rules}
         unknown: dict[str, int] = {}
         for u in utts:
