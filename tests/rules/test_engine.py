@@ -49,7 +49,7 @@ EN_CLEAN = [
 
 
 def test_clean_english_call_scores_100(en_pack, en_matcher, seg):
-    rules = CallRules(en_pack, "c1", "agent7", matcher=en_matcher)
+    rules = CallRules(en_pack, "c1", "agent7", matcher=en_matcher, intents=False)
     feed(rules, seg, EN_CLEAN)
     rules.advance(38.0)
     rules.finish(38.5)
@@ -73,7 +73,7 @@ def test_clean_english_call_scores_100(en_pack, en_matcher, seg):
 
 
 def test_english_call_with_violations_gets_exactly_those_events(en_pack, en_matcher, seg):
-    rules = CallRules(en_pack, "c2", matcher=en_matcher)
+    rules = CallRules(en_pack, "c2", matcher=en_matcher, intents=False)
     live = feed(
         rules,
         seg,
@@ -128,7 +128,7 @@ def test_english_call_with_violations_gets_exactly_those_events(en_pack, en_matc
 
 
 def test_missed_step_fires_at_its_deadline_not_when_advance_is_called(en_pack, seg):
-    rules = CallRules(en_pack, "c3")
+    rules = CallRules(en_pack, "c3", intents=False)
     # The deadline itself has not passed yet.
     assert [e for e in rules.advance(15.0) if e.kind == EventKind.STEP_MISSED] == []
     (missed,) = [e for e in rules.advance(100.0) if e.kind == EventKind.STEP_MISSED]
@@ -140,13 +140,13 @@ def test_missed_step_fires_at_its_deadline_not_when_advance_is_called(en_pack, s
 
 
 def test_a_late_step_is_seen_as_late_without_advance(en_pack, seg):
-    rules = CallRules(en_pack, "c4")
+    rules = CallRules(en_pack, "c4", intents=False)
     events = rules.on_segment(seg("agent", 20.0, 22.0, "Good morning, how can I help you?"))
     assert [(e.kind.value, e.time) for e in events] == [("step_missed", 15.0), ("step_done", 20.0)]
 
 
 def test_handle_time_warning_at_240_and_breach_at_300(en_pack):
-    rules = CallRules(en_pack, "c5")
+    rules = CallRules(en_pack, "c5", intents=False)
     kinds = {EventKind.HANDLE_TIME_WARNING, EventKind.HANDLE_TIME_BREACH}
 
     def ht(events):
@@ -168,7 +168,7 @@ def test_handle_time_warning_at_240_and_breach_at_300(en_pack):
 
 
 def test_one_big_advance_fires_warning_then_breach_in_order(zh_pack):
-    rules = CallRules(zh_pack, "c6")
+    rules = CallRules(zh_pack, "c6", intents=False)
     events = rules.advance(320.0)
     timed = [(e.kind.value, e.time) for e in events if e.rule_id == "handle_time"]
     assert timed == [("handle_time_warning", 240.0), ("handle_time_breach", 300.0)]
@@ -176,7 +176,7 @@ def test_one_big_advance_fires_warning_then_breach_in_order(zh_pack):
 
 
 def test_dead_air_talk_over_and_talk_share_from_speech(en_pack):
-    rules = CallRules(en_pack, "c7")
+    rules = CallRules(en_pack, "c7", intents=False)
     assert rules.on_speech(Speaker.AGENT, 0.5, 5.0) == []
     assert rules.on_speech(Speaker.CUSTOMER, 6.0, 9.0) == []  # 1 s gap: fine
     assert [e for e in rules.advance(6.0) if e.kind == EventKind.DEAD_AIR] == []
@@ -196,7 +196,7 @@ def test_dead_air_talk_over_and_talk_share_from_speech(en_pack):
 
 
 def test_dead_air_needs_both_sides_silent_whatever_the_arrival_order(en_pack):
-    rules = CallRules(en_pack, "c7b")
+    rules = CallRules(en_pack, "c7b", intents=False)
     rules.on_speech(Speaker.AGENT, 0.0, 4.0)
     # The agent's short reply is known before the customer's long utterance that covers
     # the gap (the endpointer closes an utterance at its end).
@@ -208,7 +208,7 @@ def test_dead_air_needs_both_sides_silent_whatever_the_arrival_order(en_pack):
 
 
 def test_talk_share_out_of_band_fires_at_the_end(en_pack):
-    rules = CallRules(en_pack, "c8")
+    rules = CallRules(en_pack, "c8", intents=False)
     rules.on_speech(Speaker.AGENT, 0.0, 9.0)
     rules.on_speech(Speaker.CUSTOMER, 9.5, 10.0)
     share = [e for e in rules.finish(10.0) if e.kind == EventKind.TALK_SHARE]
@@ -216,7 +216,7 @@ def test_talk_share_out_of_band_fires_at_the_end(en_pack):
 
 
 def test_apology_processed_before_the_complaint_still_counts(en_pack, seg):
-    rules = CallRules(en_pack, "c9")
+    rules = CallRules(en_pack, "c9", intents=False)
     rules.on_segment(seg("agent", 9.5, 12.0, "I'm so sorry, I apologize for that."))
     events = rules.on_segment(seg("customer", 4.5, 9.0, "You charged me twice, a double charge!"))
     kinds = [(e.kind.value, e.rule_id, e.time) for e in events]
@@ -226,7 +226,7 @@ def test_apology_processed_before_the_complaint_still_counts(en_pack, seg):
         ("step_done", "apology", 9.5),
     ]
     # An apology said before the complaint does not answer it.
-    rules2 = CallRules(en_pack, "c10")
+    rules2 = CallRules(en_pack, "c10", intents=False)
     rules2.on_segment(seg("agent", 1.0, 2.0, "I'm sorry, the line is bad."))
     rules2.on_segment(seg("customer", 4.5, 9.0, "This is unacceptable."))
     assert [e.rule_id for e in rules2.advance(40.0) if e.kind == EventKind.STEP_MISSED] == [
@@ -236,7 +236,7 @@ def test_apology_processed_before_the_complaint_still_counts(en_pack, seg):
 
 
 def test_untriggered_step_is_not_required(en_pack, seg):
-    rules = CallRules(en_pack, "c11")
+    rules = CallRules(en_pack, "c11", intents=False)
     feed(rules, seg, [("agent", 0.5, 3.0, "Thank you for calling, how can I help you?")])
     rules.finish(10.0)
     assert "apology" not in {e.rule_id for e in rules.events}
@@ -245,7 +245,7 @@ def test_untriggered_step_is_not_required(en_pack, seg):
 
 
 def test_categories_recorded_with_priority(en_pack, seg):
-    rules = CallRules(en_pack, "c12")
+    rules = CallRules(en_pack, "c12", intents=False)
     rules.on_segment(seg("customer", 1.0, 3.0, "I have a question about my card."))
     rules.on_segment(seg("agent", 3.5, 5.0, "This is urgent."))  # the agent does not count
     assert rules.categories == ("consultation",) and rules.category == "consultation"
@@ -260,7 +260,7 @@ def test_categories_recorded_with_priority(en_pack, seg):
 def test_partial_segments_are_ignored_and_forbidden_fires_once_per_segment(en_pack, seg):
     from qa.types import Segment
 
-    rules = CallRules(en_pack, "c13")
+    rules = CallRules(en_pack, "c13", intents=False)
     partial = Segment("c13", Speaker.AGENT, 1.0, 2.0, "I don't know", final=False)
     assert rules.on_segment(partial) == []
     events = rules.on_segment(seg("agent", 1.0, 4.0, "I don't know, I don't know, not my job."))
@@ -284,7 +284,7 @@ ZH_CLEAN = [
 
 
 def test_clean_chinese_call_scores_100(zh_pack, zh_matcher, seg):
-    rules = CallRules(zh_pack, "z1", matcher=zh_matcher)
+    rules = CallRules(zh_pack, "z1", matcher=zh_matcher, intents=False)
     feed(rules, seg, ZH_CLEAN)
     rules.finish(30.0)
     assert problems(rules.events) == []
@@ -297,7 +297,7 @@ def test_clean_chinese_call_scores_100(zh_pack, zh_matcher, seg):
 
 
 def test_chinese_call_with_violations(zh_pack, zh_matcher, seg):
-    rules = CallRules(zh_pack, "z2", matcher=zh_matcher)
+    rules = CallRules(zh_pack, "z2", matcher=zh_matcher, intents=False)
     feed(
         rules,
         seg,
@@ -345,7 +345,7 @@ steps:
 
 def test_deadline_from_another_step_and_order(seg):
     pack = loads_pack(textwrap.dedent(PACK_WITH_REFERENCES))
-    rules = CallRules(pack, "r1")
+    rules = CallRules(pack, "r1", intents=False)
     events = rules.on_segment(seg("agent", 5.0, 8.0, "What is your date of birth?"))
     assert [(e.kind.value, e.rule_id, e.time) for e in events] == [
         ("step_done", "identity", 5.0),
@@ -355,7 +355,7 @@ def test_deadline_from_another_step_and_order(seg):
         ("details", 38.0)
     ]
     # Out of order: details before identity earns nothing.
-    rules = CallRules(pack, "r2")
+    rules = CallRules(pack, "r2", intents=False)
     (early,) = rules.on_segment(seg("agent", 1.0, 2.0, "Your balance is ten pounds."))
     assert (early.kind, early.severity) == (EventKind.STEP_DONE, Severity.WARNING)
     rules.on_segment(seg("agent", 3.0, 4.0, "And your date of birth?"))
@@ -369,7 +369,7 @@ def test_replay_gives_identical_events(pack_name, request, seg):
     lines = EN_CLEAN if pack_name == "en_pack" else ZH_CLEAN
     runs = []
     for _ in range(2):
-        rules = CallRules(pack, "same")
+        rules = CallRules(pack, "same", intents=False)
         feed(rules, seg, lines)
         rules.finish(400.0)
         runs.append(rules.events)
@@ -377,7 +377,7 @@ def test_replay_gives_identical_events(pack_name, request, seg):
 
 
 def test_mono_speech_counts_for_every_speaker(en_pack, seg):
-    rules = CallRules(en_pack, "m1")
+    rules = CallRules(en_pack, "m1", intents=False)
     events = rules.on_segment(
         seg("unknown", 0.5, 3.0, "Thank you for calling. I was charged twice.")
     )
