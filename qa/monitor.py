@@ -187,6 +187,7 @@ class Monitor:
             if self.store is not None:
                 self.metrics.watch_store(self.store)
         self._stopped = False
+        self.closed_cleanly = True
 
     def _close_interrupted(self) -> None:
         """Closes the calls a killed or crashed run left open, scored from what was stored
@@ -257,7 +258,8 @@ class Monitor:
     def close(self) -> None:
         """Stops the workers and the servers, closes the store (after a stop: without
         waiting for a decode that is still running)."""
-        self.pipeline.close(timeout=0.5 if self._stopped else None)
+        #: False when a transcription thread was still running at close (after a stop).
+        self.closed_cleanly = self.pipeline.close(timeout=0.5 if self._stopped else None)
         for closer in reversed(self._closers):
             closer()
 

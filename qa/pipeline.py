@@ -601,10 +601,15 @@ class Pipeline:
                 self._post(self._deliver, call, utterance, None, 0.0)
         return self.wait_idle(max(0.0, deadline - time.monotonic()))
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = None) -> bool:
         """Stops the workers once the queue is empty and the dispatcher once it has
         delivered everything; with a `timeout`, waits at most that long (the threads are
-        daemons: a decode that never returns does not keep the process alive)."""
+        daemons: a decode that never returns does not keep the process alive).
+
+        Returns:
+            True when every thread stopped; False when one is still running (a decode: the
+            model must then not be freed under it, so a command exits with `os._exit`).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._queue_cv:
             self._closing = True
@@ -615,3 +620,4 @@ class Pipeline:
             self._stop_dispatch = True
             self._tasks_cv.notify_all()
         self._dispatcher.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in (*self._workers, self._dispatcher))

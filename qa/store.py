@@ -917,6 +917,7 @@ class CallStore:
         when the store is next opened."""
         with self._lock:
             if len(self._spool):
+                self._next_replay = 0.0  # a last try, whenever the one before was
                 with suppress(sqlite3.Error):
                     self._replay(patient=not self._stopping.is_set())
                 if len(self._spool):

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import signal
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -214,6 +215,13 @@ def run(args: argparse.Namespace) -> int:
         _on_stop_signals(stop)
         printer.ready([source.name for source in sources], endpoints)
         monitor.run(sources, stop)
+    if not monitor.closed_cleanly:
+        # A decode still runs in a worker thread; freeing the model under it at interpreter
+        # exit would crash the process. Everything is printed and stored: leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 
