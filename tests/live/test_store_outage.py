@@ -127,3 +127,47 @@ def test_store_outage_during_four_live_calls_loses_nothing(qa_run, shared_audio,
     finally:
         connection.close()
     assert ended == 4
+
+
+def test_sigterm_during_the_outage_still_ends_in_time_and_loses_nothing(
+    qa_run, shared_audio, tmp_path
+):
+    """The store is still failing when SIGTERM comes: the run does not wait for it. What it
+    could not store is in the spool, which the next opening of the store replays."""
+    from qa.store import CallStore, StoreOptions
+
+    db = tmp_path / "calls.db"
+    sources = []
+    for i in range(2):
+        call = long_call(tmp_path / f"call{i}.wav", shared_audio, i)
+        sources += ["--source", f"file:{call}?realtime=1"]
+    run: QaRun = qa_run(*sources, "--language", "en", "--db", str(db), store=True)
+    run.wait_for("ready", timeout=180)
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(db), "120"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        run.wait_for("segment", timeout=60, count=2)
+        assert run.proc.poll() is None
+        began = time.monotonic()
+        run.proc.send_signal(signal.SIGTERM)
+        status = run.proc.wait(timeout=30)
+        took = time.monotonic() - began
+        print(f"SIGTERM to exit with the store failing: {took:.2f} s (limit {STOP_LIMIT_S} s)")
+    finally:
+        locker.kill()
+        locker.wait()
+    while not run.lines.empty():
+        run.seen.append(run.lines.get())
+    stderr = run.stderr_text()
+    assert status == 0 and took < STOP_LIMIT_S, stderr[-3000:]
+    assert len([m for m in run.seen if m["type"] == "summary"]) == 2
+    assert "remain in" in stderr and Path(f"{db}.spool").stat().st_size > 0
+
+    with CallStore(StoreOptions(path=db)):  # opening replays the spool
+        pass
+    stored = stored_segments(db)
+    printed = [(m["call"], m["speaker"], m["start"], m["end"])
+               for m in run.seen if m["type"] == "segment"]
+    assert printed and all(stored[p] == 1 for p in printed), (printed, stored)
+    assert Path(f"{db}.spool").stat().st_size == 0
