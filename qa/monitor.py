@@ -59,17 +59,31 @@ class StoreListener(PipelineListener):
 
     def __init__(self, store) -> None:
         self.store = store
+        # Calls the store refused (an id already stored): nothing of theirs may be written,
+        # or it would be added to the earlier call.
+        self._refused: set[str] = set()
 
     def call_started(self, call: CallInfo) -> None:
-        self.store.start_call(call)
+        from qa.errors import StoreError
+
+        try:
+            self.store.start_call(call)
+        except StoreError:
+            self._refused.add(call.call_id)
+            raise
 
     def segment(self, segment: Segment, latency: float) -> None:
-        self.store.add_segment(segment)
+        if segment.call_id not in self._refused:
+            self.store.add_segment(segment)
 
     def event(self, event: Event) -> None:
-        self.store.add_event(event)
+        if event.call_id not in self._refused:
+            self.store.add_event(event)
 
     def call_ended(self, summary: CallSummary) -> None:
+        if summary.call_id in self._refused:
+            self._refused.discard(summary.call_id)
+            return
         self.store.end_call(summary.call_id, duration=summary.duration,
                             category=summary.category, reason=summary.reason)
         if summary.scorecard is not None:

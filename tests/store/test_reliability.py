@@ -176,3 +176,38 @@ def test_calls_of_a_dead_process_are_closed_as_interrupted(db_path: Path, repo: 
         assert record.scorecard.items[0].points_awarded > 0
         assert store.call("live-call").end_reason is None  # its process (this one) lives
         assert store.close_interrupted() == []  # closed once
+
+
+def test_scoring_one_file_twice_with_two_agents_stores_two_calls(
+    repo: Path, tmp_path: Path, shared_audio: Path
+) -> None:
+    """`qa score` twice on the same recording: before, both runs used `file-<stem>-1` and the
+    second overwrote the first call's agent and appended its segments to it."""
+    db = tmp_path / "calls.db"
+    clip = shared_audio / "en_librivox_austen_0870.wav"
+    for agent in ("agent-a", "agent-b"):
+        subprocess.run(
+            [sys.executable, "-m", "qa", "score", str(clip), "--rules", str(PACK),
+             "--language", "en", "--agent", agent, "--db", str(db), "--json"],
+            cwd=repo, check=True, capture_output=True, timeout=300,
+        )
+    with CallStore(StoreOptions(path=db)) as store:
+        calls = store.calls()
+        assert sorted(c.agent_id for c in calls) == ["agent-a", "agent-b"]
+        first, second = (store.call(c.call_id) for c in calls)
+    assert len(first.segments) == len(second.segments) >= 1
+    assert first.scorecard is not None and second.scorecard is not None
+
+
+def test_the_store_listener_writes_nothing_for_a_refused_call(filled: CallStore) -> None:
+    """An id given twice (by hand: `FileOptions.call_id`) is refused, and that call's
+    segments and end are not added to the stored call of the same id."""
+    from qa.monitor import StoreListener
+
+    listener = StoreListener(filled)
+    again = CallInfo(CALL_ID, "agent-other", "file:again.wav", 1.0, (Speaker.AGENT,), 16000)
+    with pytest.raises(StoreError):
+        listener.call_started(again)
+    listener.segment(Segment(CALL_ID, Speaker.AGENT, 30.0, 31.0, "not mine"), 0.1)
+    record = filled.call(CALL_ID)
+    assert len(record.segments) == 4 and record.end_reason == "hangup"
