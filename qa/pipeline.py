@@ -178,11 +178,11 @@ class Pipeline:
     Three kinds of thread share the work. Source threads cut utterances (`audio`). Transcription
     workers only decode. One dispatcher thread runs everything else in the order it happened
     per call and channel: the rules and every listener. A listener or a call's rules that
-    raise are isolated there: the failure is logged (once per listener and kind, then at
-    every power of ten), counted (`listener_errors`, `rule_errors`, exported as
-    `qa_listener_errors_total` and `qa_rule_errors_total`), and the other calls, the other
-    listeners and that call's transcription carry on; a call whose rules failed keeps being
-    transcribed and stored without rules.
+    raise are isolated there: the failure is logged (once per listener and kind with its
+    traceback, then as a count at powers of two), counted (`listener_errors`, `rule_errors`,
+    exported as `qa_listener_errors_total` and `qa_rule_errors_total`), and the other calls,
+    the other listeners and that call's transcription carry on; a call whose rules failed
+    keeps being transcribed and stored without rules.
 
     Args:
         transcribe: The transcription step (usually `Transcriber.transcribe`), thread-safe.

@@ -601,6 +601,9 @@ class CallStore:
             try:
                 self._retrying(lambda db: self._apply(db, record))
             except sqlite3.Error as exc:
+                if not _transient(exc):  # a fault in the record, not in the database
+                    raise StoreError(f"{self.options.path}: {record['op']} write refused: "
+                                     f"{exc}") from exc
                 log.warning("call store %s failing (%s): spooling writes to %s until it is back",
                             self.options.path, exc, self._spool.path)
                 self._spool_record(record)
