@@ -91,6 +91,15 @@ class PipelineLike(Protocol):
     def queue_depth(self) -> int: ...
 
     dropped_utterances: int
+    listener_errors: Mapping[str, int]  # exceptions raised by listeners, by listener class
+    rule_errors: int  # exceptions raised by calls' rules
+
+
+class StoreLike(Protocol):
+    """What the collector reads from a `qa.store.CallStore` at scrape time."""
+
+    spooled: int  # writes that went to the spool because the database kept failing
+    write_retries: int  # failed write attempts that were retried
 
 
 class StatsSource(Protocol):
@@ -259,8 +268,13 @@ class QAMetrics:
     # -- registration of things read at scrape time -----------------------------------------
 
     def watch_pipeline(self, pipeline: PipelineLike) -> None:
-        """Reads the pipeline's queue depth and dropped utterances at every scrape."""
+        """Reads the pipeline's queue depth, dropped utterances and isolated listener and
+        rule errors at every scrape."""
         self._collector.add_pipeline(pipeline)
+
+    def watch_store(self, store: StoreLike) -> None:
+        """Reads the call store's write retries and spooled writes at every scrape."""
+        self._collector.store = store
 
     def watch_source(self, kind: str, source: StatsSource) -> None:
         """Reads `source.stats()` at every scrape, summed into the series of `kind`.
@@ -404,6 +418,7 @@ class _HotCollector:
         self._pipelines: list[PipelineLike] = []
         self._sources: list[tuple[str, StatsSource]] = []
         self._retired: dict[tuple[str, str], int] = {}
+        self.store: StoreLike | None = None
 
     def add_pipeline(self, pipeline: PipelineLike) -> None:
         with self._lock:
@@ -448,6 +463,33 @@ class _HotCollector:
             "qa_utterances_dropped", "Utterances dropped by the queue policy (queue full).")
         dropped.add_metric([], sum(p.dropped_utterances for p in pipelines))
         yield dropped
+        # Isolated failures (issue 10): a listener or a call's rules raised and the pipeline
+        # carried on. Listener labels are class names, a fixed set.
+        listener_errors = CounterMetricFamily(
+            "qa_listener_errors", "Exceptions raised by pipeline listeners (store, console, "
+            "metrics, prompts), by listener; each was logged and the pipeline carried on.",
+            labels=["listener"])
+        by_listener: dict[str, int] = {}
+        for p in pipelines:
+            for name, count in dict(p.listener_errors).items():
+                by_listener[name] = by_listener.get(name, 0) + count
+        for name, count in sorted(by_listener.items()):
+            listener_errors.add_metric([name], count)
+        yield listener_errors
+        rule_errors = CounterMetricFamily(
+            "qa_rule_errors", "Exceptions raised by a call's rules; the call went on unchecked.")
+        rule_errors.add_metric([], sum(p.rule_errors for p in pipelines))
+        yield rule_errors
+        retries = CounterMetricFamily(
+            "qa_store_write_retries", "Call-store writes that failed (lock held by another "
+            "process, disk full, I/O error) and were retried.")
+        spooled = CounterMetricFamily(
+            "qa_store_spooled_writes", "Call-store writes kept in the spool file because the "
+            "database kept failing; replayed once it takes writes again.")
+        retries.add_metric([], self.store.write_retries if self.store is not None else 0)
+        spooled.add_metric([], self.store.spooled if self.store is not None else 0)
+        yield retries
+        yield spooled
 
         families = {
             name: CounterMetricFamily(name, help_text, labels=["source"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ class MonitorOptions:
         metrics_agent_label: Label metrics per agent (switch off for very large floors).
         agents: Agent ids known up front (configuration, sources), so that their metrics
             series exist from the first scrape.
+        stop_timeout: Seconds `run` takes at most, once told to stop, to end every call with
+            a summary (a stop signal must end the process within 5 s, whatever hangs).
     """
 
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
@@ -47,6 +50,7 @@ class MonitorOptions:
     metrics_host: str = "127.0.0.1"
     metrics_agent_label: bool = True
     agents: tuple[str, ...] = ()
+    stop_timeout: float = 3.5
 
 
 class StoreListener(PipelineListener):
@@ -55,17 +59,31 @@ class StoreListener(PipelineListener):
 
     def __init__(self, store) -> None:
         self.store = store
+        # Calls the store refused (an id already stored): nothing of theirs may be written,
+        # or it would be added to the earlier call.
+        self._refused: set[str] = set()
 
     def call_started(self, call: CallInfo) -> None:
-        self.store.start_call(call)
+        from qa.errors import StoreError
+
+        try:
+            self.store.start_call(call)
+        except StoreError:
+            self._refused.add(call.call_id)
+            raise
 
     def segment(self, segment: Segment, latency: float) -> None:
-        self.store.add_segment(segment)
+        if segment.call_id not in self._refused:
+            self.store.add_segment(segment)
 
     def event(self, event: Event) -> None:
-        self.store.add_event(event)
+        if event.call_id not in self._refused:
+            self.store.add_event(event)
 
     def call_ended(self, summary: CallSummary) -> None:
+        if summary.call_id in self._refused:
+            self._refused.discard(summary.call_id)
+            return
         self.store.end_call(summary.call_id, duration=summary.duration,
                             category=summary.category, reason=summary.reason)
         if summary.scorecard is not None:
@@ -112,6 +130,7 @@ class Monitor:
             self.store = CallStore(options.store)
             self._closers.append(self.store.close)
             all_listeners.append(StoreListener(self.store))
+            self._close_interrupted()
         self.prompt_server = None
         if options.prompts is not None:
             from qa.prompts import PromptListener, PromptServer
@@ -179,10 +198,37 @@ class Monitor:
         )
         if self.metrics is not None:
             self.metrics.watch_pipeline(self.pipeline)
+            if self.store is not None:
+                self.metrics.watch_store(self.store)
+        self._stopped = False
+        self.closed_cleanly = True
+
+    def _close_interrupted(self) -> None:
+        """Closes the calls a killed or crashed run left open, scored from what was stored
+        when a rule pack is loaded."""
+        rescore = None
+        if self.pack is not None:
+            from qa.rules.scoring import score
+
+            pack = self.pack
+
+            def rescore(record):
+                return score(pack, record.events, record.info.call_id)
+
+        closed = self.store.close_interrupted(rescore)
+        if closed:
+            log.warning("closed %d calls left open by runs that died: %s", len(closed),
+                        ", ".join(closed))
 
     def run(self, sources: Sequence[Source], stop: threading.Event | None = None) -> None:
         """Runs every source into the pipeline until all end or `stop` is set, then waits
-        until every call is transcribed, checked, scored and stored."""
+        until every call is transcribed, checked, scored and stored.
+
+        Once `stop` is set (or Ctrl-C raises KeyboardInterrupt here), it returns within about
+        `options.stop_timeout` seconds whatever hangs: the store stops retrying (writes go to
+        its spool), utterances not yet transcribed are dropped and counted, and every call
+        still open is summarised with what it has.
+        """
         stop = stop or threading.Event()
         threads = []
         for source in sources:
@@ -194,14 +240,28 @@ class Monitor:
             thread.start()
             threads.append(thread)
         try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.2)
+            while any(thread.is_alive() for thread in threads):
+                if stop.wait(0.1):
+                    break
+            while not stop.is_set():
+                if self.pipeline.wait_idle(0.1):
+                    return
         except KeyboardInterrupt:
             stop.set()
-            for thread in threads:
-                thread.join()
-        self.pipeline.wait_idle()
+        self._stop(threads)
+
+    def _stop(self, threads: list[threading.Thread]) -> None:
+        began = time.monotonic()
+        deadline = began + self.options.stop_timeout
+        self._stopped = True
+        if self.store is not None:
+            self.store.interrupt()
+        for thread in threads:  # the sources end their calls (they check `stop` often)
+            thread.join(max(0.0, min(1.0, deadline - time.monotonic())))
+        if not self.pipeline.drain(max(0.5, deadline - time.monotonic())):
+            log.warning("stopping: %d calls could not be summarised in time",
+                        self.pipeline.active_calls)
+        log.info("stopped in %.2f s", time.monotonic() - began)
 
     def _run_source(self, source: Source, stop: threading.Event) -> None:
         try:
@@ -210,8 +270,10 @@ class Monitor:
             log.exception("source %s failed", source.name)
 
     def close(self) -> None:
-        """Stops the workers and the servers, closes the store."""
-        self.pipeline.close()
+        """Stops the workers and the servers, closes the store (after a stop: without
+        waiting for a decode that is still running)."""
+        #: False when a transcription thread was still running at close (after a stop).
+        self.closed_cleanly = self.pipeline.close(timeout=0.5 if self._stopped else None)
         for closer in reversed(self._closers):
             closer()
 

@@ -3,7 +3,9 @@
 Sources call the `Pipeline` (a `SourceSink`) from their own threads. Each call owns one
 `ChannelFrontEnd` per channel, which runs in the source's thread and cuts `Utterance`s; all
 calls share a bounded utterance queue served by a fixed number of transcription workers
-(CTranslate2 releases the GIL while it decodes). Final segments reach the listeners in
+(CTranslate2 releases the GIL while it decodes). The workers only transcribe: one dispatcher
+thread runs the rules and the listeners (store, console, metrics, prompts), so a slow or failing
+store, or rules that raise, never stop transcription. Final segments reach the listeners in
 utterance order per channel, so the rules see each speaker's words in the order spoken.
 
 Queue policy, when the queue is full: the oldest waiting utterance of the call with the most
@@ -18,6 +20,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -103,8 +106,9 @@ class CallSummary:
 
 
 class PipelineListener:
-    """Receives what the pipeline produces. Override what you need; calls come from worker and
-    source threads, one call's notifications never concurrently."""
+    """Receives what the pipeline produces. Override what you need; every call comes from the
+    pipeline's one dispatcher thread, in order, never concurrently. An exception raised here
+    is logged and counted, and the pipeline carries on (see `Pipeline`)."""
 
     def call_started(self, call: CallInfo) -> None:
         """A call began."""
@@ -137,7 +141,8 @@ RulesFactory = Callable[[CallInfo], "CallRulesLike | None"]
 
 
 class _Channel:
-    __slots__ = ("frontend", "next_index", "ready", "pending", "samples_16k", "speech")
+    __slots__ = ("frontend", "next_index", "ready", "pending", "samples_16k", "settled",
+                 "speech")
 
     def __init__(self, frontend: ChannelFrontEnd) -> None:
         self.frontend = frontend
@@ -145,17 +150,21 @@ class _Channel:
         self.ready: dict[int, tuple[Utterance, list[Segment] | None, float]] = {}
         self.pending: dict[int, Utterance] = {}  # cut but not yet delivered
         self.samples_16k = 0  # call-clock position of the end of received audio
+        # The front end's settled sample as of the last utterances accepted (call lock), so
+        # the rules never see time pass over an utterance that is cut but not yet pending.
+        self.settled = 0
         self.speech = 0.0
 
 
 class _Call:
-    def __init__(self, info: CallInfo, channels: dict[Speaker, _Channel], rules) -> None:
+    def __init__(self, info: CallInfo, channels: dict[Speaker, _Channel]) -> None:
         self.info = info
         self.channels = channels
-        self.rules = rules
-        self.lock = threading.RLock()
+        self.rules: CallRulesLike | None = None  # set, used and dropped by the dispatcher
+        self.lock = threading.RLock()  # bookkeeping shared by source, workers and dispatcher
         self.ending_reason: str | None = None
         self.finished = False
+        self.advance_posted = False
         self.utterances = 0
         self.segments = 0
         self.dropped = 0
@@ -165,6 +174,15 @@ class _Call:
 
 class Pipeline:
     """Turns the audio of many concurrent calls into final segments and rule events.
+
+    Three kinds of thread share the work. Source threads cut utterances (`audio`). Transcription
+    workers only decode. One dispatcher thread runs everything else in the order it happened
+    per call and channel: the rules and every listener. A listener or a call's rules that
+    raise are isolated there: the failure is logged (once per listener and kind with its
+    traceback, then as a count at powers of two), counted (`listener_errors`, `rule_errors`,
+    exported as `qa_listener_errors_total` and `qa_rule_errors_total`), and the other calls,
+    the other listeners and that call's transcription carry on; a call whose rules failed
+    keeps being transcribed and stored without rules.
 
     Args:
         transcribe: The transcription step (usually `Transcriber.transcribe`), thread-safe.
@@ -193,14 +211,26 @@ class Pipeline:
         self._queue_cv = threading.Condition()
         self._seq = itertools.count()
         self._closing = False
+        self._draining = False
         self._idle = threading.Condition()
+        self._tasks: deque[tuple[Callable[..., None], tuple]] = deque()
+        self._tasks_cv = threading.Condition()
+        self._stop_dispatch = False
+        self._failed_kinds: set[tuple[str, str]] = set()
         self.dropped_utterances = 0
+        #: Exceptions raised by listeners, by listener class (read by the metrics).
+        self.listener_errors: dict[str, int] = {}
+        #: Exceptions raised by the rules (each turns the rules off for its call).
+        self.rule_errors = 0
         self._workers = [
             threading.Thread(target=self._work, name=f"qa-asr-{i}", daemon=True)
             for i in range(max(1, self.options.workers))
         ]
         for worker in self._workers:
             worker.start()
+        self._dispatcher = threading.Thread(target=self._dispatch, name="qa-dispatch",
+                                            daemon=True)
+        self._dispatcher.start()
 
     # -- SourceSink -------------------------------------------------------------------------
 
@@ -211,14 +241,13 @@ class Pipeline:
             )
             for speaker in call.channels
         }
-        rules = self._rules(call) if self._rules else None
+        state = _Call(call, channels)
         with self._calls_lock:
             if call.call_id in self._calls:
                 raise ValueError(f"call {call.call_id} started twice")
-            self._calls[call.call_id] = _Call(call, channels, rules)
+            self._calls[call.call_id] = state
         log.info("call %s started (%s, agent %r)", call.call_id, call.source, call.agent_id)
-        for listener in self._listeners:
-            listener.call_started(call)
+        self._post(self._start, state)
 
     def audio(self, chunk: AudioChunk) -> None:
         call = self._calls.get(chunk.call_id)
@@ -235,55 +264,51 @@ class Pipeline:
             end_16k = end_16k * SAMPLE_RATE // chunk.sample_rate
         with call.lock:
             channel.samples_16k = max(channel.samples_16k, end_16k)
-            dropped = self._accept(call, channel, utterances)
-            self._advance(call)
-        self._deliver_dropped(dropped)
+            self._accept(call, channel, utterances)
+            if self._rules is not None and not call.advance_posted:
+                # At most one pending advance per call: time moves on every chunk.
+                call.advance_posted = True
+                self._post(self._advance_task, call)
 
     def dtmf(
         self, call_id: str, channel: Speaker, digit: str, time: float, duration: float
     ) -> None:
         log.info("call %s: DTMF %s on %s at %.2f s", call_id, digit, channel, time)
-        for listener in self._listeners:
-            listener.dtmf(call_id, channel, digit, time)
+        self._post(self._notify, "dtmf", call_id, channel, digit, time)
 
     def call_ended(self, call_id: str, reason: str) -> None:
         call = self._calls.get(call_id)
         if call is None:
             return
-        dropped = []
         with call.lock:
             for channel in call.channels.values():
-                dropped += self._accept(call, channel, channel.frontend.flush())
-            call.ending_reason = reason
-            self._maybe_finish(call)
-        self._deliver_dropped(dropped)
+                self._accept(call, channel, channel.frontend.flush())
+            self._post(self._end, call, reason)
 
-    # -- scheduling -------------------------------------------------------------------------
+    # -- scheduling (source threads) --------------------------------------------------------
 
-    def _accept(
-        self, call: _Call, channel: _Channel, utterances: list[Utterance]
-    ) -> list[tuple[_Call, Utterance]]:
-        """Queues new utterances (call lock held); returns what the queue policy dropped."""
-        dropped = []
+    def _accept(self, call: _Call, channel: _Channel, utterances: list[Utterance]) -> None:
+        """Queues new utterances (call lock held); the queue policy may drop one."""
         for utterance in utterances:
             call.utterances += 1
             channel.pending[utterance.index] = utterance
             channel.speech += utterance.duration
-            if call.rules is not None:
-                self._emit(call, call.rules.on_speech(utterance.speaker, utterance.start,
-                                                      utterance.end))
+            # Posted before the utterance can reach a worker, so the rules hear of the
+            # speech before its words.
+            self._post(self._speech, call, utterance)
+            dropped = None
             with self._queue_cv:
-                if len(self._queue) >= self.options.queue_size:
-                    dropped.append(self._drop_one())
-                heapq.heappush(self._queue, (next(self._seq), call, utterance))
-                self._queue_cv.notify()
-        return dropped
-
-    def _deliver_dropped(self, dropped: list[tuple[_Call, Utterance]]) -> None:
-        # Delivered as "no text", outside any call lock, so later segments of that channel are
-        # not held back and no two call locks are ever held together.
-        for call, utterance in dropped:
-            self._deliver(call, utterance, None, 0.0)
+                if self._draining:  # stopping: nothing new is transcribed
+                    dropped = (call, utterance)
+                    self.dropped_utterances += 1
+                else:
+                    if len(self._queue) >= self.options.queue_size:
+                        dropped = self._drop_one()
+                    heapq.heappush(self._queue, (next(self._seq), call, utterance))
+                    self._queue_cv.notify()
+            if dropped is not None:
+                self._post(self._deliver, *dropped, None, 0.0)
+        channel.settled = channel.frontend.settled_sample
 
     def _drop_one(self) -> tuple[_Call, Utterance]:
         """Drops the oldest waiting utterance of the call with most waiting (queue lock held)."""
@@ -300,6 +325,8 @@ class Pipeline:
             utterance.index, worst, utterance.speaker, utterance.start, utterance.end,
         )
         return call, utterance
+
+    # -- transcription workers --------------------------------------------------------------
 
     def _work(self) -> None:
         batch_size = max(1, self.options.max_batch) if self._transcribe_batch else 1
@@ -325,7 +352,7 @@ class Pipeline:
             results = self._run_batch([utterance for _, utterance in batch])
             for (call, utterance), segments in zip(batch, results, strict=True):
                 latency = time.monotonic() - utterance.closed_at if utterance.closed_at else 0.0
-                self._deliver(call, utterance, segments, latency)
+                self._post(self._deliver, call, utterance, segments, latency)
 
     def _run_batch(self, utterances: list[Utterance]) -> list[list[Segment]]:
         language = self.options.language
@@ -343,64 +370,151 @@ class Pipeline:
                 results.append([])
         return results
 
+    # -- the dispatcher: rules and listeners, in order ----------------------------------------
+
+    def _post(self, task: Callable[..., None], *args: object) -> None:
+        with self._tasks_cv:
+            self._tasks.append((task, args))
+            self._tasks_cv.notify()
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._tasks_cv:
+                while not self._tasks:
+                    if self._stop_dispatch:
+                        return
+                    self._tasks_cv.wait()
+                task, args = self._tasks.popleft()
+            try:
+                task(*args)
+            except Exception:  # a fault of the pipeline itself: keep serving the others
+                log.exception("pipeline dispatcher: %s failed", getattr(task, "__name__", task))
+
+    def _notify(self, kind: str, *args: object) -> None:
+        for listener in self._listeners:
+            try:
+                getattr(listener, kind)(*args)
+            except Exception:
+                self._listener_failed(listener, kind)
+
+    def _listener_failed(self, listener: PipelineListener, kind: str) -> None:
+        name = type(listener).__name__
+        count = self.listener_errors[name] = self.listener_errors.get(name, 0) + 1
+        first = (name, kind) not in self._failed_kinds
+        self._failed_kinds.add((name, kind))
+        if first:
+            log.exception("listener %s failed on %s; the other listeners and calls carry on "
+                          "(counted in qa_listener_errors_total, logged once per kind)",
+                          name, kind)
+        elif count & (count - 1) == 0 or count % 1000 == 0:  # a count, not a flood
+            log.error("listener %s has failed %d times", name, count)
+
+    def _apply_rules(self, call: _Call, method: str, *args: object) -> None:
+        rules = call.rules
+        if rules is None:
+            return
+        try:
+            events = getattr(rules, method)(*args)
+        except Exception:
+            self._rules_failed(call, method)
+            return
+        self._emit(call, events)
+
+    def _rules_failed(self, call: _Call, method: str) -> None:
+        call.rules = None
+        self.rule_errors += 1
+        log.exception("rules failed on call %s (%s): rules are off for this call, which is "
+                      "still transcribed and stored; other calls keep theirs",
+                      call.info.call_id, method)
+
+    def _start(self, call: _Call) -> None:
+        if self._rules is not None:
+            try:
+                call.rules = self._rules(call.info)
+            except Exception:
+                self._rules_failed(call, "start")
+        self._notify("call_started", call.info)
+
+    def _speech(self, call: _Call, utterance: Utterance) -> None:
+        if not call.finished:
+            self._apply_rules(call, "on_speech", utterance.speaker, utterance.start,
+                              utterance.end)
+
+    def _advance_task(self, call: _Call) -> None:
+        with call.lock:
+            call.advance_posted = False
+        self._advance(call)
+
+    def _end(self, call: _Call, reason: str) -> None:
+        if call.ending_reason is None:  # the source's own reason wins over a forced stop
+            call.ending_reason = reason
+        self._maybe_finish(call)
+
     def _deliver(
         self, call: _Call, utterance: Utterance, segments: list[Segment] | None, latency: float
     ) -> None:
+        done: list[tuple[Utterance, list[Segment] | None, float]] = []
         with call.lock:
             channel = call.channels[utterance.speaker]
+            if (call.finished or utterance.index < channel.next_index
+                    or utterance.index in channel.ready):
+                return  # given up when stopping (`drain`); its result came too late
             channel.ready[utterance.index] = (utterance, segments, latency)
             while channel.next_index in channel.ready:
-                done, done_segments, done_latency = channel.ready.pop(channel.next_index)
-                channel.pending.pop(done.index, None)
+                item = channel.ready.pop(channel.next_index)
+                channel.pending.pop(item[0].index, None)
                 channel.next_index += 1
-                if done_segments is None:
-                    call.dropped += 1
-                    continue
-                call.latencies.append(done_latency)
-                for segment in done_segments:
-                    call.segments += 1
-                    for listener in self._listeners:
-                        listener.segment(segment, done_latency)
-                    if call.rules is not None:
-                        self._emit(call, call.rules.on_segment(segment))
-            self._advance(call)
-            self._maybe_finish(call)
-        with self._idle:
-            self._idle.notify_all()
+                done.append(item)
+        for _, done_segments, done_latency in done:
+            if done_segments is None:
+                call.dropped += 1
+                continue
+            call.latencies.append(done_latency)
+            for segment in done_segments:
+                call.segments += 1
+                self._notify("segment", segment, done_latency)
+                self._apply_rules(call, "on_segment", segment)
+        self._advance(call)
+        self._maybe_finish(call)
 
     def _complete_through(self, call: _Call) -> float:
         """Audio time up to which every channel's speech has been transcribed and delivered."""
         through = []
-        for channel in call.channels.values():
-            settled = channel.frontend.settled_sample
-            if channel.pending:
-                settled = min(settled, min(u.start_sample for u in channel.pending.values()))
-            through.append(settled)
+        with call.lock:
+            for channel in call.channels.values():
+                settled = channel.settled
+                if channel.pending:
+                    settled = min(settled, min(u.start_sample for u in channel.pending.values()))
+                through.append(settled)
         return min(through, default=0) / SAMPLE_RATE
 
     def _advance(self, call: _Call) -> None:
         if call.rules is not None and not call.finished:
-            self._emit(call, call.rules.advance(self._complete_through(call)))
+            self._apply_rules(call, "advance", self._complete_through(call))
 
     def _emit(self, call: _Call, events: list[Event]) -> None:
         for event in events:
             call.events += 1
-            for listener in self._listeners:
-                listener.event(event)
+            self._notify("event", event)
 
     def _maybe_finish(self, call: _Call) -> None:
         if call.finished or call.ending_reason is None:
             return
-        if any(channel.pending for channel in call.channels.values()):
-            return
-        call.finished = True
-        duration = max((c.samples_16k for c in call.channels.values()), default=0) / SAMPLE_RATE
+        with call.lock:
+            if any(channel.pending for channel in call.channels.values()):
+                return
+            call.finished = True
+            duration = max((c.samples_16k for c in call.channels.values()),
+                           default=0) / SAMPLE_RATE
         scorecard = category = None
+        self._apply_rules(call, "advance", duration)
+        self._apply_rules(call, "finish", duration)
         if call.rules is not None:
-            self._emit(call, call.rules.advance(duration))
-            self._emit(call, call.rules.finish(duration))
-            scorecard = call.rules.scorecard()
-            category = call.rules.category
+            try:
+                scorecard = call.rules.scorecard()
+                category = call.rules.category
+            except Exception:
+                self._rules_failed(call, "scorecard")
         latencies = np.asarray(call.latencies or [0.0])
         gap = sum(c.frontend.stats.gap_samples for c in call.channels.values()) / SAMPLE_RATE
         summary = CallSummary(
@@ -420,11 +534,12 @@ class Pipeline:
             scorecard=scorecard,
             category=category,
         )
+        log.info("call %s ended (%s)", call.info.call_id, call.ending_reason)
+        self._notify("call_ended", summary)
         with self._calls_lock:
             self._calls.pop(call.info.call_id, None)
-        log.info("call %s ended (%s)", call.info.call_id, call.ending_reason)
-        for listener in self._listeners:
-            listener.call_ended(summary)
+        with self._idle:
+            self._idle.notify_all()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -449,10 +564,60 @@ class Pipeline:
                 self._idle.wait(0.1 if remaining is None else min(remaining, 0.1))
         return True
 
-    def close(self) -> None:
-        """Stops the workers once the queue is empty."""
+    def drain(self, timeout: float) -> bool:
+        """Finishes every call quickly, for a stopping process: utterances still waiting for
+        a worker are dropped (counted like queue drops), decodes still running after half of
+        `timeout` are given up, and the calls are summarised with what they have.
+
+        Args:
+            timeout: Seconds to take at most.
+
+        Returns:
+            True when every call was summarised in time.
+        """
+        deadline = time.monotonic() + timeout
+        with self._queue_cv:
+            self._draining = True
+            waiting, self._queue = self._queue, []
+            self.dropped_utterances += len(waiting)
+        if waiting:
+            log.warning("stopping: %d utterances waiting for transcription dropped", len(waiting))
+        for _, call, utterance in waiting:
+            self._post(self._deliver, call, utterance, None, 0.0)
+        if self.wait_idle(timeout / 2):
+            return True
+        with self._calls_lock:
+            calls = list(self._calls.values())
+        for call in calls:
+            if call.ending_reason is None:  # its source did not end it: a stuck source
+                self._post(self._end, call, "stopped")
+            with call.lock:
+                running = [u for c in call.channels.values()
+                           for u in c.pending.values() if u.index not in c.ready]
+            if running:
+                log.warning("stopping: call %s: %d utterances still being transcribed given up",
+                            call.info.call_id, len(running))
+            for utterance in running:
+                self._post(self._deliver, call, utterance, None, 0.0)
+        return self.wait_idle(max(0.0, deadline - time.monotonic()))
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stops the workers once the queue is empty and the dispatcher once it has
+        delivered everything; with a `timeout`, waits at most that long (the threads are
+        daemons: a decode that never returns does not keep the process alive).
+
+        Returns:
+            True when every thread stopped; False when one is still running (a decode: the
+            model must then not be freed under it, so a command exits with `os._exit`).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._queue_cv:
             self._closing = True
             self._queue_cv.notify_all()
         for worker in self._workers:
-            worker.join()
+            worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        with self._tasks_cv:
+            self._stop_dispatch = True
+            self._tasks_cv.notify_all()
+        self._dispatcher.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in (*self._workers, self._dispatcher))

@@ -7,6 +7,13 @@ would cost the last commits only, never the file's integrity), and lets review c
 while a live pipeline writes. The database file and its `-wal`/`-shm` companions are created
 owner-only (SQLite gives the companions the main file's mode).
 
+Writes that fail for a passing reason (another process holds the lock, the disk is full, an
+I/O error) are retried with backoff for `StoreOptions.busy_timeout` seconds, then spooled to
+`<database>.spool` (`qa.spool`) and replayed in order once the database takes writes again,
+so a failing store never stops the live pipeline and loses nothing. Each call records the
+process that started it, so a later run can close the calls of a process that was killed
+(`close_interrupted`).
+
 Personal data is redacted (`qa.redact`) before it reaches the disk unless the options say
 otherwise. Overrides are an append-only audit trail (triggers refuse to change them); the
 automatic scorecard is kept as the scorer wrote it and the effective one is computed on read.
@@ -17,12 +24,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import socket
 import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,6 +40,7 @@ from qa.errors import CallNotFoundError, StoreError
 from qa.redact import redact
 from qa.rules.scoring import band
 from qa.sources.base import CallInfo
+from qa.spool import Spool
 from qa.types import Event, EventKind, Scorecard, ScoreItem, Segment, Severity, Speaker, Word
 
 __all__ = [
@@ -44,8 +55,20 @@ __all__ = [
 
 log = logging.getLogger("qa.store")
 
-#: Version of the schema below; `schema_version` records it for later migrations.
-SCHEMA_VERSION = 1
+#: Version of the schema; `_SCHEMA` is version 1 and `_migrate` upgrades it step by step.
+SCHEMA_VERSION = 3
+#: SQLite errors worth retrying, by primary result code: BUSY, LOCKED, NOMEM, READONLY,
+#: IOERR, FULL, CANTOPEN, PROTOCOL (another process's lock, a full disk, a failing device).
+_TRANSIENT = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+#: Seconds one write attempt waits for a lock; the retry loop adds backoff between attempts,
+#: so a stop request is noticed within about this long.
+_ATTEMPT_WAIT_S = 0.25
+#: Seconds between attempts to replay the spool while the store keeps failing.
+_REPLAY_INTERVAL_S = 1.0
+#: Column names the spool may carry (it is replayed into SQL).
+_COLUMN = re.compile(r"^[a-z_]+$")
+#: end_reason of a call whose process died before it ended.
+INTERRUPTED = "interrupted"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -141,13 +164,19 @@ class StoreOptions:
             before they are stored (on by default; see `qa.redact`).
         wal: Use write-ahead logging (readers never block the live writer). Off only for
             file systems without shared memory (some network mounts).
-        busy_timeout: Seconds a statement waits for another process's lock before failing.
+        busy_timeout: Seconds a write keeps retrying (waiting for another process's lock,
+            or after a full disk or I/O error, with backoff) before it is spooled.
     """
 
     path: Path = field(default_factory=default_db_path)
     redact: bool = True
     wal: bool = True
     busy_timeout: float = 5.0
+
+    @property
+    def spool_path(self) -> Path:
+        """Where writes wait while the database fails: `<path>.spool`."""
+        return Path(f"{self.path}.spool")
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,29 +320,6 @@ BEGIN SELECT RAISE(ABORT, 'labels are an append-only audit trail'); END;
 """
 
 
-def _ensure_match_columns(db: sqlite3.Connection) -> None:
-    have = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-    missing = [(name, decl) for name, decl in _MATCH_COLUMNS if name not in have]
-    labels = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'"
-    ).fetchone()
-    if not missing and labels is not None:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        have = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-        for name, decl in _MATCH_COLUMNS:
-            if name not in have:
-                db.execute(f"ALTER TABLE events ADD COLUMN {name} {decl}")
-        for statement in _LABELS_SCHEMA.split(";\n"):
-            if statement.strip():
-                db.execute(statement)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
 def _create_private(path: Path) -> None:
     """Creates the database file owner-only before SQLite opens it, or tightens an old one."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -370,6 +376,58 @@ def _redact_words(words: tuple[Word, ...], text: str, language: str | None) -> t
     return tuple(out)
 
 
+def _migrate(db: sqlite3.Connection, from_version: int) -> None:
+    """Upgrades a database in place from `from_version` to `SCHEMA_VERSION`, one step per
+    version, inside the caller's transaction (a failed step leaves the file as it was)."""
+    if from_version < 2:
+        # Who started each call, so a later run can tell a call left open by a dead process.
+        db.execute("ALTER TABLE calls ADD COLUMN owner_pid INTEGER")
+        db.execute("ALTER TABLE calls ADD COLUMN owner_host TEXT")
+        db.execute("ALTER TABLE calls ADD COLUMN owner_token TEXT")
+        # Keys of spooled writes already replayed, so a cut-short replay never writes twice.
+        db.execute("CREATE TABLE IF NOT EXISTS spool_applied (key TEXT PRIMARY KEY)")
+    if from_version < 3:
+        # How each rule event matched its evidence (exact, fuzzy, pinyin, intent), and
+        # reviewers' labels that become rules' examples.
+        for name, decl in _MATCH_COLUMNS:
+            db.execute(f"ALTER TABLE events ADD COLUMN {name} {decl}")
+        for statement in _LABELS_SCHEMA.split(";\n"):
+            if statement.strip():
+                db.execute(statement)
+    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+
+def _process_token(pid: int) -> str:
+    """What tells this process from a later one that reuses its pid: its start time in clock
+    ticks since boot (Linux), '' where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def _process_alive(pid: int, token: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    return not token or _process_token(pid) in ("", token)
+
+
+def _call_of(record: dict) -> str:
+    return record.get("call_id") or record.get("row", {}).get("call_id", "?")
+
+
+def _transient(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # older Pythons: fall back on the message
+        return any(w in str(exc) for w in ("locked", "busy", "disk", "I/O", "full"))
+    return code & 0xFF in _TRANSIENT
+
+
 class CallStore:
     """The SQLite call store. Thread-safe: one connection behind a lock.
 
@@ -398,22 +456,40 @@ class CallStore:
                 if mode.lower() != "wal":
                     raise StoreError(f"{path}: cannot use WAL mode (got {mode})")
             self._db.execute("PRAGMA synchronous = NORMAL")
-            # executescript commits an open transaction first, so the script carries its own.
+            # executescript commits an open transaction first, so the script opens its own,
+            # which stays open for the migration: a new file is created as version 1 and
+            # upgraded like any old one.
             self._db.executescript(
-                f"BEGIN IMMEDIATE;{_SCHEMA}INSERT INTO schema_version SELECT {SCHEMA_VERSION}"
-                " WHERE NOT EXISTS (SELECT 1 FROM schema_version); COMMIT;"
+                f"BEGIN IMMEDIATE;{_SCHEMA}INSERT INTO schema_version SELECT 1"
+                " WHERE NOT EXISTS (SELECT 1 FROM schema_version);"
             )
-            version = self._db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-            _ensure_match_columns(self._db)
+            try:
+                version = self._db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+                if version < SCHEMA_VERSION:
+                    _migrate(self._db, version)
+                    log.info("upgraded call store %s from schema version %d to %d",
+                             path, version, SCHEMA_VERSION)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the call store: {exc}") from exc
         except OSError as exc:
             raise StoreError(f"{path}: cannot create the call store: {exc.strerror}") from exc
-        if version != SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:
             self._db.close()
             raise StoreError(
                 f"{path}: schema version {version}, this program reads {SCHEMA_VERSION}"
             )
+        self._stopping = threading.Event()
+        self._spool = Spool(self.options.spool_path)
+        self._next_replay = 0.0
+        self.spooled = 0  # writes that went to the spool (read by the metrics)
+        self.write_retries = 0  # failed write attempts that were retried
+        if len(self._spool):
+            with self._lock:
+                self._replay(patient=True)
         log.debug("opened call store %s", path)
 
     @contextmanager
@@ -422,10 +498,14 @@ class CallStore:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # A failed COMMIT leaves the transaction open, a full disk may have rolled it
+            # back already: either way none of it was written.
+            if self._db.in_transaction:
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     def _text(self, text: str, language: str | None = None) -> str:
         return redact(text, language or None).text if self.options.redact else text
@@ -435,24 +515,26 @@ class CallStore:
         if row is None:
             raise CallNotFoundError(call_id)
 
+    # -- the write path: records applied with retries, else spooled -------------------------
+
     def start_call(self, call: CallInfo) -> None:
-        """Records a new call (again for the same id: its details are updated)."""
-        with self._lock, self._transaction() as db:
-            db.execute(
-                "INSERT INTO calls (call_id, agent_id, source, started_at, channels, sample_rate)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(call_id) DO UPDATE SET"
-                " agent_id = excluded.agent_id, source = excluded.source,"
-                " started_at = excluded.started_at, channels = excluded.channels,"
-                " sample_rate = excluded.sample_rate",
-                (
-                    call.call_id,
-                    call.agent_id,
-                    call.source,
-                    call.started_at,
-                    ",".join(str(c) for c in call.channels),
-                    call.sample_rate,
-                ),
-            )
+        """Records a new call, with the process that runs it (for `close_interrupted`).
+
+        Raises:
+            StoreError: A call with this id is already stored (ids are never reused, so an
+                earlier call is never overwritten or appended to).
+        """
+        pid = os.getpid()
+        self._write({
+            "op": "call", "key": str(uuid.uuid4()),
+            "row": {
+                "call_id": call.call_id, "agent_id": call.agent_id, "source": call.source,
+                "started_at": call.started_at,
+                "channels": ",".join(str(c) for c in call.channels),
+                "sample_rate": call.sample_rate, "owner_pid": pid,
+                "owner_host": socket.gethostname(), "owner_token": _process_token(pid),
+            },
+        })
 
     def add_segment(self, segment: Segment) -> None:
         """Stores a final segment and commits at once; partial segments are not stored
@@ -471,23 +553,15 @@ class CallStore:
         words_json = json.dumps(
             [[w.start, w.end, w.text, w.probability] for w in words], ensure_ascii=False
         )
-        with self._lock, self._transaction() as db:
-            self._require_call(segment.call_id)
-            db.execute(
-                'INSERT INTO segments (call_id, speaker, start, "end", text, words, language,'
-                " avg_logprob, no_speech_prob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    segment.call_id,
-                    str(segment.speaker),
-                    segment.start,
-                    segment.end,
-                    text,
-                    words_json,
-                    segment.language,
-                    segment.avg_logprob,
-                    segment.no_speech_prob,
-                ),
-            )
+        self._write({
+            "op": "segment", "key": str(uuid.uuid4()),
+            "row": {
+                "call_id": segment.call_id, "speaker": str(segment.speaker),
+                "start": segment.start, "end": segment.end, "text": text, "words": words_json,
+                "language": segment.language, "avg_logprob": segment.avg_logprob,
+                "no_speech_prob": segment.no_speech_prob,
+            },
+        })
 
     def add_event(self, event: Event) -> None:
         """Stores a rule event (evidence and message redacted) and commits at once.
@@ -495,28 +569,17 @@ class CallStore:
         Raises:
             CallNotFoundError: The call was never started.
         """
-        with self._lock, self._transaction() as db:
-            self._require_call(event.call_id)
-            db.execute(
-                "INSERT INTO events (call_id, time, kind, rule_id, severity, points, evidence,"
-                ' message, speaker, "end", match_kind, match_score, match_example)'
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event.call_id,
-                    event.time,
-                    str(event.kind),
-                    event.rule_id,
-                    str(event.severity),
-                    event.points,
-                    self._text(event.evidence),
-                    self._text(event.message),
-                    str(event.speaker),
-                    event.end,
-                    event.match,
-                    event.score,
-                    self._text(event.example),
-                ),
-            )
+        self._write({
+            "op": "event", "key": str(uuid.uuid4()),
+            "row": {
+                "call_id": event.call_id, "time": event.time, "kind": str(event.kind),
+                "rule_id": event.rule_id, "severity": str(event.severity),
+                "points": event.points, "evidence": self._text(event.evidence),
+                "message": self._text(event.message), "speaker": str(event.speaker),
+                "end": event.end, "match_kind": event.match, "match_score": event.score,
+                "match_example": self._text(event.example),
+            },
+        })
 
     def end_call(self, call_id: str, *, duration: float, category: str | None, reason: str) -> None:
         """Records the end of a call: its audio length, category and why it ended.
@@ -524,14 +587,10 @@ class CallStore:
         Raises:
             CallNotFoundError: The call was never started.
         """
-        with self._lock, self._transaction() as db:
-            cur = db.execute(
-                "UPDATE calls SET ended_at = ?, duration = ?, category = ?, end_reason = ?"
-                " WHERE call_id = ?",
-                (time.time(), duration, category, reason, call_id),
-            )
-            if cur.rowcount == 0:
-                raise CallNotFoundError(call_id)
+        self._write({
+            "op": "end", "key": str(uuid.uuid4()), "call_id": call_id, "ended_at": time.time(),
+            "duration": duration, "category": category, "reason": reason,
+        })
 
     def save_scorecard(self, scorecard: Scorecard) -> None:
         """Stores the scorer's automatic result, replacing an earlier automatic result of the
@@ -540,32 +599,207 @@ class CallStore:
         Raises:
             CallNotFoundError: The call was never started.
         """
-        with self._lock, self._transaction() as db:
-            self._require_call(scorecard.call_id)
-            db.execute("DELETE FROM score_items WHERE call_id = ?", (scorecard.call_id,))
+        self._write({
+            "op": "scorecard", "key": str(uuid.uuid4()), "call_id": scorecard.call_id,
+            "total": scorecard.total, "band": scorecard.band, "saved_at": time.time(),
+            "items": [
+                [item.rule_id, item.description, item.points_possible, item.points_awarded,
+                 json.dumps([self._text(e) for e in item.evidence], ensure_ascii=False),
+                 json.dumps(list(item.times))]
+                for item in scorecard.items
+            ],
+        })
+
+    def _apply(self, db: sqlite3.Connection, record: dict) -> None:
+        """Performs one write record inside an open transaction."""
+        op = record["op"]
+        if op in ("call", "segment", "event"):
+            row = record["row"]
+            if not all(_COLUMN.match(name) for name in row):
+                raise StoreError(f"bad column name in a {op} record")
+            if op != "call":
+                self._require_call(row["call_id"])
+            table = {"call": "calls", "segment": "segments", "event": "events"}[op]
+            columns = ", ".join(f'"{name}"' for name in row)
+            try:
+                db.execute(
+                    f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(row))})",
+                    tuple(row.values()),
+                )
+            except sqlite3.IntegrityError as exc:
+                if op == "call":
+                    raise StoreError(
+                        f"call '{row['call_id']}' is already in the store (a call id is never "
+                        "reused)"
+                    ) from exc
+                raise
+        elif op == "end":
+            cur = db.execute(
+                "UPDATE calls SET ended_at = ?, duration = ?, category = ?, end_reason = ?"
+                " WHERE call_id = ?",
+                (record["ended_at"], record["duration"], record["category"], record["reason"],
+                 record["call_id"]),
+            )
+            if cur.rowcount == 0:
+                raise CallNotFoundError(record["call_id"])
+        elif op == "scorecard":
+            call_id = record["call_id"]
+            self._require_call(call_id)
+            db.execute("DELETE FROM score_items WHERE call_id = ?", (call_id,))
             db.execute(
                 "INSERT OR REPLACE INTO scorecards (call_id, total, band, saved_at)"
                 " VALUES (?, ?, ?, ?)",
-                (scorecard.call_id, scorecard.total, scorecard.band, time.time()),
+                (call_id, record["total"], record["band"], record["saved_at"]),
             )
             db.executemany(
                 "INSERT INTO score_items (call_id, position, rule_id, description,"
                 " points_possible, points_awarded, evidence, times)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        scorecard.call_id,
-                        i,
-                        item.rule_id,
-                        item.description,
-                        item.points_possible,
-                        item.points_awarded,
-                        json.dumps([self._text(e) for e in item.evidence], ensure_ascii=False),
-                        json.dumps(list(item.times)),
-                    )
-                    for i, item in enumerate(scorecard.items)
-                ],
+                [(call_id, i, *item) for i, item in enumerate(record["items"])],
             )
+        else:
+            raise StoreError(f"unknown write record {op!r}")
+
+    def _write(self, record: dict) -> None:
+        with self._lock:
+            if len(self._spool):
+                # Later writes queue behind spooled ones, so the store sees them in order.
+                self._replay(patient=False)
+                if len(self._spool):
+                    self._spool_record(record)
+                    return
+            try:
+                self._retrying(lambda db: self._apply(db, record))
+            except sqlite3.Error as exc:
+                if not _transient(exc):  # a fault in the record, not in the database
+                    raise StoreError(f"{self.options.path}: {record['op']} write refused: "
+                                     f"{exc}") from exc
+                log.warning("call store %s failing (%s): spooling writes to %s until it is back",
+                            self.options.path, exc, self._spool.path)
+                self._spool_record(record)
+
+    def _spool_record(self, record: dict) -> None:
+        self._spool.append(record)
+        self.spooled += 1
+
+    def _retrying(self, work: Callable[[sqlite3.Connection], object]) -> object:
+        """Runs `work` in one transaction, retrying transient failures with backoff for
+        `busy_timeout` seconds (less once `interrupt` was called); raises the last error."""
+        deadline = time.monotonic() + self.options.busy_timeout
+        delay = 0.05
+        while True:
+            wait = max(0.001, min(_ATTEMPT_WAIT_S, deadline - time.monotonic()))
+            self._db.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            try:
+                with self._transaction() as db:
+                    return work(db)
+            except sqlite3.Error as exc:
+                if not _transient(exc):
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stopping.is_set():
+                    raise
+                self.write_retries += 1
+                log.debug("store write failed (%s); retrying", exc)
+                if self._stopping.wait(min(delay, left)):
+                    raise
+                delay = min(delay * 2, 1.0)
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout * 1000)}")
+
+    def _replay(self, *, patient: bool) -> None:
+        """Writes the spooled records in order (store lock held); each one once, keyed.
+        Impatient replays (from a write) try at most once a second, without retrying."""
+        now = time.monotonic()
+        if not patient and now < self._next_replay:
+            return
+        self._next_replay = now + _REPLAY_INTERVAL_S
+        records = self._spool.records()
+
+        def replay_one(db: sqlite3.Connection, record: dict) -> None:
+            try:
+                db.execute("INSERT INTO spool_applied (key) VALUES (?)", (record["key"],))
+            except sqlite3.IntegrityError:
+                return  # written by a replay that was cut short
+            self._apply(db, record)
+
+        for record in records:
+            try:
+                if patient:
+                    self._retrying(lambda db, r=record: replay_one(db, r))
+                else:
+                    self._db.execute(f"PRAGMA busy_timeout = {int(_ATTEMPT_WAIT_S * 1000)}")
+                    try:
+                        with self._transaction() as db:
+                            replay_one(db, record)
+                    finally:
+                        self._db.execute(
+                            f"PRAGMA busy_timeout = {int(self.options.busy_timeout * 1000)}")
+            except sqlite3.Error as exc:
+                if _transient(exc):
+                    log.debug("store still failing (%s); %d writes wait in the spool",
+                              exc, len(self._spool))
+                    return
+                log.error("spooled %s write for call %s cannot be stored and is dropped: %s",
+                          record.get("op"), _call_of(record), exc)
+            except (StoreError, CallNotFoundError) as exc:
+                log.error("spooled %s write cannot be stored and is dropped: %s",
+                          record.get("op"), exc)
+        self._spool.clear()
+        with suppress(sqlite3.Error), self._transaction() as db:
+            db.execute("DELETE FROM spool_applied")  # only needed until the spool is empty
+        log.info("call store %s is back: %d spooled writes replayed", self.options.path,
+                 len(records))
+
+    def interrupt(self) -> None:
+        """Stops waiting: from now on a failing write is spooled after one short attempt, so
+        a stopping process is never held up by the store."""
+        self._stopping.set()
+
+    # -- calls left open by a process that died ----------------------------------------------
+
+    def close_interrupted(
+        self, rescore: Callable[[CallRecord], Scorecard | None] | None = None
+    ) -> list[str]:
+        """Closes the calls that a process on this host started and never ended because it
+        died (killed, crashed): end reason `interrupted`, duration up to the last stored
+        segment or event, and a scorecard from `rescore` (None: no scorecard).
+
+        Args:
+            rescore: Computes a scorecard from what was stored (`qa.rules.scoring.score` over
+                the stored events), or returns None.
+
+        Returns:
+            The ids of the calls closed.
+        """
+        host = socket.gethostname()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT call_id, owner_pid, owner_token FROM calls"
+                " WHERE ended_at IS NULL AND owner_pid IS NOT NULL AND owner_host = ?",
+                (host,),
+            ).fetchall()
+        closed = []
+        for call_id, pid, token in rows:
+            if _process_alive(pid, token or ""):
+                continue
+            record = self.call(call_id)
+            duration = max([s.end for s in record.segments]
+                           + [e.end or e.time for e in record.events] + [0.0])
+            card = rescore(record) if rescore is not None else None
+            with self._lock, self._transaction() as db:
+                db.execute(
+                    "UPDATE calls SET ended_at = ?, duration = ?, end_reason = ?"
+                    " WHERE call_id = ? AND ended_at IS NULL",
+                    (time.time(), duration, INTERRUPTED, call_id),
+                )
+            if card is not None:
+                self.save_scorecard(card)
+            log.warning("call %s was left open by process %d, which is gone: closed as %s "
+                        "(%.1f s, %s)", call_id, pid, INTERRUPTED, duration,
+                        f"score {card.total:g}" if card else "no scorecard")
+            closed.append(call_id)
+        return closed
 
     def add_override(
         self, call_id: str, rule_id: str, *, points: float, reviewer: str, reason: str
@@ -820,8 +1054,17 @@ class CallStore:
         return card, _effective(card, overrides)
 
     def close(self) -> None:
-        """Closes the database; the store cannot be used afterwards."""
+        """Replays what the spool holds if the database takes it now, then closes the
+        database; the store cannot be used afterwards. What is still spooled is replayed
+        when the store is next opened."""
         with self._lock:
+            if len(self._spool):
+                self._next_replay = 0.0  # a last try, whenever the one before was
+                with suppress(sqlite3.Error):
+                    self._replay(patient=not self._stopping.is_set())
+                if len(self._spool):
+                    log.warning("%d writes remain in %s; they are stored when the call store "
+                                "is next opened", len(self._spool), self._spool.path)
             self._db.close()
 
     def __enter__(self) -> CallStore:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +26,8 @@ from qa.errors import ConfigError
 from qa.pipeline import CallSummary, PipelineListener, PipelineOptions
 from qa.sources.base import CallInfo
 from qa.types import Event, Segment, Speaker
+
+log = logging.getLogger("qa.commands.run")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -207,7 +212,29 @@ def run(args: argparse.Namespace) -> int:
         if monitor.store is not None:
             endpoints["store"] = str(monitor.store.options.path)
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        _on_stop_signals(stop)
         printer.ready([source.name for source in sources], endpoints)
         monitor.run(sources, stop)
+    if not monitor.closed_cleanly:
+        # A decode still runs in a worker thread; freeing the model under it at interpreter
+        # exit would crash the process. Everything is printed and stored: leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)
     return 0
+
+
+def _on_stop_signals(stop: threading.Event) -> None:
+    """SIGTERM and Ctrl-C set `stop` (the monitor then ends every call with a summary within
+    a few seconds); a second one exits at once, whatever is still running."""
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.warning("%s: stopping (again to exit at once)", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from qa.ids import new_call_id
 from qa.sources.base import CallInfo, SourceSink
 from qa.sources.wav import iter_chunks, read_wav
 from qa.types import Speaker
@@ -31,7 +32,7 @@ class FileOptions:
         realtime: Pace chunks by the wall clock (a live call) instead of as fast as possible.
         chunk_ms: Milliseconds of audio per chunk, as a sound card would deliver it.
         agent_id: The agent to record on the call.
-        call_id: The call id; default: `file-<stem>-<n>`.
+        call_id: The call id; default: `file-<stem>-<UUIDv7>` (`qa.ids.new_call_id`).
     """
 
     path: Path
@@ -44,13 +45,11 @@ class FileOptions:
 class FileSource:
     """Replays one WAV file as one call (implements `qa.sources.base.Source`)."""
 
-    _ids = iter(range(1, 1 << 62))
-
     def __init__(self, options: FileOptions) -> None:
         self.options = options
         # Read at construction so that a bad file is reported before anything starts.
         self._wav = read_wav(options.path)
-        self.call_id = options.call_id or f"file-{Path(options.path).stem}-{next(self._ids)}"
+        self.call_id = options.call_id or new_call_id(f"file-{Path(options.path).stem}")
         self.name = f"file:{options.path}"
         self._chunks = 0
         self._frames = 0

@@ -23,7 +23,7 @@ Nothing a datagram carries is fatal: malformed packets, unknown payload types, d
 late packets, RTCP on the RTP port and packets from unmapped SSRCs are counted and dropped.
 RFC 4733 telephone events (DTMF) are reported to the sink once per key press, never decoded
 as audio. A call ends after `inactivity_timeout_s` without an accepted packet; the next packet
-starts a new call, with id `rtp-<agent port>-<n>` (n counts from 1 for each source).
+starts a new call, with id `rtp-<agent port>-<UUIDv7>` (unique across restarts, `qa.ids`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import numpy as np
 
 from qa._native import g711
 from qa.errors import ConfigError, RtpPacketError, SourceError
+from qa.ids import new_call_id
 from qa.sources.base import CallInfo, SourceSink
 from qa.sources.jitter import JitterBuffer, Verdict, extend_ts
 from qa.types import AudioChunk, Speaker
@@ -388,7 +389,6 @@ class RtpSource:
         self._max_gap = round(options.max_gap_s * CLOCK_RATE)
         self._buffer = bytearray(options.max_datagram)
         self._call: _Call | None = None
-        self._calls_made = 0
         self._sink: SourceSink | None = None
         self._last_log = 0.0
         self._unlogged = 0
@@ -573,9 +573,8 @@ class RtpSource:
     # -- calls and the clock -----------------------------------------------------------
 
     def _start_call(self, now: float) -> None:
-        self._calls_made += 1
         self._counters["calls"] += 1
-        self._call = _Call(f"rtp-{self.ports[0]}-{self._calls_made}", now)
+        self._call = _Call(new_call_id(f"rtp-{self.ports[0]}"), now)
         self._sink.call_started(
             CallInfo(
                 call_id=self._call.call_id,

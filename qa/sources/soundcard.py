@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qa.errors import DependencyError, SourceError
+from qa.ids import new_call_id
 from qa.sources.base import CallInfo, SourceSink
 from qa.types import AudioChunk, Speaker
 
@@ -209,7 +210,7 @@ class SoundcardSource:
     def run(self, sink: SourceSink, stop: threading.Event) -> None:
         """Captures one call until `stop` is set; ends it with `stopped` (or `error: ...`)."""
         self._open()
-        call_id = f"soundcard-{time.strftime('%Y%m%d-%H%M%S')}-{id(self) & 0xFFFF:04x}"
+        call_id = new_call_id("soundcard")
         sink.call_started(
             CallInfo(
                 call_id=call_id,

@@ -22,12 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class QaRun:
-    """A `qa run --json` process whose JSON lines are read in the background."""
+    """A `qa run --json` process whose JSON lines are read in the background (with no call
+    store unless `store` is set; then pass `--db`)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, store: bool = False) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qa", "run", "--json", "--no-store", *args],
+            [sys.executable, "-m", "qa", "run", "--json", *(() if store else ("--no-store",)),
+             *args],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.lines: queue.Queue[dict] = queue.Queue()
@@ -76,8 +78,8 @@ class QaRun:
 def qa_run() -> Iterator[Callable[..., QaRun]]:
     started: list[QaRun] = []
 
-    def start(*args: str) -> QaRun:
-        run = QaRun(*args)
+    def start(*args: str, store: bool = False) -> QaRun:
+        run = QaRun(*args, store=store)
         started.append(run)
         return run
 

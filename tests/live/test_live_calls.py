@@ -47,7 +47,7 @@ def test_four_concurrent_calls_keep_calls_and_speakers_apart(
     """Two RTP calls and two replayed files at once: every segment lands on the right call
     and the right speaker."""
     ref = {name: references[name]["text"] for name in (JFK, AUSTEN, LIBRI)}
-    file_calls = {"a": (JFK, AUSTEN), "b": (LIBRI, JFK)}  # call ids file-a-N, file-b-N
+    file_calls = {"a": (JFK, AUSTEN), "b": (LIBRI, JFK)}  # call ids file-a-<uuid>, file-b-<uuid>
     sources = []
     for stem, (left, right) in file_calls.items():
         path = write_stereo(tmp_path / f"{stem}.wav", shared_audio / left, shared_audio / right)

@@ -94,3 +94,74 @@ def test_segments_reach_listeners_in_order_per_speaker(transcriber, shared_audio
     assert len(starts) >= 2
     assert starts == sorted(starts)
     assert collector.summaries["d"].utterances >= 2
+
+
+class Broken(PipelineListener):
+    """A listener that fails on every segment (as a store whose disk is gone would)."""
+
+    def segment(self, segment: Segment, latency: float) -> None:
+        raise OSError("injected: listener failure")
+
+
+def test_failing_listener_and_rules_do_not_stop_the_other_calls(
+    transcriber, shared_audio: Path, caplog
+):
+    """Issue 10: a listener that raises on every segment, and rules that raise on one call,
+    used to kill the only transcription worker (nothing more was printed or stored, the
+    process never ended). Now each failure is logged, counted and isolated. The rules are the
+    real engine on the example pack; on call `bad` they are made to raise (the engine has no
+    way to fail on demand)."""
+    from prometheus_client import CollectorRegistry
+
+    from qa.metrics import QAMetrics
+    from qa.rules import CallRules, build_matcher, load_pack
+
+    pack = load_pack(Path(__file__).resolve().parents[2] / "examples/rules/en_support.yaml")
+    matcher = build_matcher(pack)
+
+    class ExplodingRules(CallRules):
+        def on_segment(self, segment):
+            raise KeyError("injected: a prompt with a bad placeholder")
+
+    def rules(call):
+        kind = ExplodingRules if call.call_id == "bad" else CallRules
+        return kind(pack, call.call_id, call.agent_id, matcher=matcher)
+
+    collector = Collector()
+    pipeline = Pipeline(transcriber.transcribe, PipelineOptions(language="en"),
+                        [Broken(), collector], rules=rules)
+    registry = CollectorRegistry()
+    QAMetrics(registry).watch_pipeline(pipeline)
+    stop = threading.Event()
+    with caplog.at_level(logging.ERROR, logger="qa.pipeline"):
+        for call_id, clip in (("one", "en_librivox_austen_0870.wav"),
+                              ("bad", "en_digits_vosk.wav"),
+                              ("two", "en_librispeech_1995-1837-0001.wav")):
+            FileSource(FileOptions(shared_audio / clip, call_id=call_id)).run(pipeline, stop)
+        finished = pipeline.wait_idle(timeout=120)
+    assert finished, "the calls never finished: a failure stopped the pipeline"
+    pipeline.close()
+
+    assert set(collector.summaries) == {"one", "bad", "two"}
+    texts = {c: " ".join(s.text for s in collector.segments if s.call_id == c).lower()
+             for c in collector.summaries}
+    assert "dashwood" in texts["one"] and "eight" in texts["bad"].replace("8", "eight")
+    assert texts["two"]
+    # Every segment reached the listener after the broken one, and was counted as an error.
+    segments = sum(s.segments for s in collector.summaries.values())
+    assert len(collector.segments) == segments >= 3
+    assert pipeline.listener_errors == {"Broken": segments}
+    assert registry.get_sample_value("qa_listener_errors_total", {"listener": "Broken"}) == (
+        segments)
+    # The bad call's rules were switched off; the others were checked and scored.
+    assert pipeline.rule_errors == 1
+    assert registry.get_sample_value("qa_rule_errors_total") == 1
+    assert collector.summaries["bad"].scorecard is None
+    assert collector.summaries["bad"].segments >= 1
+    assert collector.summaries["one"].scorecard is not None
+    assert collector.summaries["two"].scorecard is not None
+    # Logged once per failing kind (with the traceback), then as a count: not a flood.
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("listener Broken failed on segment" in m for m in messages) == 1
+    assert sum("rules failed on call bad" in m for m in messages) == 1
+    assert len(messages) <= 2 + segments.bit_length()

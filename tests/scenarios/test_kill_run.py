@@ -4,6 +4,9 @@ The real service replays the clean call in real time into a call store; once it 
 some segments it is killed without warning. Every segment it printed must be in the store
 (the store listener runs before the printer), the call row must exist, and the database must
 pass SQLite's integrity check.
+
+Issue 10: the killed run's call is not left "running" forever: the next `qa run` on the same
+store closes it as `interrupted`, with a scorecard computed from the events it had stored.
 """
 
 from __future__ import annotations
@@ -65,3 +68,23 @@ def test_sigkill_mid_call_keeps_every_printed_segment(calls, repo, tmp_path):
     assert len(record.segments) >= SEGMENTS_BEFORE_KILL
     for segment in printed:
         assert (segment["speaker"], segment["start"], segment["end"]) in stored, segment
+
+    # The next run on this store (another call) closes the dead run's call.
+    again = subprocess.run(
+        [sys.executable, "-m", "qa", "run", "--json", "--rules", str(PACK), "--db", str(db),
+         "--source", f"file:{calls['violations'].path}"],
+        cwd=repo, capture_output=True, text=True, timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"closed 1 calls left open by runs that died: {call_id}" in again.stderr
+    new_calls = {json.loads(line)["call"] for line in again.stdout.splitlines()
+                 if '"call_started"' in line}
+    assert len(new_calls) == 1 and call_id not in new_calls  # a new id, never the old one
+    with CallStore(StoreOptions(path=db)) as store:
+        closed = store.call(call_id)
+        (new_call,) = new_calls
+        assert store.call(new_call).end_reason == "end of file"
+    assert closed.end_reason == "interrupted"
+    assert closed.duration >= max(s.end for s in record.segments)
+    assert closed.scorecard is not None and closed.scorecard.items
+    assert len(closed.segments) == len(record.segments)  # nothing added, nothing lost
