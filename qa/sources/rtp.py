@@ -400,6 +400,9 @@ class _Call:
         self.learned: dict[int, Speaker] = {}
         # The source address:port each SSRC (single port) or channel (port pair) is locked to.
         self.owners: dict[object, object] = {}
+        # What this call lost to forgers and clock jumps, for the line logged when it ends.
+        self.foreign = 0
+        self.gap_rejected = 0
 
 
 class RtpSource:
@@ -556,6 +559,7 @@ class RtpSource:
             owner = self._call.owners.get(packet.ssrc if shared else speaker)
             if owner is not None and owner != address:
                 counters["foreign_source"] += 1
+                self._call.foreign += 1
                 self._note("foreign", "%s: dropped a packet for %s (SSRC %#x) from %s: the "
                            "stream is locked to %s", self.name, speaker, packet.ssrc, address,
                            owner, level=logging.WARNING)
@@ -619,6 +623,8 @@ class RtpSource:
             stream.offset += excess
             self._counters["clock_jumps"] += 1
             self._counters["gap_rejected"] += excess
+            if self._call is not None:
+                self._call.gap_rejected += excess
             self._note("jump", "%s: SSRC %#x jumped %.2f s ahead after %.2f s of wall time; "
                        "%.2f s not filled", self.name, stream.ssrc, gap / CLOCK_RATE,
                        elapsed / CLOCK_RATE, excess / CLOCK_RATE, level=logging.WARNING)
@@ -707,6 +713,10 @@ class RtpSource:
         for channel in call.channels.values():
             self._flush(channel)
         self._call = None
+        if call.foreign or call.gap_rejected:
+            log.warning("%s: call %s ended (%s): %d packets from other addresses dropped, "
+                        "%.1f s of timestamp jumps not filled", self.name, call.call_id, reason,
+                        call.foreign, call.gap_rejected / CLOCK_RATE)
         self._sink.call_ended(call.call_id, reason)
 
     def _flush(self, channel: _Channel) -> None:

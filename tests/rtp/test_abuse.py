@@ -9,6 +9,7 @@ with sequence numbers 2,000 ahead, after which the real packets were dropped as 
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
@@ -35,7 +36,8 @@ def _wait(predicate, timeout: float) -> None:
         time.sleep(0.02)
 
 
-def test_forged_timestamp_jumps_do_not_stretch_the_call(running):
+def test_forged_timestamp_jumps_do_not_stretch_the_call(running, caplog):
+    caplog.set_level(logging.WARNING, logger="qa.sources.rtp")
     sink = RecordingSink()
     source = running(RtpOptions(port=0, inactivity_timeout_s=0.5), sink)
     payload = g711.ulaw_encode(np.full(160, 1000, np.int16)).tobytes()
@@ -57,6 +59,7 @@ def test_forged_timestamp_jumps_do_not_stretch_the_call(running):
     assert stats["gap_rejected"] / 8000 == pytest.approx(39 * 9.9, abs=duration)
     assert stats["filled_samples"] / 8000 <= duration
     assert stats["audio_packets"] == 40 and stats["restarts"] == 0
+    assert any("not filled" in r.getMessage() for r in caplog.records)
 
 
 def test_a_pause_in_real_time_is_still_filled_exactly():
@@ -87,7 +90,10 @@ def _stream(pcm: np.ndarray, ssrc: int, seq0: int, ts0: int) -> tuple[list[bytes
 
 
 @pytest.mark.parametrize("pair", [False, True], ids=["single-port", "port-pair"])
-def test_forged_packets_from_another_socket_cannot_take_a_stream(shared_audio, running, pair):
+def test_forged_packets_from_another_socket_cannot_take_a_stream(
+    shared_audio, running, caplog, pair
+):
+    caplog.set_level(logging.WARNING, logger="qa.sources.rtp")
     sink = RecordingSink()
     options = RtpOptions(port=0, customer_port=0 if pair else None, jitter_ms=100,
                          inactivity_timeout_s=0.5)
@@ -136,3 +142,8 @@ def test_forged_packets_from_another_socket_cannot_take_a_stream(shared_audio, r
     lead = len(audio) - len(customer_expected)
     assert 0 <= lead < 0.05 * 8000 and not audio[:lead].any()
     np.testing.assert_array_equal(audio[lead:], customer_expected)
+    # The call's end says what it lost, and the forger's address is named.
+    ended = [r.getMessage() for r in caplog.records if f"call {call_id} ended" in r.getMessage()]
+    foreign = stats["foreign_source"]
+    assert ended and f"{foreign} packets from other addresses dropped" in ended[0]
+    assert any("is locked to" in r.getMessage() for r in caplog.records)
