@@ -24,9 +24,11 @@ is never cut, so a sender faster than real time (a test replay) loses nothing.
 Hijack: each channel of a call is locked to the first source address:port heard on it (per
 SSRC on a single port, per port with a port pair). Packets from another address that claim a
 locked SSRC or port are dropped and counted in `foreign_source` (and logged), so forged packets
-cannot take a stream over; a new SSRC on a single port when both channels are taken is dropped
-and counted in `unknown_ssrc`. Whoever is heard first owns the slot: when forgers can be first,
-configure `ssrc_map` or a port pair behind a firewall.
+cannot take a live stream over; only after `source_lock_s` without a packet from its address
+may a stream move to another one (a gateway that moved the media mid-call), which is logged.
+A new SSRC on a single port when both channels are taken is dropped and counted in
+`unknown_ssrc`. Whoever is heard first owns the slot: when forgers can be first, configure
+`ssrc_map` or a port pair behind a firewall.
 
 Restart: a timestamp jump beyond `max_gap_s` either way, a sequence jump of more than 3,000
 packets (RFC 3550's MAX_DROPOUT), or a new SSRC on a port-pair channel means the sender
@@ -239,6 +241,9 @@ class RtpOptions:
         max_gap_s: A timestamp jump beyond this is a stream restart, not silence.
         gap_slack_ms: Silence a timestamp jump may fill beyond the wall time since the stream's
             previous packet, on top of `jitter_ms` (see the module docstring: clock abuse).
+        source_lock_s: A stream's source address may change only after this long without a
+            packet from it (a gateway that moved the media); sooner, packets from another
+            address are dropped as forged (see the module docstring: hijack).
         receive_buffer: SO_RCVBUF asked for each socket, so bursts are not dropped by the
             kernel while the thread is busy (the kernel may cap it at net.core.rmem_max).
     """
@@ -254,6 +259,7 @@ class RtpOptions:
     max_datagram: int = 2048
     max_gap_s: float = 10.0
     gap_slack_ms: float = 100.0
+    source_lock_s: float = 2.0
     receive_buffer: int = 1 << 20
 
     def __post_init__(self) -> None:
@@ -262,13 +268,16 @@ class RtpOptions:
             if value is not None and not 0 <= value <= 65535:
                 raise ConfigError("rtp options", f"not a UDP port: {value}", field=name)
         # NaN passes every comparison and infinity every bound: refuse both by name.
-        for name in ("jitter_ms", "inactivity_timeout_s", "max_gap_s", "gap_slack_ms"):
+        for name in ("jitter_ms", "inactivity_timeout_s", "max_gap_s", "gap_slack_ms",
+                     "source_lock_s"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError("rtp options", "must be a finite number", field=name)
         if self.jitter_ms < 0:
             raise ConfigError("rtp options", "must be >= 0", field="jitter_ms")
         if self.gap_slack_ms < 0:
             raise ConfigError("rtp options", "must be >= 0", field="gap_slack_ms")
+        if self.source_lock_s < 0:
+            raise ConfigError("rtp options", "must be >= 0", field="source_lock_s")
         if self.inactivity_timeout_s <= 0:
             raise ConfigError("rtp options", "must be > 0", field="inactivity_timeout_s")
         if not 0 <= self.dtmf_payload_type <= 127:
@@ -398,8 +407,9 @@ class _Call:
         self.last_packet = started
         self.channels = {s: _Channel(s) for s in (Speaker.AGENT, Speaker.CUSTOMER)}
         self.learned: dict[int, Speaker] = {}
-        # The source address:port each SSRC (single port) or channel (port pair) is locked to.
-        self.owners: dict[object, object] = {}
+        # The source address:port each SSRC (single port) or channel (port pair) is locked
+        # to, and when a packet from it was last accepted.
+        self.owners: dict[object, tuple[object, float]] = {}
         # What this call lost to forgers and clock jumps, for the line logged when it ends.
         self.foreign = 0
         self.gap_rejected = 0
@@ -555,20 +565,24 @@ class RtpSource:
             if speaker is None:
                 counters["unknown_ssrc"] += 1
                 return
+        slot = packet.ssrc if shared else speaker
         if address is not None and self._call is not None:
-            owner = self._call.owners.get(packet.ssrc if shared else speaker)
-            if owner is not None and owner != address:
+            owner, heard = self._call.owners.get(slot, (address, now))
+            if owner != address and now - heard < self.options.source_lock_s:
                 counters["foreign_source"] += 1
                 self._call.foreign += 1
                 self._note("foreign", "%s: dropped a packet for %s (SSRC %#x) from %s: the "
                            "stream is locked to %s", self.name, speaker, packet.ssrc, address,
                            owner, level=logging.WARNING)
                 return
+            if owner != address:
+                log.warning("%s: %s (SSRC %#x) moved from %s to %s after %.1f s of silence",
+                            self.name, speaker, packet.ssrc, owner, address, now - heard)
         if self._call is None:
             self._start_call(now)
         call = self._call
         if address is not None:
-            call.owners.setdefault(packet.ssrc if shared else speaker, address)
+            call.owners[slot] = (address, now)
         if not self._ssrc_map:
             call.learned.setdefault(packet.ssrc, speaker)
         channel = call.channels[speaker]

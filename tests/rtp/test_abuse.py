@@ -80,6 +80,29 @@ def test_a_pause_in_real_time_is_still_filled_exactly():
     assert (stats["clock_jumps"], stats["gap_rejected"]) == (0, 0)
 
 
+def test_a_stream_may_move_to_another_address_only_after_falling_silent():
+    """A gateway that moves the media mid-call: dropped while the old address is live."""
+    sink = RecordingSink()
+    old, new = ("10.0.0.1", 4000), ("10.0.0.1", 4010)
+    payload = g711.ulaw_encode(np.full(160, 1000, np.int16)).tobytes()
+    with RtpSource(RtpOptions(port=0, customer_port=0, source_lock_s=2.0)) as source:
+        for i in range(10):  # 0.2 s from the old address
+            source.receive(sink, rtp(i, 160 * i, 1, payload), Speaker.AGENT, 0.02 * i,
+                           address=old)
+        # The new address 1 s later: too soon, the old stream may only be pausing.
+        source.receive(sink, rtp(50, 160 * 50, 1, payload), Speaker.AGENT, 1.0, address=new)
+        assert source.stats()["foreign_source"] == 1
+        # 2 s after the old address was last heard, the stream moves (and keeps its clock).
+        for i in range(110, 120):
+            source.receive(sink, rtp(i, 160 * i, 1, payload), Speaker.AGENT, 0.02 * i + 0.1,
+                           address=new)
+        source.finish(sink, "stopped")
+        stats = source.stats()
+    _, audio = sink.channel_audio(sink.started[0].call_id, Speaker.AGENT)
+    assert stats["foreign_source"] == 1 and stats["audio_packets"] == 20
+    assert len(audio) == 160 * 120 and stats["restarts"] == 0
+
+
 def _stream(pcm: np.ndarray, ssrc: int, seq0: int, ts0: int) -> tuple[list[bytes], np.ndarray]:
     packets, expected = [], []
     for k, i in enumerate(range(0, len(pcm) - 159, 160)):

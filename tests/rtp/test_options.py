@@ -67,6 +67,7 @@ def test_bad_urls_name_the_field(url, field):
         ({"max_gap_s": float("nan")}, "max_gap_s"),
         ({"gap_slack_ms": float("inf")}, "gap_slack_ms"),
         ({"gap_slack_ms": -1.0}, "gap_slack_ms"),
+        ({"source_lock_s": float("nan")}, "source_lock_s"),
         ({"ssrc_map": ((7, Speaker.AGENT), (7, Speaker.CUSTOMER))}, "ssrc_map"),
     ],
 )
