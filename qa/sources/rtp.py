@@ -13,6 +13,23 @@ directions have unrelated timestamps (without RTCP), so arrival time is what ali
 Each channel is one gapless run of chunks from sample 0: whatever its packets do not cover
 (before its first packet, lost packets, a telephone event) is delivered as silence.
 
+Clock abuse: a timestamp jump forward is filled with silence only as far as the wall clock
+allows: by the wall time since the stream's previous packet, plus a bank of `jitter_ms` +
+`gap_slack_ms` that refills with wall time (so loss after jitter is still filled exactly). The
+rest of the jump is not filled: the stream's clock is pulled back by it, and it is counted in
+`clock_jumps` (packets) and `gap_rejected` (samples) and logged. A sender that forges jumps of
+9.9 s in 10 ms steps therefore cannot stretch a call beyond its real length. Contiguous audio
+is never cut, so a sender faster than real time (a test replay) loses nothing.
+
+Hijack: each channel of a call is locked to the first source address:port heard on it (per
+SSRC on a single port, per port with a port pair). Packets from another address that claim a
+locked SSRC or port are dropped and counted in `foreign_source` (and logged), so forged packets
+cannot take a live stream over; only after `source_lock_s` without a packet from its address
+may a stream move to another one (a gateway that moved the media mid-call), which is logged.
+A new SSRC on a single port when both channels are taken is dropped and counted in
+`unknown_ssrc`. Whoever is heard first owns the slot: when forgers can be first, configure
+`ssrc_map` or a port pair behind a firewall.
+
 Restart: a timestamp jump beyond `max_gap_s` either way, a sequence jump of more than 3,000
 packets (RFC 3550's MAX_DROPOUT), or a new SSRC on a port-pair channel means the sender
 restarted (or stopped sending for that long). The old stream is flushed and the new one is
@@ -20,7 +37,8 @@ anchored by arrival time like a first packet, instead of filling the jump with s
 counted in `restarts`.
 
 Nothing a datagram carries is fatal: malformed packets, unknown payload types, duplicates,
-late packets, RTCP on the RTP port and packets from unmapped SSRCs are counted and dropped.
+late packets, RTCP on the RTP port, packets from unmapped SSRCs and from foreign addresses are
+counted and dropped.
 RFC 4733 telephone events (DTMF) are reported to the sink once per key press, never decoded
 as audio. A call ends after `inactivity_timeout_s` without an accepted packet; the next packet
 starts a new call, with id `rtp-<agent port>-<UUIDv7>` (unique across restarts, `qa.ids`).
@@ -31,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import math
 import selectors
 import socket
 import struct
@@ -83,6 +102,9 @@ COUNTERS = (
     "unknown_ssrc",
     "restarts",
     "filled_samples",
+    "foreign_source",
+    "clock_jumps",
+    "gap_rejected",
 )
 
 
@@ -218,6 +240,11 @@ class RtpOptions:
         agent_id: The agent of every call on these ports ('' if unknown).
         max_datagram: Largest datagram accepted, in bytes; larger ones count as malformed.
         max_gap_s: A timestamp jump beyond this is a stream restart, not silence.
+        gap_slack_ms: Silence a timestamp jump may fill beyond the wall time since the stream's
+            previous packet, on top of `jitter_ms` (see the module docstring: clock abuse).
+        source_lock_s: A stream's source address may change only after this long without a
+            packet from it (a gateway that moved the media); sooner, packets from another
+            address are dropped as forged (see the module docstring: hijack).
         receive_buffer: SO_RCVBUF asked for each socket, so bursts are not dropped by the
             kernel while the thread is busy (the kernel may cap it at net.core.rmem_max).
     """
@@ -232,6 +259,8 @@ class RtpOptions:
     agent_id: str = ""
     max_datagram: int = 2048
     max_gap_s: float = 10.0
+    gap_slack_ms: float = 100.0
+    source_lock_s: float = 2.0
     receive_buffer: int = 1 << 20
 
     def __post_init__(self) -> None:
@@ -239,8 +268,17 @@ class RtpOptions:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 65535:
                 raise ConfigError("rtp options", f"not a UDP port: {value}", field=name)
+        # NaN passes every comparison and infinity every bound: refuse both by name.
+        for name in ("jitter_ms", "inactivity_timeout_s", "max_gap_s", "gap_slack_ms",
+                     "source_lock_s"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError("rtp options", "must be a finite number", field=name)
         if self.jitter_ms < 0:
             raise ConfigError("rtp options", "must be >= 0", field="jitter_ms")
+        if self.gap_slack_ms < 0:
+            raise ConfigError("rtp options", "must be >= 0", field="gap_slack_ms")
+        if self.source_lock_s < 0:
+            raise ConfigError("rtp options", "must be >= 0", field="source_lock_s")
         if self.inactivity_timeout_s <= 0:
             raise ConfigError("rtp options", "must be > 0", field="inactivity_timeout_s")
         if not 0 <= self.dtmf_payload_type <= 127:
@@ -249,6 +287,11 @@ class RtpOptions:
             raise ConfigError("rtp options", "must hold an RTP header", field="max_datagram")
         if self.max_gap_s <= 0:
             raise ConfigError("rtp options", "must be > 0", field="max_gap_s")
+        ssrcs = [ssrc for ssrc, _ in self.ssrc_map]
+        if len(set(ssrcs)) != len(ssrcs):
+            raise ConfigError("rtp options", "the same SSRC twice", field="ssrc_map")
+        if not all(0 <= ssrc <= 0xFFFFFFFF for ssrc in ssrcs):
+            raise ConfigError("rtp options", "an SSRC is 0 to 2**32-1", field="ssrc_map")
         channels = [channel for _, channel in self.ssrc_map]
         if len(set(channels)) != len(channels) or Speaker.UNKNOWN in channels:
             raise ConfigError(
@@ -281,7 +324,8 @@ def parse_rtp_url(url: str) -> RtpOptions:
     kwargs: dict[str, object] = {"host": host.strip("[]"), "port": numbers[0]}
     if len(numbers) == 2:
         kwargs["customer_port"] = numbers[1]
-    query = parse_qs(parts.query, strict_parsing=False)
+    # Blank values are kept so that `?ssrc=` is refused rather than ignored.
+    query = parse_qs(parts.query, keep_blank_values=True)
     casts = {"jitter_ms": ("jitter_ms", float), "timeout": ("inactivity_timeout_s", float),
              "dtmf_pt": ("dtmf_payload_type", int), "agent": ("agent_id", str)}
     for key, values in query.items():
@@ -290,6 +334,10 @@ def parse_rtp_url(url: str) -> RtpOptions:
                 ssrcs = [int(s, 0) for s in values[-1].split(",")]
                 if len(ssrcs) > 2:
                     raise ConfigError(url, "at most two SSRCs (agent, customer)", field=key)
+                if len(set(ssrcs)) != len(ssrcs):
+                    raise ConfigError(url, "the same SSRC twice", field=key)
+                if not all(0 <= ssrc <= 0xFFFFFFFF for ssrc in ssrcs):
+                    raise ConfigError(url, "an SSRC is 0 to 2**32-1", field=key)
                 channels = (Speaker.AGENT, Speaker.CUSTOMER)[: len(ssrcs)]
                 kwargs["ssrc_map"] = tuple(zip(ssrcs, channels, strict=True))
             elif key in casts:
@@ -324,11 +372,17 @@ class _Item:
 class _Stream:
     """One SSRC's packets within a channel."""
 
-    def __init__(self, ssrc: int, window_s: float, arrived: float, first_ts: int) -> None:
+    def __init__(
+        self, ssrc: int, window_s: float, arrived: float, first_ts: int, bank: int
+    ) -> None:
         self.ssrc = ssrc
         self.jitter: JitterBuffer[_Item] = JitterBuffer(window_s)
         self.arrived = arrived
         self.ref_ts = first_ts  # unwrap reference: the latest accepted timestamp
+        self.last_arrival = arrived  # of the latest accepted packet
+        self.offset = 0  # samples of timestamp jumps not filled: the clock is pulled back
+        self.end_ts = first_ts  # end of the furthest accepted payload, clock pulled back
+        self.bank = bank  # samples of jump a packet may fill beyond the wall time
         self.base_ts: int | None = None  # timestamp of the first released packet
         self.base_sample = 0  # its place on the call clock
         self.dtmf_ts: int | None = None  # start timestamp of the current telephone event
@@ -354,6 +408,12 @@ class _Call:
         self.last_packet = started
         self.channels = {s: _Channel(s) for s in (Speaker.AGENT, Speaker.CUSTOMER)}
         self.learned: dict[int, Speaker] = {}
+        # The source address:port each SSRC (single port) or channel (port pair) is locked
+        # to, and when a packet from it was last accepted.
+        self.owners: dict[object, tuple[object, float]] = {}
+        # What this call lost to forgers and clock jumps, for the line logged when it ends.
+        self.foreign = 0
+        self.gap_rejected = 0
 
 
 class RtpSource:
@@ -387,11 +447,12 @@ class RtpSource:
         self._ssrc_map = dict(options.ssrc_map)
         self._window_s = options.jitter_ms / 1000.0
         self._max_gap = round(options.max_gap_s * CLOCK_RATE)
+        self._bank = round((options.jitter_ms + options.gap_slack_ms) / 1000.0 * CLOCK_RATE)
         self._buffer = bytearray(options.max_datagram)
         self._call: _Call | None = None
         self._sink: SourceSink | None = None
-        self._last_log = 0.0
-        self._unlogged = 0
+        self._last_log: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
 
     def _bind(self, port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -412,7 +473,10 @@ class RtpSource:
     def stats(self) -> Mapping[str, int]:
         """Counters since start: packets, bytes, audio_packets, lost, late, duplicate,
         malformed, unknown_payload, dtmf (key presses), calls, rtcp, unknown_ssrc, restarts,
-        filled_samples (silence put in for lost or missing audio)."""
+        filled_samples (silence put in for lost or missing audio), foreign_source (packets
+        from an address other than the one their SSRC or port is locked to), clock_jumps
+        (packets whose timestamp jumped further than the wall clock allows) and gap_rejected
+        (samples of those jumps not filled)."""
         return dict(self._counters)
 
     def run(self, sink: SourceSink, stop: threading.Event) -> None:
@@ -450,11 +514,11 @@ class RtpSource:
         for _ in range(_BURST):
             try:
                 # MSG_TRUNC makes Linux report a datagram's real size even when it is cut.
-                size = sock.recv_into(buffer, 0, socket.MSG_TRUNC)
+                size, address = sock.recvfrom_into(buffer, 0, socket.MSG_TRUNC)
             except BlockingIOError:
                 return
             self.receive(sink, memoryview(buffer)[: min(size, len(buffer))], speaker,
-                         time.monotonic(), oversized=size > len(buffer))
+                         time.monotonic(), oversized=size > len(buffer), address=address)
 
     def receive(
         self,
@@ -464,6 +528,7 @@ class RtpSource:
         now: float,
         *,
         oversized: bool = False,
+        address: object = None,
     ) -> None:
         """Handles one datagram as if it arrived at `now`.
 
@@ -476,6 +541,8 @@ class RtpSource:
             speaker: The channel of the port it came in on; None on a shared port.
             now: Arrival time, `time.monotonic()` seconds.
             oversized: The datagram was larger than `max_datagram` and was cut.
+            address: The sender's (host, port); None skips the address lock (tests without
+                sockets).
         """
         self._sink = sink
         counters = self._counters
@@ -492,14 +559,30 @@ class RtpSource:
         except RtpPacketError as exc:
             self._malformed(exc.reason)
             return
-        if speaker is None:
+        shared = speaker is None
+        if shared:
             speaker = self._channel_of(packet.ssrc)
             if speaker is None:
                 counters["unknown_ssrc"] += 1
                 return
+        slot = packet.ssrc if shared else speaker
+        if address is not None and self._call is not None:
+            owner, heard = self._call.owners.get(slot, (address, now))
+            if owner != address and now - heard < self.options.source_lock_s:
+                counters["foreign_source"] += 1
+                self._call.foreign += 1
+                self._note("foreign", "%s: dropped a packet for %s (SSRC %#x) from %s: the "
+                           "stream is locked to %s", self.name, speaker, packet.ssrc, address,
+                           owner, level=logging.WARNING)
+                return
+            if owner != address:
+                log.warning("%s: %s (SSRC %#x) moved from %s to %s after %.1f s of silence",
+                            self.name, speaker, packet.ssrc, owner, address, now - heard)
         if self._call is None:
             self._start_call(now)
         call = self._call
+        if address is not None:
+            call.owners[slot] = (address, now)
         if not self._ssrc_map:
             call.learned.setdefault(packet.ssrc, speaker)
         channel = call.channels[speaker]
@@ -519,18 +602,47 @@ class RtpSource:
         if stream is None:
             self._flush(channel)
             stream = channel.stream = _Stream(
-                packet.ssrc, self._window_s, now, packet.timestamp
+                packet.ssrc, self._window_s, now, packet.timestamp, self._bank
             )
             ext_ts = packet.timestamp
         verdict, _ = stream.jitter.classify(packet.sequence)
         if verdict is Verdict.ACCEPTED:
             call.last_packet = now
-            stream.jitter.push(packet.sequence, self._item(packet, ext_ts), now)
             stream.ref_ts = ext_ts
+            ts = self._bound_jump(stream, ext_ts, now)
+            item = self._item(packet, ts)
+            stream.jitter.push(packet.sequence, item, now)
+            if item.pcm is not None:
+                stream.end_ts = max(stream.end_ts, ts + len(item.pcm))
         else:
             counters[str(verdict)] += 1
         for released in stream.jitter.pop_ready(now):
             self._play(channel, stream, released.item, released.lost_before)
+
+    def _bound_jump(self, stream: _Stream, ext_ts: int, now: float) -> int:
+        """The packet's timestamp on the stream's clock, with a forward jump bounded by the
+        wall clock (see the module docstring); counts and logs what is not filled."""
+        elapsed = max(0, round((now - stream.last_arrival) * CLOCK_RATE))
+        stream.last_arrival = now
+        ts = ext_ts - stream.offset
+        gap = ts - stream.end_ts
+        if gap <= elapsed:
+            # Within the wall time: unused wall time refills the bank.
+            stream.bank = min(self._bank, stream.bank + elapsed - max(gap, 0))
+            return ts
+        fill = min(gap, elapsed + stream.bank)
+        stream.bank -= fill - elapsed
+        excess = gap - fill
+        if excess > 0:
+            stream.offset += excess
+            self._counters["clock_jumps"] += 1
+            self._counters["gap_rejected"] += excess
+            if self._call is not None:
+                self._call.gap_rejected += excess
+            self._note("jump", "%s: SSRC %#x jumped %.2f s ahead after %.2f s of wall time; "
+                       "%.2f s not filled", self.name, stream.ssrc, gap / CLOCK_RATE,
+                       elapsed / CLOCK_RATE, excess / CLOCK_RATE, level=logging.WARNING)
+        return ts - excess
 
     def _channel_of(self, ssrc: int) -> Speaker | None:
         if self._ssrc_map:
@@ -561,14 +673,18 @@ class RtpSource:
 
     def _malformed(self, reason: str) -> None:
         self._counters["malformed"] += 1
+        self._note("malformed", "%s: dropped malformed packet (%s)", self.name, reason)
+
+    def _note(self, kind: str, message: str, *args: object, level: int = logging.DEBUG) -> None:
+        """Logs at most one line of each kind per `_LOG_INTERVAL_S`; counts the rest."""
         now = time.monotonic()
-        if now - self._last_log >= _LOG_INTERVAL_S:
-            log.debug("%s: dropped malformed packet (%s); %d more since last report",
-                      self.name, reason, self._unlogged)
-            self._last_log = now
-            self._unlogged = 0
+        if now - self._last_log.get(kind, -_LOG_INTERVAL_S) >= _LOG_INTERVAL_S:
+            log.log(level, message + "; %d more since last report", *args,
+                    self._unlogged.get(kind, 0))
+            self._last_log[kind] = now
+            self._unlogged[kind] = 0
         else:
-            self._unlogged += 1
+            self._unlogged[kind] = self._unlogged.get(kind, 0) + 1
 
     # -- calls and the clock -----------------------------------------------------------
 
@@ -610,6 +726,10 @@ class RtpSource:
         for channel in call.channels.values():
             self._flush(channel)
         self._call = None
+        if call.foreign or call.gap_rejected:
+            log.warning("%s: call %s ended (%s): %d packets from other addresses dropped, "
+                        "%.1f s of timestamp jumps not filled", self.name, call.call_id, reason,
+                        call.foreign, call.gap_rejected / CLOCK_RATE)
         self._sink.call_ended(call.call_id, reason)
 
     def _flush(self, channel: _Channel) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qa.frontend import ChannelFrontEnd, EndpointerOptions, FrontEndOptions
+from qa.frontend import ChannelFrontEnd, EndpointerOptions, FrontEndOptions, SpanResampler
 from qa.types import AudioChunk, Speaker, Utterance
 from tests.reference.frontend import ReferenceFrontEnd, read_wav
 from tests.reference.resample import resample
@@ -82,13 +82,19 @@ def test_16k_clip_utterances_cover_speech(shared_audio: Path, name: str, channel
 
 
 @pytest.mark.parametrize(("name", "channel"), CLIPS)
-def test_8k_copy_through_resampler_covers_speech(
+def test_8k_copy_is_classified_at_8k_and_covers_speech(
     shared_audio: Path, name: str, channel: int
 ) -> None:
     pcm, rate = read_wav(shared_audio / _8k_name(name), channel)
     assert rate == 8000
     chunks = _chunks(pcm, rate, 160)
-    utts = _run(ChannelFrontEnd("call-1", Speaker.AGENT, rate), chunks)
+    fe = ChannelFrontEnd("call-1", Speaker.AGENT, rate)
+    utts = _run(fe, chunks)
+    # webrtcvad saw the native 8 kHz frames (on 5 of these clips one frame's decision
+    # differs from the 16 kHz resampled copy's), and every utterance is exactly its span of
+    # the whole stream resampled to 16 kHz.
+    voiced8, _ = RefFrameVad(8000, 30, FrontEndOptions().vad_mode).process(pcm)
+    assert (fe.stats.frames, fe.stats.voiced_frames) == (len(voiced8), voiced8.sum())
     _check_covers(utts, resample(pcm, 8000))
     ref = _run(ReferenceFrontEnd(rate), chunks)
     assert _cuts(utts) == [(s, e, f) for s, e, _, f in ref]
@@ -254,3 +260,43 @@ def test_settled_sample_is_never_passed_by_a_later_utterance(
     for u in fe.flush():
         assert u.start_sample >= settled
     assert seen_open
+
+
+def test_8k_long_call_with_gaps_matches_the_twin(shared_audio: Path) -> None:
+    """Over a minute at 8 kHz, past the input history's wrap, with two gaps in the clock."""
+    names = ["en_librivox_austen_0870.wav", "zh_aishell_BAC009S0724W0121.wav",
+             "en_jfk_inaugural_16k_mono.wav", "en_digits_vosk.wav"]
+    pcm = np.concatenate([read_wav(shared_audio / _8k_name(n))[0] for n in names] * 2)
+    assert len(pcm) > 60 * 8000
+    chunks, pos = [], 0
+    for i in range(0, len(pcm), 160):
+        if i in (20 * 8000, 45 * 8000):
+            pos += 3 * 8000 + 7  # three seconds missing, not on a frame boundary
+        chunks.append(AudioChunk("call-1", Speaker.AGENT, pcm[i : i + 160], 8000, pos))
+        pos += len(pcm[i : i + 160])
+    fe = ChannelFrontEnd("call-1", Speaker.AGENT, 8000)
+    utts = _run(fe, chunks)
+    ref = _run(ReferenceFrontEnd(8000), chunks)
+    assert len(utts) >= 10 and fe.stats.gap_samples == 2 * (3 * 8000 + 7)
+    assert _cuts(utts) == [(s, e, f) for s, e, _, f in ref]
+    for u, r in zip(utts, ref, strict=True):
+        np.testing.assert_array_equal(u.pcm, r[2])
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    spans=st.lists(st.tuples(st.integers(0, 7900), st.integers(1, 4000)), min_size=1,
+                   max_size=6),
+    origin=st.integers(0, 500),
+)
+def test_span_resampler_equals_slices_of_the_whole_stream(spans, origin) -> None:
+    rng = np.random.default_rng(len(spans) + origin)
+    pcm = rng.integers(-20000, 20000, 12000).astype(np.int16)
+    whole = resample(pcm, 8000)
+    resampler = SpanResampler(8000, reach=len(pcm), origin=origin)
+    for i in range(0, len(pcm), 700):
+        resampler.write(pcm[i : i + 700])
+    for start, length in spans:
+        end = min(start + length, len(pcm))
+        got = resampler.span(origin + start, origin + end)
+        np.testing.assert_array_equal(got, whole[2 * start : 2 * end])

@@ -2,7 +2,10 @@
 
 Built from the other references (`ring.RingBufferRef`, `resample.resample`, `vad.FrameVad`,
 `endpointer.Endpointer`). The reference resampler works on a whole signal, so for input that is
-not 16 kHz this twin keeps the input and cuts every utterance at `flush`; at 16 kHz it streams.
+not 16 kHz this twin keeps the input and returns every utterance at `flush`; at 16 kHz it
+streams. At 8 kHz (`NATIVE_VAD_RATES`) it classifies 8 kHz frames and endpoints them as they
+come, and at `flush` cuts each utterance's 16 kHz samples out of the whole resampled stream;
+at other rates it resamples the whole stream and then frames it at 16 kHz.
 Only the concatenation of all returned utterances is comparable with the compiled front end.
 """
 
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.frontend import FrontEndOptions
+from qa.frontend import NATIVE_VAD_RATES, FrontEndOptions
 from qa.types import SAMPLE_RATE, AudioChunk
 from tests.reference.endpointer import Endpointer
 from tests.reference.resample import resample
@@ -40,8 +43,12 @@ class ReferenceFrontEnd:
         common = math.gcd(input_rate, SAMPLE_RATE)
         self._period_in = input_rate // common
         self._period_out = SAMPLE_RATE // common
-        self._vad = FrameVad(SAMPLE_RATE, options.frame_ms, options.vad_mode)
+        self._native = input_rate in NATIVE_VAD_RATES
+        vad_rate = input_rate if self._native else SAMPLE_RATE
+        self._vad = FrameVad(vad_rate, options.frame_ms, options.vad_mode)
         self._frames = options.endpointer.in_frames(options.frame_ms)
+        self._aligned = 0
+        self._native_cuts: list[Cut] = []
         self._endpointer: Endpointer | None = None
         self._next = 0
         self._held: list[np.ndarray] = []
@@ -55,6 +62,9 @@ class ReferenceFrontEnd:
         if self._endpointer is None:
             aligned = first - first % self._period_in
             base = aligned // self._period_in * self._period_out
+            if self._native:
+                base = aligned  # the endpointer counts 8 kHz samples
+            self._aligned = aligned
             self._endpointer = Endpointer(
                 self._vad.frame_len, vad=self._vad, base_sample=base, **self._frames
             )
@@ -73,6 +83,8 @@ class ReferenceFrontEnd:
         self._next += len(pcm)
         if self.input_rate != SAMPLE_RATE:
             self._held.append(np.asarray(pcm, dtype=np.int16))
+            if self._native:
+                self._native_cuts += self._endpointer.process(pcm)
             return []
         return self._endpointer.process(pcm)
 
@@ -81,6 +93,12 @@ class ReferenceFrontEnd:
         if self._endpointer is None:
             return []
         out: list[Cut] = []
+        if self._native:
+            cuts = self._native_cuts + self._endpointer.flush()
+            whole = resample(np.concatenate(self._held), self.input_rate, SAMPLE_RATE)
+            r, origin = SAMPLE_RATE // self.input_rate, self._aligned
+            return [(s * r, e * r, whole[(s - origin) * r : (e - origin) * r], forced)
+                    for s, e, _, forced in cuts]
         if self.input_rate != SAMPLE_RATE and self._held:
             whole = resample(np.concatenate(self._held), self.input_rate, SAMPLE_RATE)
             out += self._endpointer.process(whole)

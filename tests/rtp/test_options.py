@@ -6,6 +6,7 @@ import pytest
 
 from qa.errors import ConfigError, SourceError
 from qa.sources.rtp import RtpOptions, RtpSource, parse_rtp_url
+from qa.sources.spec import open_source
 from qa.types import Speaker
 
 
@@ -34,11 +35,45 @@ def test_single_port_url_with_ssrc_map():
         ("rtp://127.0.0.1:5004?colour=blue", "colour"),
         ("rtp://127.0.0.1:5004?ssrc=1,2,3", "ssrc"),
         ("rtp://127.0.0.1:5004?timeout=0", "inactivity_timeout_s"),
+        ("rtp://127.0.0.1:5004?timeout=-2", "inactivity_timeout_s"),
+        ("rtp://127.0.0.1:5004?timeout=nan", "inactivity_timeout_s"),
+        ("rtp://127.0.0.1:5004?timeout=inf", "inactivity_timeout_s"),
+        ("rtp://127.0.0.1:5004?jitter_ms=nan", "jitter_ms"),
+        ("rtp://127.0.0.1:5004?jitter_ms=-1", "jitter_ms"),
+        ("rtp://127.0.0.1:5004?jitter_ms=inf", "jitter_ms"),
+        ("rtp://127.0.0.1:5004?dtmf_pt=-1", "dtmf_payload_type"),
+        ("rtp://127.0.0.1:5004?ssrc=1,1", "ssrc"),
+        ("rtp://127.0.0.1:5004?ssrc=0x10,16", "ssrc"),
+        ("rtp://127.0.0.1:5004?ssrc=-1", "ssrc"),
+        ("rtp://127.0.0.1:5004?ssrc=0x100000000", "ssrc"),
+        ("rtp://127.0.0.1:5004?ssrc=", "ssrc"),
+        ("rtp://127.0.0.1:-1", "port"),
     ],
 )
 def test_bad_urls_name_the_field(url, field):
     with pytest.raises(ConfigError) as info:
         parse_rtp_url(url)
+    assert info.value.field == field
+    message = str(info.value)
+    assert "\n" not in message and url in message and field in message
+    if url.startswith("rtp://"):  # the same one-line error through the --source parser
+        with pytest.raises(ConfigError, match=field):
+            open_source(url)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_gap_s": float("nan")}, "max_gap_s"),
+        ({"gap_slack_ms": float("inf")}, "gap_slack_ms"),
+        ({"gap_slack_ms": -1.0}, "gap_slack_ms"),
+        ({"source_lock_s": float("nan")}, "source_lock_s"),
+        ({"ssrc_map": ((7, Speaker.AGENT), (7, Speaker.CUSTOMER))}, "ssrc_map"),
+    ],
+)
+def test_bad_options_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError) as info:
+        RtpOptions(**kwargs)
     assert info.value.field == field
 
 
