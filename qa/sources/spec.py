@@ -4,6 +4,7 @@
     soundcard:AGENT+CALL          two devices: the agent's microphone and the call audio
     rtp://HOST:PORT[,PORT2]       RTP/G.711 streams (PORT = agent, PORT2 = customer)
     file:PATH[?realtime=1]        a WAV file replayed as a call
+    sip://HOST:PORT[?OPTIONS]     a SIP user agent that answers calls (docs/telephony.md)
 """
 
 from __future__ import annotations
@@ -59,9 +60,16 @@ def open_source(spec: str, *, agent_id: str = "") -> Source:
             raise ConfigError(spec, "expected file:PATH[?realtime=1]", field="source")
         realtime = params.get("realtime", ["0"])[-1] in ("1", "true", "yes")
         return FileSource(FileOptions(Path(path), realtime=realtime, agent_id=agent_id))
+    if spec.startswith("sip://"):
+        from dataclasses import replace
+
+        from qa.sources.sip import SipSource, parse_sip_url
+
+        options = parse_sip_url(spec)
+        return SipSource(replace(options, agent_id=agent_id) if agent_id else options)
     raise ConfigError(
         spec,
-        "unknown source; expected soundcard[:DEVICE], rtp://HOST:PORT[,PORT2] "
-        "or file:PATH[?realtime=1]",
+        "unknown source; expected soundcard[:DEVICE], rtp://HOST:PORT[,PORT2], "
+        "file:PATH[?realtime=1] or sip://HOST:PORT",
         field="source",
     )
