@@ -5,6 +5,7 @@
     rtp://HOST:PORT[,PORT2]       RTP/G.711 streams (PORT = agent, PORT2 = customer)
     file:PATH[?realtime=1]        a WAV file replayed as a call
     sip://HOST:PORT[?OPTIONS]     a SIP user agent that answers calls (docs/telephony.md)
+    audiosocket://HOST:PORT[,PORT2]  Asterisk AudioSocket legs joined by UUID (docs/telephony.md)
 """
 
 from __future__ import annotations
@@ -67,9 +68,16 @@ def open_source(spec: str, *, agent_id: str = "") -> Source:
 
         options = parse_sip_url(spec)
         return SipSource(replace(options, agent_id=agent_id) if agent_id else options)
+    if spec.startswith("audiosocket://"):
+        from dataclasses import replace
+
+        from qa.sources.audiosocket import AudioSocketSource, parse_audiosocket_url
+
+        options = parse_audiosocket_url(spec)
+        return AudioSocketSource(replace(options, agent_id=agent_id) if agent_id else options)
     raise ConfigError(
         spec,
         "unknown source; expected soundcard[:DEVICE], rtp://HOST:PORT[,PORT2], "
-        "file:PATH[?realtime=1] or sip://HOST:PORT",
+        "file:PATH[?realtime=1], sip://HOST:PORT or audiosocket://HOST:PORT",
         field="source",
     )
