@@ -6,6 +6,7 @@
     file:PATH[?realtime=1]        a WAV file replayed as a call
     sip://HOST:PORT[?OPTIONS]     a SIP user agent that answers calls (docs/telephony.md)
     audiosocket://HOST:PORT[,PORT2]  Asterisk AudioSocket legs joined by UUID (docs/telephony.md)
+    ws://HOST:PORT[?OPTIONS]      Twilio, Genesys AudioHook, FreeSWITCH media streams
 """
 
 from __future__ import annotations
@@ -75,9 +76,16 @@ def open_source(spec: str, *, agent_id: str = "") -> Source:
 
         options = parse_audiosocket_url(spec)
         return AudioSocketSource(replace(options, agent_id=agent_id) if agent_id else options)
+    if spec.startswith("ws://"):
+        from dataclasses import replace
+
+        from qa.sources.wsmedia import WsMediaSource, parse_ws_url
+
+        options = parse_ws_url(spec)
+        return WsMediaSource(replace(options, agent_id=agent_id) if agent_id else options)
     raise ConfigError(
         spec,
         "unknown source; expected soundcard[:DEVICE], rtp://HOST:PORT[,PORT2], "
-        "file:PATH[?realtime=1], sip://HOST:PORT or audiosocket://HOST:PORT",
+        "file:PATH[?realtime=1], sip://HOST:PORT, audiosocket://HOST:PORT or ws://HOST:PORT",
         field="source",
     )
