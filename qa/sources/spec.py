@@ -5,6 +5,7 @@
     rtp://HOST:PORT[,PORT2]       RTP/G.711 streams (PORT = agent, PORT2 = customer)
     file:PATH[?realtime=1]        a WAV file replayed as a call
     sip://HOST:PORT[?OPTIONS]     a SIP user agent that answers calls (docs/telephony.md)
+    siprec://HOST:PORT[?OPTIONS]  the same user agent as a SIPREC recording server
     audiosocket://HOST:PORT[,PORT2]  Asterisk AudioSocket legs joined by UUID (docs/telephony.md)
     ws://HOST:PORT[?OPTIONS]      Twilio, Genesys AudioHook, FreeSWITCH media streams
 """
@@ -62,7 +63,7 @@ def open_source(spec: str, *, agent_id: str = "") -> Source:
             raise ConfigError(spec, "expected file:PATH[?realtime=1]", field="source")
         realtime = params.get("realtime", ["0"])[-1] in ("1", "true", "yes")
         return FileSource(FileOptions(Path(path), realtime=realtime, agent_id=agent_id))
-    if spec.startswith("sip://"):
+    if spec.startswith(("sip://", "siprec://")):
         from dataclasses import replace
 
         from qa.sources.sip import SipSource, parse_sip_url

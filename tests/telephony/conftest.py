@@ -243,10 +243,13 @@ class SipClient:
         ).encode())
 
     def send_rtp(self, port: int, pcm_bytes: bytes, *, pt: int = 0, ssrc: int = 0x1234,
-                 speed: float = 4.0, seq0: int = 0) -> None:
-        """Sends G.711 bytes as 20 ms packets to 127.0.0.1:`port`, `speed` x real time."""
+                 speed: float = 4.0, seq0: int = 0, ts0: int | None = None) -> None:
+        """Sends G.711 bytes as 20 ms packets to 127.0.0.1:`port`, `speed` x real time
+        (timestamps from `ts0`, by default `seq0` packets' worth)."""
+        ts0 = 160 * seq0 if ts0 is None else ts0
         for index in range(0, len(pcm_bytes), 160):
-            packet = rtp(seq0 + index // 160, index, ssrc, pcm_bytes[index : index + 160], pt)
+            packet = rtp(seq0 + index // 160, ts0 + index, ssrc,
+                         pcm_bytes[index : index + 160], pt)
             self.rtp.sendto(packet, ("127.0.0.1", port))
             time.sleep(0.02 / speed)
 

@@ -106,7 +106,7 @@ def test_joined_legs_agent_id_dtmf_and_rtp_timeout(sip_source, shared_audio: Pat
     customer_pcm = read_pcm(clip_8k(shared_audio, AUSTEN, tmp_path))[:16000]
     agent.send_rtp(ports["agent-7"], g711.alaw_encode(agent_pcm).tobytes(), pt=8, speed=8)
     customer.send_rtp(ports["cust"], g711.alaw_encode(customer_pcm).tobytes(), pt=8, speed=8,
-                      seq0=100)
+                      seq0=100, ts0=0)
     for i, end in enumerate((False, False, True, True, True)):
         event = telephone_event(5, end, 160 * (i + 1))
         customer.rtp.sendto(rtp(200 + i, 16000, 0x1234, event, 101), ("127.0.0.1", ports["cust"]))

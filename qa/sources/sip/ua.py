@@ -12,6 +12,13 @@ Who is speaking on a leg is decided by `SipOptions.rules`, tried in order agains
 the channels their rules name; a leg without it is a call of its own. The agent id is the
 `agent_header` value of any leg, else `SipOptions.agent_id`.
 
+SIPREC (RFC 7866): an INVITE whose multipart body carries `rs-metadata` is a recording
+session from an SBC or PBX. Each of its audio lines gets its own RTP port; the metadata says
+which participant sends which line (by `a=label`), and `siprec.assign` makes one participant
+the agent (its AOR user part is the agent id) and the others customers. Metadata in a
+re-INVITE or UPDATE is merged (`partial`) or replaces what was known (`complete`), and the
+streams follow it from then on.
+
 A call starts with its first RTP packet (the call clock's sample 0, as for `rtp://`) and ends
 when its last leg sends BYE (`hangup`), when no RTP came for `rtp_timeout_s` (`timeout`, and
 the agent sends BYE on every leg), or when the source stops (`stopped`, BYE on every leg).
@@ -40,7 +47,7 @@ from qa.errors import ConfigError, SignallingError, SourceError
 from qa.sources.base import CallInfo, SourceSink
 from qa.sources.rtp import CLOCK_RATE, RtpOptions, RtpSource
 from qa.sources.sip import message as sipmsg
-from qa.sources.sip import sdp
+from qa.sources.sip import sdp, siprec
 from qa.types import AudioChunk, Speaker
 
 log = logging.getLogger("qa.sources.sip")
@@ -51,7 +58,7 @@ _T1 = 0.5
 _T2 = 4.0
 #: How long an answered request's response is kept to answer its retransmissions (64*T1).
 _CACHE_S = 32.0
-_ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+_ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
 #: RTP datagrams read from one leg per wake-up before the others get their turn.
 _BURST = 64
 
@@ -59,7 +66,8 @@ COUNTERS = (
     "messages", "requests", "responses", "malformed", "oversized", "invites", "legs",
     "calls", "calls_without_media", "rejected", "byes_received", "byes_sent", "timeouts",
     "retransmissions", "connections", "connections_refused", "send_errors",
-    "rtp_packets", "rtp_lost", "rtp_malformed", "dtmf",
+    "rtp_packets", "rtp_lost", "rtp_malformed", "dtmf", "recordings", "metadata_updates",
+    "rtp_unassigned",
 )
 #: RTP receiver counters summed into ours (ours name them rtp_*; dtmf keeps its name).
 _RTP_COUNTERS = {"packets": "rtp_packets", "lost": "rtp_lost", "malformed": "rtp_malformed",
@@ -117,6 +125,8 @@ class SipOptions:
         join_header: INVITEs with the same value of this header are legs of one call.
         agent_header: A header whose value is the call's agent id.
         agent_id: The agent id when no leg names one.
+        siprec_agent: In SIPREC metadata, a participant whose AOR or name matches this
+            regular expression is the agent (see `siprec.assign`); '' = by order.
         rtp_timeout_s: A call ends when none of its legs delivered RTP for this long.
         jitter_ms: The RTP jitter buffer's wait for a missing packet.
         max_legs: Legs at once; an INVITE past this is answered 503.
@@ -132,6 +142,7 @@ class SipOptions:
     join_header: str = "X-QA-Call"
     agent_header: str = "X-QA-Agent"
     agent_id: str = ""
+    siprec_agent: str = ""
     rtp_timeout_s: float = 30.0
     jitter_ms: float = 60.0
     max_legs: int = 200
@@ -151,17 +162,18 @@ class SipOptions:
 
 
 def parse_sip_url(spec: str) -> SipOptions:
-    """Reads `sip://HOST:PORT[?agent=FIELD:REGEX&customer=FIELD:REGEX&join=HEADER&...]`.
+    """Reads `sip://HOST:PORT[?agent=FIELD:REGEX&customer=FIELD:REGEX&join=HEADER&...]`
+    (`siprec://` is the same user agent: it answers plain and SIPREC INVITEs alike).
 
     `agent=` and `customer=` add rules in the order given (FIELD as in `RoleRule`); the other
-    keys are `default` (agent/customer/unknown), `join`, `agent_header`, `timeout` (RTP
-    timeout, seconds), `jitter_ms`, `max_legs` and `tcp` (0 to listen on UDP only).
+    keys are `default` (agent/customer/unknown), `join`, `agent_header`, `siprec_agent`,
+    `timeout` (RTP timeout, seconds), `jitter_ms`, `max_legs` and `tcp` (0: UDP only).
 
     Raises:
         ConfigError: Naming the part of `spec` that is wrong.
     """
     parts = urlsplit(spec)
-    if parts.scheme != "sip" or not parts.hostname:
+    if parts.scheme not in ("sip", "siprec") or not parts.hostname:
         raise ConfigError(spec, "expected sip://HOST:PORT[?OPTIONS]", field="source")
     try:
         port = parts.port if parts.port is not None else 5060
@@ -178,7 +190,7 @@ def parse_sip_url(spec: str) -> SipOptions:
                 rules.append(RoleRule(field, pattern, Speaker(key)))
             elif key == "default":
                 values["default_speaker"] = Speaker(value)
-            elif key in ("join", "agent_header"):
+            elif key in ("join", "agent_header", "siprec_agent"):
                 values["join_header" if key == "join" else key] = value
             elif key == "timeout":
                 values["rtp_timeout_s"] = float(value)
@@ -238,14 +250,25 @@ class _Call:
 
     def info(self, started_at: float) -> CallInfo:
         channels = ((Speaker.AGENT, Speaker.CUSTOMER) if self.joined
-                    else tuple(dict.fromkeys(leg.speaker for leg in self.legs)))
+                    else tuple(dict.fromkeys(leg.speaker for leg in self.legs if leg.speaker)))
         return CallInfo(self.call_id, self.agent_id, self.source, started_at, channels,
                         CLOCK_RATE)
 
 
 @dataclass(eq=False)
+class _Media:
+    """One RTP port of a leg: the audio line it answers (SDP label or position), and the
+    speaker its packets are (None: not known yet, packets dropped and counted)."""
+
+    name: str
+    sock: socket.socket
+    port: int
+    speaker: Speaker | None
+
+
+@dataclass(eq=False)
 class _Leg:
-    """One answered INVITE: its dialog, its RTP socket, and how to reach its sender."""
+    """One answered INVITE: its dialog, its RTP ports, and how to reach its sender."""
 
     key: tuple[str, str]
     invite: sipmsg.SipMessage
@@ -253,9 +276,11 @@ class _Leg:
     transport: Transport
     peer: tuple[str, int]
     conn: socket.socket | None
-    rtp: socket.socket
-    speaker: Speaker
+    speaker: Speaker | None
     call: _Call
+    metadata: siprec.Metadata | None = None
+    offer: tuple[sdp.Media, ...] = ()
+    streams: dict[str, _Media] = dataclasses.field(default_factory=dict)
     answer: bytes = b""
     acked: bool = False
     resend_at: float = 0.0
@@ -310,7 +335,7 @@ class SipSource:
     def close(self) -> None:
         """Closes every socket (`run` does this itself when it returns)."""
         for sock in (self._udp, self._listener, *self._conns,
-                     *(leg.rtp for leg in self._legs.values())):
+                     *(m.sock for leg in self._legs.values() for m in leg.streams.values())):
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.close()
@@ -319,7 +344,9 @@ class SipSource:
         """Counters since start: SIP messages, requests, responses, malformed, oversized,
         invites, legs, calls, calls_without_media, rejected (4xx/5xx to INVITEs),
         byes_received, byes_sent, timeouts, retransmissions, connections, connections_refused,
-        send_errors, and the RTP receivers' rtp_packets, rtp_lost, rtp_malformed and dtmf."""
+        send_errors, recordings (SIPREC INVITEs), metadata_updates, rtp_unassigned (packets on
+        a SIPREC stream no participant sends), and the RTP receivers' rtp_packets, rtp_lost,
+        rtp_malformed and dtmf."""
         counters = dict(self._counters)
         for key, value in self._rtp_done.items():
             counters[key] += value
@@ -490,7 +517,8 @@ class SipSource:
             self._send(transport, conn, peer, cached[0])
             return
         handler = {"INVITE": self._invite, "ACK": self._ack, "BYE": self._bye,
-                   "CANCEL": self._cancel, "OPTIONS": self._options}.get(message.method)
+                   "CANCEL": self._cancel, "OPTIONS": self._options,
+                   "UPDATE": self._update}.get(message.method)
         if handler is None:
             self._reply(message, 405, transport, conn, peer, headers=(("Allow", _ALLOW),))
             return
@@ -539,11 +567,14 @@ class SipSource:
                 conn: socket.socket | None, peer: tuple[str, int]) -> None:
         self._counters["invites"] += 1
         key = (invite.call_id, sipmsg.parse_address(invite.get("from")).tag)
+        offer, metadata = self._offer(invite)
         leg = self._legs.get(key)
-        if leg is not None:  # a re-INVITE: same RTP port, same answer
-            self._answer(leg, invite, transport, conn, peer)
+        if leg is not None:  # a re-INVITE: same ports for the same lines, metadata followed
+            if metadata is not None and leg.metadata is not None:
+                leg.metadata = leg.metadata.merged(metadata)
+                self._counters["metadata_updates"] += 1
+            self._answer(leg, invite, offer or leg.offer, transport, conn, peer)
             return
-        offer = sdp.parse_sdp(invite.body) if invite.body else ()
         if not any(sdp.choose(media) for media in offer):
             self._counters["rejected"] += 1
             self._reply(invite, 488, transport, conn, peer)
@@ -552,54 +583,87 @@ class SipSource:
             self._counters["rejected"] += 1
             self._reply(invite, 503, transport, conn, peer, headers=(("Retry-After", "5"),))
             return
-        join = invite.get(self.options.join_header)
-        call = self._calls.get(join or f"sip:{invite.call_id}")
-        speaker = next((rule.speaker for rule in self.options.rules if rule.matches(invite)),
-                       self.options.default_speaker)
-        if call is not None:
-            taken = {other.speaker for other in call.legs}
-            if speaker in taken:
-                free = [s for s in (Speaker.AGENT, Speaker.CUSTOMER) if s not in taken]
-                if not free:
-                    self._counters["rejected"] += 1
-                    self._reply(invite, 486, transport, conn, peer)
-                    return
-                log.warning("%s: call %s already has a %s leg; leg %s gets %s", self.name,
-                            call.call_id, speaker, invite.call_id, free[0])
-                speaker = free[0]
-        rtp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            rtp_sock.bind((self.options.host, 0))
-            rtp_sock.setblocking(False)
-        except OSError as exc:
-            rtp_sock.close()
-            log.error("%s: cannot bind an RTP port: %s", self.name, exc)
-            self._counters["rejected"] += 1
-            self._reply(invite, 500, transport, conn, peer)
-            return
-        if call is None:
-            dtmf_pt = next((c.dtmf_pt for c in map(sdp.choose, offer) if c), None)
-            call = self._new_call(join or f"sip:{invite.call_id}", bool(join), dtmf_pt)
-        agent = invite.get(self.options.agent_header)
-        if agent and not call.agent_id:
-            call.agent_id = agent
-        leg = _Leg(key, invite, secrets.token_hex(4), transport, peer, conn, rtp_sock,
-                   speaker, call)
+        dtmf_pt = next((c.dtmf_pt for c in map(sdp.choose, offer) if c), None)
+        if metadata is not None:  # SIPREC: a call of its own, speakers from the metadata
+            self._counters["recordings"] += 1
+            call = self._new_call(f"siprec:{invite.call_id}", True, dtmf_pt)
+            speaker = None
+        else:
+            join = invite.get(self.options.join_header)
+            call = self._calls.get(join or f"sip:{invite.call_id}")
+            speaker = self._speaker(invite, call)
+            if speaker is None:
+                self._counters["rejected"] += 1
+                self._reply(invite, 486, transport, conn, peer)
+                return
+            if call is None:
+                call = self._new_call(join or f"sip:{invite.call_id}", bool(join), dtmf_pt)
+            agent = invite.get(self.options.agent_header)
+            if agent and not call.agent_id:
+                call.agent_id = agent
+        leg = _Leg(key, invite, secrets.token_hex(4), transport, peer, conn, speaker, call,
+                   metadata=metadata)
         call.legs.append(leg)
         self._legs[key] = leg
         self._counters["legs"] += 1
-        self._selector.register(rtp_sock, selectors.EVENT_READ, ("rtp", leg))
-        log.info("%s: leg %s (%s, from %s) joins call %s", self.name, invite.call_id, speaker,
-                 invite.get("from"), call.call_id)
-        self._answer(leg, invite, transport, conn, peer)
+        log.info("%s: leg %s (%s, from %s) joins call %s", self.name, invite.call_id,
+                 speaker or "SIPREC", invite.get("from"), call.call_id)
+        self._answer(leg, invite, offer, transport, conn, peer)
 
-    def _answer(self, leg: _Leg, invite: sipmsg.SipMessage, transport: Transport,
-                conn: socket.socket | None, peer: tuple[str, int]) -> None:
-        offer = sdp.parse_sdp(invite.body) if invite.body else leg_offer(leg)
-        port = leg.rtp.getsockname()[1]
-        first = next(i for i, media in enumerate(offer) if sdp.choose(media))
-        body = sdp.answer(offer, self.options.host,
-                          tuple(port if i == first else None for i in range(len(offer))))
+    def _offer(self, invite: sipmsg.SipMessage
+               ) -> tuple[tuple[sdp.Media, ...], siprec.Metadata | None]:
+        """The SDP offer and, for a SIPREC INVITE, its recording metadata."""
+        content_type = invite.get("content-type").lower()
+        if not invite.body:
+            return (), None
+        if not content_type.startswith("multipart/"):
+            return sdp.parse_sdp(invite.body), None
+        parts = siprec.split_multipart(invite.get("content-type"), invite.body)
+        offers = [p for p in parts if p.content_type == "application/sdp"]
+        if not offers:
+            raise SignallingError("SIPREC", "multipart body without application/sdp")
+        metadata = next((siprec.parse_metadata(p.content) for p in parts
+                         if p.content_type.startswith("application/rs-metadata")), None)
+        return sdp.parse_sdp(offers[0].content), metadata
+
+    def _speaker(self, invite: sipmsg.SipMessage, call: _Call | None) -> Speaker | None:
+        """The leg's speaker by the rules; the other one when a joined call already has it;
+        None when the call has both."""
+        speaker = next((rule.speaker for rule in self.options.rules if rule.matches(invite)),
+                       self.options.default_speaker)
+        taken = {other.speaker for other in call.legs} if call is not None else set()
+        if speaker not in taken:
+            return speaker
+        free = [s for s in (Speaker.AGENT, Speaker.CUSTOMER) if s not in taken]
+        if free:
+            log.warning("%s: call %s already has a %s leg; leg %s gets %s", self.name,
+                        call.call_id, speaker, invite.call_id, free[0])
+        return free[0] if free else None
+
+    def _answer(self, leg: _Leg, invite: sipmsg.SipMessage, offer: tuple[sdp.Media, ...],
+                transport: Transport, conn: socket.socket | None,
+                peer: tuple[str, int]) -> None:
+        """Answers the (re-)INVITE: one RTP port per usable audio line (a plain leg takes
+        its first only), the same port for a line seen before (by label, else position)."""
+        ports: list[int | None] = []
+        try:
+            for index, media in enumerate(offer):
+                if not sdp.choose(media) or (leg.metadata is None and any(ports)):
+                    ports.append(None)
+                    continue
+                name = media.label or str(index)
+                stream = leg.streams.get(name) or self._open_stream(leg, name)
+                ports.append(stream.port)
+        except OSError as exc:
+            log.error("%s: cannot bind an RTP port: %s", self.name, exc)
+            self._counters["rejected"] += 1
+            self._reply(invite, 500, transport, conn, peer)
+            if not leg.answer:  # a new leg: nothing of it may stay
+                self._end_leg(leg, send_bye=False)
+            return
+        leg.offer = offer
+        self._assign(leg)
+        body = sdp.answer(offer, self.options.host, tuple(ports))
         leg.answer = self._reply(
             invite, 200, transport, conn, peer, to_tag=leg.to_tag, body=body,
             headers=(("Contact", self._contact(transport)), ("Allow", _ALLOW)),
@@ -608,6 +672,46 @@ class SipSource:
         leg.acked = False
         leg.transport, leg.conn, leg.peer = transport, conn, peer
         leg.interval, leg.resend_at, leg.give_up_at = _T1, now + _T1, now + 64 * _T1
+
+    def _open_stream(self, leg: _Leg, name: str) -> _Media:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.options.host, 0))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        stream = _Media(name, sock, sock.getsockname()[1], leg.speaker)
+        leg.streams[name] = stream
+        self._selector.register(sock, selectors.EVENT_READ, ("rtp", (leg, stream)))
+        return stream
+
+    def _assign(self, leg: _Leg) -> None:
+        """Gives each of a SIPREC leg's streams the speaker its metadata names."""
+        if leg.metadata is None:
+            return
+        assignment = siprec.assign(leg.metadata, self.options.siprec_agent)
+        speakers = dict(assignment.speakers)
+        for name, stream in leg.streams.items():
+            stream.speaker = speakers.get(name)
+        if not leg.call.agent_id:
+            leg.call.agent_id = assignment.agent_id
+
+    def _update(self, update: sipmsg.SipMessage, transport: Transport,
+                conn: socket.socket | None, peer: tuple[str, int]) -> None:
+        """UPDATE (RFC 3311) carrying new recording metadata (RFC 7866 section 6.2)."""
+        leg = self._legs.get((update.call_id, sipmsg.parse_address(update.get("from")).tag))
+        if leg is None:
+            self._reply(update, 481, transport, conn, peer)
+            return
+        offer, metadata = self._offer(update)
+        if offer:
+            raise SignallingError("SIP", "UPDATE with an SDP offer is not taken; use re-INVITE")
+        if metadata is not None and leg.metadata is not None:
+            leg.metadata = leg.metadata.merged(metadata)
+            self._counters["metadata_updates"] += 1
+            self._assign(leg)
+        self._reply(update, 200, transport, conn, peer, to_tag=leg.to_tag)
 
     def _ack(self, ack: sipmsg.SipMessage, *_: object) -> None:
         leg = self._legs.get((ack.call_id, sipmsg.parse_address(ack.get("from")).tag))
@@ -658,29 +762,37 @@ class SipSource:
         self._calls[key] = call
         return call
 
-    def _read_rtp(self, leg: _Leg) -> None:
+    def _read_rtp(self, item: tuple[_Leg, _Media]) -> None:
+        leg, stream = item
         call = leg.call
-        if call.sink.ended:
-            return
         for _ in range(_BURST):
             try:
-                size = leg.rtp.recv_into(self._rtp_buffer, 0, socket.MSG_TRUNC)
-            except BlockingIOError:
+                size = stream.sock.recv_into(self._rtp_buffer, 0, socket.MSG_TRUNC)
+            except OSError:  # BlockingIOError: drained; others: nothing more to read now
                 return
-            except OSError:
-                return
+            if call.sink.ended:
+                continue
+            if stream.speaker is None:
+                self._counters["rtp_unassigned"] += 1
+                continue
             view = memoryview(self._rtp_buffer)[: min(size, len(self._rtp_buffer))]
-            call.rtp.receive(call.sink, view, leg.speaker, time.monotonic(),
+            call.rtp.receive(call.sink, view, stream.speaker, time.monotonic(),
                              oversized=size > len(self._rtp_buffer))
+
+    def _close_streams(self, leg: _Leg) -> None:
+        for stream in leg.streams.values():
+            with contextlib.suppress(KeyError, ValueError):
+                if self._selector is not None:
+                    self._selector.unregister(stream.sock)
+            stream.sock.close()
+        leg.streams.clear()
 
     def _end_leg(self, leg: _Leg, *, send_bye: bool) -> None:
         if self._legs.pop(leg.key, None) is None:
             return
         if send_bye:
             self._send_bye(leg)
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(leg.rtp)
-        leg.rtp.close()
+        self._close_streams(leg)
         call = leg.call
         call.legs.remove(leg)
         if not call.legs:
@@ -692,10 +804,7 @@ class SipSource:
             self._legs.pop(leg.key, None)
             if send_bye:
                 self._send_bye(leg)
-            with contextlib.suppress(KeyError, ValueError):
-                if self._selector is not None:
-                    self._selector.unregister(leg.rtp)
-            leg.rtp.close()
+            self._close_streams(leg)
         self._calls.pop(call.key, None)
         if not call.sink.ended:
             call.rtp.finish(call.sink, reason)
@@ -729,7 +838,3 @@ class SipSource:
         self._send(leg.transport, leg.conn, leg.peer, sipmsg.request("BYE", target, headers))
 
 
-
-def leg_offer(leg: _Leg) -> tuple[sdp.Media, ...]:
-    """The offer a leg was set up with (a re-INVITE without a body keeps it)."""
-    return sdp.parse_sdp(leg.invite.body)
