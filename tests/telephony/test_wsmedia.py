@@ -20,7 +20,9 @@ from websockets.sync.client import connect
 from qa._native import g711
 from qa.sources.wsmedia import WsMediaOptions, WsMediaSource
 from qa.sources.wsmedia.formats import twilio_signature
+from qa.textnorm import wer
 from qa.types import Speaker
+from tests.live.conftest import text_of
 from tests.telephony.conftest import RecordingSink, clip_8k, read_pcm
 
 LIBRI = "en_librispeech_1995-1837-0001.wav"
@@ -274,3 +276,58 @@ def test_freeswitch_streams_concurrently_with_limits(server, shared_audio: Path,
     assert "error: message too large" in ended.values()
     stats = running.source.stats()
     assert stats["oversized"] == 1 and stats["unauthorised"] == 1 and stats["calls"] == 3
+
+
+@pytest.mark.slow
+def test_qa_run_transcribes_audiohook_and_freeswitch_streams(qa_run, shared_audio: Path,
+                                                             references: dict, tmp_path: Path):
+    """`qa run --source ws://...`: an AudioHook session and a mod_audio_fork stereo stream at
+    once, both authenticated; each party's speech lands on its own call and channel."""
+    run = qa_run("--source", "ws://127.0.0.1:0?audiohook_key=k1&token=t1", "--language", "en")
+    [name] = run.wait_for("ready", timeout=120)[0]["sources"]
+    url = name  # ws://127.0.0.1:PORT
+    clips = {name: read_pcm(clip_8k(shared_audio, name, tmp_path))
+             for name in (AUSTEN, LIBRI, "en_jfk_inaugural_16k_mono.wav")}
+    jfk = clips["en_jfk_inaugural_16k_mono.wav"]
+
+    def stereo(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        both = np.zeros(2 * max(len(left), len(right)), np.int16)
+        both[0 : 2 * len(left) : 2], both[1 : 2 * len(right) : 2] = left, right
+        return both
+
+    def audiohook() -> None:
+        session = str(uuid.uuid4())
+        with connect(url + "/audiohook", additional_headers={"X-API-KEY": "k1"}) as ws:
+            ws.send(json.dumps(audiohook_open(session)))
+            assert json.loads(ws.recv())["type"] == "opened"
+            codes = g711.ulaw_encode(stereo(clips[AUSTEN], clips[LIBRI])).tobytes()
+            for index in range(0, len(codes), 1600):
+                ws.send(codes[index : index + 1600])
+                time.sleep(0.1 / 4)
+            ws.send(json.dumps({"version": "2", "id": session, "type": "close", "seq": 2,
+                                "position": "PT10S", "parameters": {"reason": "end"}}))
+            assert json.loads(ws.recv())["type"] == "closed"
+
+    def freeswitch() -> None:
+        with connect(url + "/freeswitch?mix=stereo&token=t1") as ws:
+            ws.send(json.dumps({"agent": "a-61"}))
+            data = stereo(np.zeros(8000, np.int16), jfk).astype("<i2").tobytes()
+            for index in range(0, len(data), 640):
+                ws.send(data[index : index + 640])
+                time.sleep(0.02 / 4)
+
+    senders = [threading.Thread(target=audiohook), threading.Thread(target=freeswitch)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    summaries = {s["agent"]: s for s in run.wait_for("summary", timeout=180, count=2)}
+    assert run.interrupt() == 0
+
+    hook, fork = summaries["a-204"], summaries["a-61"]
+    assert hook["reason"] == fork["reason"] == "hangup"
+    assert wer(references[AUSTEN]["text"], text_of(run.seen, hook["call"], "customer")) <= 0.2
+    assert wer(references[LIBRI]["text"], text_of(run.seen, hook["call"], "agent")) <= 0.2
+    jfk_text = references["en_jfk_inaugural_16k_mono.wav"]["text"]
+    assert wer(jfk_text, text_of(run.seen, fork["call"], "agent")) <= 0.2
+    assert not text_of(run.seen, fork["call"], "customer")

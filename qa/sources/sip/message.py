@@ -60,7 +60,7 @@ class SipMessage:
 
     def get(self, name: str, default: str = "") -> str:
         """The first value of header `name` (any case, compact forms too), else `default`."""
-        name = _canonical(name)
+        name = canonical(name)
         for key, value in self.headers:
             if key == name:
                 return value
@@ -68,7 +68,7 @@ class SipMessage:
 
     def all(self, name: str) -> list[str]:
         """Every header line of `name`, in order (comma-joined values kept whole)."""
-        name = _canonical(name)
+        name = canonical(name)
         return [value for key, value in self.headers if key == name]
 
     @property
@@ -82,7 +82,8 @@ class SipMessage:
         return int(number), method.upper()
 
 
-def _canonical(name: str) -> str:
+def canonical(name: str) -> str:
+    """A header name as `SipMessage.headers` keeps it: lower case, compact forms expanded."""
     name = name.strip().lower()
     return _COMPACT.get(name, name)
 
@@ -122,7 +123,7 @@ def parse_message(data: bytes) -> SipMessage:
         name, colon, value = line.partition(":")
         if not colon or not name.strip() or " " in name.strip():
             raise _error(f"bad header line {line[:60]!r}")
-        headers.append((_canonical(name), value.strip()))
+        headers.append((canonical(name), value.strip()))
     message = SipMessage(method, uri, status, reason, tuple(headers), body)
     for needed in ("call-id", "cseq", "from", "to", "via"):
         if not message.get(needed):
@@ -160,7 +161,7 @@ def split_stream(buffer: bytearray, max_size: int) -> bytes | None:
     length = 0
     for line in bytes(buffer[:end]).split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if _canonical(name.decode("latin-1")) == "content-length":
+        if canonical(name.decode("latin-1")) == "content-length":
             value = value.strip()
             if not value.isdigit():
                 raise _error(f"bad Content-Length {value[:20]!r}")

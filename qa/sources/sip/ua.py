@@ -541,7 +541,7 @@ class SipSource:
             for line in head[1:]:
                 name, colon, value = line.partition(":")
                 if colon:
-                    headers.append((sipmsg._canonical(name), value.strip()))
+                    headers.append((sipmsg.canonical(name), value.strip()))
             partial = sipmsg.SipMessage("X", "", 0, "", tuple(headers), b"")
             if all(partial.get(h) for h in ("via", "from", "to", "call-id", "cseq")):
                 self._send(transport, conn, peer, sipmsg.response(partial, 400))

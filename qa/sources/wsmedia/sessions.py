@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qa._native import g711
 from qa.errors import SignallingError
 from qa.sources.base import CallInfo, SourceSink
 from qa.sources.wsmedia import formats
@@ -240,7 +241,7 @@ class AudioHookSession(Session):
         if self.paused_at is not None:
             self.call.skip(round((now - self.paused_at) * formats.PCMU_RATE))
             self.paused_at = None
-        pcm = formats.g711.ulaw_decode(data)
+        pcm = g711.ulaw_decode(data)
         if len(pcm) % len(self.speakers):
             raise SignallingError("AudioHook", f"{len(pcm)} bytes is not whole stereo frames")
         for speaker, channel in zip(self.speakers,
