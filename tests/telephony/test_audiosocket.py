@@ -122,7 +122,7 @@ def test_two_legs_of_one_uuid_are_one_call(server, shared_audio: Path, tmp_path:
     assert (channel, digit) == (Speaker.CUSTOMER, "7") and at == pytest.approx(3.0)
     stats = running.source.stats()
     assert stats["legs"] == 2 and stats["calls"] == 1 and stats["hangups"] == 2
-    assert stats["malformed"] == 0
+    assert stats["malformed_frames"] == 0
 
 
 def test_port_pair_error_frame_and_timeout(server):
@@ -176,7 +176,7 @@ def test_malformed_frames_are_counted_and_never_stop_other_legs(server):
     assert [reason for _, reason in ended] == ["hangup"]  # the cut leg never sent audio
     stats = running.source.stats()
     # bad UUID, audio before UUID, odd length, no UUID (twice: early and silent), cut frame
-    assert stats["malformed"] == 6
+    assert stats["malformed_frames"] == 6
     assert stats["oversized"] == 1 and stats["unknown_kind"] == 1
     good_call = running.sink.started[0].call_id
     _, heard = running.sink.channel_audio(good_call, Speaker.CUSTOMER)

@@ -82,7 +82,7 @@ def test_two_concurrent_baresip_calls(sip_source, baresip, shared_audio: Path, t
         assert len(after) < 8000 * 1.5 and np.abs(after).max(initial=0) <= 8
     stats = source.source.stats()
     assert stats["legs"] == 2 and stats["calls"] == 2 and stats["byes_received"] == 2
-    assert stats["malformed"] == 0 and stats["rtp_lost"] == 0
+    assert stats["malformed_messages"] == 0 and stats["rtp_lost"] == 0
 
 
 def test_joined_legs_agent_id_dtmf_and_rtp_timeout(sip_source, shared_audio: Path,
@@ -165,8 +165,8 @@ def test_bad_messages_are_counted_and_never_stop_other_calls(sip_source):
 
     assert reason == "hangup"
     stats = source.source.stats()
-    assert stats["malformed"] == 4  # garbage, no Call-ID, short body, bad Content-Length
-    assert stats["oversized"] == 1
+    assert stats["malformed_messages"] == 4  # garbage, no Call-ID, short body, bad Content-Length
+    assert stats["oversized_messages"] == 1
     assert stats["calls"] == 1 and stats["byes_received"] == 1
 
 

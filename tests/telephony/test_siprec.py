@@ -226,7 +226,7 @@ def test_recording_session_follows_metadata_updates(sip_source, shared_audio: Pa
         assert found
     stats = source.source.stats()
     assert stats["recordings"] == 1 and stats["metadata_updates"] == 1
-    assert stats["malformed"] == 0 and header(answer, "Content-Type") == "application/sdp"
+    assert stats["malformed_messages"] == 0 and header(answer, "Content-Type") == "application/sdp"
 
 
 def test_broken_recording_bodies_are_counted_and_answered_400(sip_source):
@@ -242,7 +242,7 @@ def test_broken_recording_bodies_are_counted_and_answered_400(sip_source):
     send_invite(client, "good", SDP, METADATA)
     assert client.receive().startswith(b"SIP/2.0 200 OK")
     source.stop()
-    assert source.source.stats()["malformed"] == 2
+    assert source.source.stats()["malformed_messages"] == 2
 
 
 @pytest.mark.slow

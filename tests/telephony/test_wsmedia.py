@@ -140,7 +140,7 @@ def test_twilio_stream_signed_with_tracks_dtmf_and_bad_messages(server, shared_a
     [(_, channel, digit, at, _)] = running.sink.keys
     assert (channel, digit) == (Speaker.CUSTOMER, "1") and at == pytest.approx(2.0)
     stats = running.source.stats()
-    assert stats["malformed"] == 3 and stats["unauthorised"] == 1 and stats["calls"] == 1
+    assert stats["malformed_messages"] == 3 and stats["unauthorised"] == 1 and stats["calls"] == 1
 
 
 def audiohook_open(session: str) -> dict:
@@ -226,7 +226,7 @@ def test_audiohook_session_handshake_pause_and_close(server, shared_audio: Path,
         assert np.array_equal(heard[half + gap :], expected[half:])
     assert [(k[1], k[2]) for k in running.sink.keys] == [(Speaker.CUSTOMER, "9")]
     stats = running.source.stats()
-    assert stats["malformed"] == 2 and stats["unauthorised"] == 1
+    assert stats["malformed_messages"] == 2 and stats["unauthorised"] == 1
 
 
 def test_freeswitch_streams_concurrently_with_limits(server, shared_audio: Path,

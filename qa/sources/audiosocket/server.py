@@ -43,9 +43,9 @@ from qa.types import AudioChunk, Speaker
 log = logging.getLogger("qa.sources.audiosocket")
 
 COUNTERS = (
-    "connections", "connections_refused", "frames", "audio_frames", "bytes", "malformed",
-    "oversized", "unknown_kind", "dtmf", "calls", "legs", "hangups", "errors", "timeouts",
-    "filled_samples",
+    "connections", "connections_refused", "frames_received", "audio_frames", "bytes",
+    "malformed_frames", "oversized", "unknown_kind", "dtmf", "calls", "legs", "hangups",
+    "errors", "timeouts", "filled_samples",
 )
 
 
@@ -194,9 +194,9 @@ class AudioSocketSource:
                 sock.close()
 
     def stats(self) -> Mapping[str, int]:
-        """Counters since start: connections, connections_refused, frames, audio_frames,
-        bytes, malformed, oversized, unknown_kind, dtmf, calls, legs, hangups, errors,
-        timeouts, filled_samples."""
+        """Counters since start: connections, connections_refused, frames_received,
+        audio_frames, bytes, malformed_frames, oversized, unknown_kind, dtmf, calls, legs,
+        hangups, errors, timeouts, filled_samples."""
         return dict(self._counters)
 
     def run(self, sink: SourceSink, stop: threading.Event) -> None:
@@ -269,7 +269,7 @@ class AudioSocketSource:
         self._counters["oversized"] += leg.reader.skipped - skipped
         now = time.monotonic()
         for item in frames:
-            self._counters["frames"] += 1
+            self._counters["frames_received"] += 1
             if leg.conn not in self._legs:
                 return
             self._frame(leg, item.kind, item.payload, now)
@@ -319,7 +319,7 @@ class AudioSocketSource:
             self._counters["unknown_kind"] += 1
 
     def _malformed(self, leg: _Leg, reason: str) -> None:
-        self._counters["malformed"] += 1
+        self._counters["malformed_frames"] += 1
         log.info("%s: malformed AudioSocket frame (%s)", self.name, reason)
 
     # -- calls -------------------------------------------------------------------------

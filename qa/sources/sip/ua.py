@@ -22,9 +22,9 @@ streams follow it from then on.
 A call starts with its first RTP packet (the call clock's sample 0, as for `rtp://`) and ends
 when its last leg sends BYE (`hangup`), when no RTP came for `rtp_timeout_s` (`timeout`, and
 the agent sends BYE on every leg), or when the source stops (`stopped`, BYE on every leg).
-Nothing a peer sends is fatal: malformed messages are counted (`malformed`) and answered with
-400 when they can be, oversized ones are dropped, connections and legs over the limits are
-refused (503), and a broken TCP connection only loses what was on it.
+Nothing a peer sends is fatal: malformed messages are counted (`malformed_messages`) and
+answered with 400 when they can be, oversized ones are dropped, connections and legs over
+the limits are refused (503), and a broken TCP connection only loses what was on it.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ _ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
 _BURST = 64
 
 COUNTERS = (
-    "messages", "requests", "responses", "malformed", "oversized", "invites", "legs",
+    "messages", "requests", "responses", "malformed_messages", "oversized_messages",
+    "invites", "legs",
     "calls", "calls_without_media", "rejected", "byes_received", "byes_sent", "timeouts",
     "retransmissions", "connections", "connections_refused", "send_errors",
     "rtp_packets", "rtp_lost", "rtp_malformed", "dtmf", "recordings", "metadata_updates",
@@ -341,7 +342,8 @@ class SipSource:
                     sock.close()
 
     def stats(self) -> Mapping[str, int]:
-        """Counters since start: SIP messages, requests, responses, malformed, oversized,
+        """Counters since start: SIP messages, requests, responses, malformed_messages,
+        oversized_messages,
         invites, legs, calls, calls_without_media, rejected (4xx/5xx to INVITEs),
         byes_received, byes_sent, timeouts, retransmissions, connections, connections_refused,
         send_errors, recordings (SIPREC INVITEs), metadata_updates, rtp_unassigned (packets on
@@ -422,7 +424,7 @@ class SipSource:
                 log.debug("%s: UDP read: %s", self.name, exc)
                 continue
             if size > len(self._buffer):
-                self._counters["oversized"] += 1
+                self._counters["oversized_messages"] += 1
                 continue
             data = bytes(self._buffer[:size])
             if not data.strip():
@@ -463,7 +465,8 @@ class SipSource:
                 whole = sipmsg.split_stream(buffer, self.options.max_message)
             except SignallingError as exc:
                 # The stream cannot be resynchronised: drop this connection only.
-                self._counters["oversized" if "larger" in exc.reason else "malformed"] += 1
+                self._counters["oversized_messages" if "larger" in exc.reason
+                               else "malformed_messages"] += 1
                 log.info("%s: closing TCP connection from %s: %s", self.name, peer, exc.reason)
                 self._drop_conn(conn)
                 return
@@ -503,7 +506,7 @@ class SipSource:
         try:
             message = sipmsg.parse_message(data)
         except SignallingError as exc:
-            self._counters["malformed"] += 1
+            self._counters["malformed_messages"] += 1
             log.info("%s: malformed SIP message from %s: %s", self.name, peer, exc.reason)
             self._bad_request(data, transport, conn, peer)
             return
@@ -525,7 +528,7 @@ class SipSource:
         try:
             handler(message, transport, conn, peer)
         except SignallingError as exc:
-            self._counters["malformed"] += 1
+            self._counters["malformed_messages"] += 1
             log.info("%s: bad %s from %s: %s", self.name, message.method, peer, exc.reason)
             if message.method != "ACK":
                 self._reply(message, 400, transport, conn, peer)

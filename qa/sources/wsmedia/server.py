@@ -42,7 +42,8 @@ from qa.sources.wsmedia.sessions import (
 
 log = logging.getLogger("qa.sources.wsmedia")
 
-COUNTERS = ("connections", "refused", "unauthorised", "messages", "malformed", "oversized",
+COUNTERS = ("connections", "refused", "unauthorised", "messages", "malformed_messages",
+            "oversized",
             "ignored", "sequence_errors", "dtmf", "calls", "filled_samples")
 PATHS = ("/twilio", "/audiohook", "/freeswitch")
 
@@ -156,8 +157,8 @@ class WsMediaSource:
 
     def stats(self) -> Mapping[str, int]:
         """Counters since start: connections, refused (over the limit), unauthorised,
-        messages, malformed, oversized, ignored, sequence_errors (AudioHook), dtmf, calls,
-        filled_samples."""
+        messages, malformed_messages, oversized, ignored, sequence_errors (AudioHook), dtmf,
+        calls, filled_samples."""
         return dict(self._counters)
 
     def run(self, sink: SourceSink, stop: threading.Event) -> None:
@@ -245,7 +246,7 @@ class WsMediaSource:
         try:
             session = self._session(connection.request)
         except SignallingError as exc:
-            self._counters["malformed"] += 1
+            self._counters["malformed_messages"] += 1
             await connection.close(1008, exc.reason[:120])
             return
         self._sessions.add(session)
@@ -263,7 +264,7 @@ class WsMediaSource:
                     else:
                         replies = session.binary(message, now)
                 except SignallingError as exc:
-                    self._counters["malformed"] += 1
+                    self._counters["malformed_messages"] += 1
                     log.info("%s: malformed %s message: %s", self.name, exc.protocol, exc.reason)
                     if session.failed:
                         reason = f"error: {exc.reason}"
