@@ -20,12 +20,14 @@ def test_sip_url_rules_and_options():
         ("from", "^sip:1[0-9]{3}@", Speaker.AGENT), ("X-Role", "caller", Speaker.CUSTOMER)]
     assert options.join_header == "X-Call" and options.rtp_timeout_s == 5.0
     assert parse_sip_url("siprec://127.0.0.1:0?siprec_agent=@agents").siprec_agent == "@agents"
+    assert parse_sip_url("sip://0.0.0.0:5070?address=10.0.0.5").address == "10.0.0.5"
 
 
 @pytest.mark.parametrize(("spec", "field"), [
     ("sip://127.0.0.1:5070?agent=from:(", "rules"),
     ("sip://127.0.0.1:5070?agent=nocolon", "agent"),
     ("sip://127.0.0.1:5070?colour=red", "source"),
+    ("sip://0.0.0.0:5070", "public_address"),
     ("audiosocket://127.0.0.1:1,2,3", "source"),
     ("audiosocket://127.0.0.1:x", "source"),
     ("ws://127.0.0.1:8090?secret=1", "source"),

@@ -118,7 +118,9 @@ class SipOptions:
     """How `SipSource` listens and answers.
 
     Attributes:
-        host: Address to bind (SIP and RTP); also the address the SDP answers name.
+        host: Address to bind (SIP and RTP).
+        public_address: The address SDP answers, Contact and Via name, where peers send
+            RTP and requests; '' = `host` (which must then be a specific address).
         port: SIP port, UDP and TCP (0 = any free port, see `SipSource.port`).
         tcp: Also accept SIP over TCP on `port`.
         rules: Speaker rules, first match wins (see `RoleRule`).
@@ -136,6 +138,7 @@ class SipOptions:
     """
 
     host: str = "127.0.0.1"
+    public_address: str = ""
     port: int = 5060
     tcp: bool = True
     rules: tuple[RoleRule, ...] = ()
@@ -160,6 +163,14 @@ class SipOptions:
                 raise ConfigError("sip options", "must be >= 1", field=name)
         if self.max_message < 1024:
             raise ConfigError("sip options", "must be >= 1024", field="max_message")
+        if not self.public_address and self.host in ("0.0.0.0", ""):
+            raise ConfigError("sip options", "listening on every interface: set the address "
+                              "peers send RTP to (?address=...)", field="public_address")
+
+    @property
+    def address(self) -> str:
+        """The address this agent names in SDP, Contact and Via."""
+        return self.public_address or self.host
 
 
 def parse_sip_url(spec: str) -> SipOptions:
@@ -168,6 +179,7 @@ def parse_sip_url(spec: str) -> SipOptions:
 
     `agent=` and `customer=` add rules in the order given (FIELD as in `RoleRule`); the other
     keys are `default` (agent/customer/unknown), `join`, `agent_header`, `siprec_agent`,
+    `address` (the address SDP names, needed when HOST is 0.0.0.0),
     `timeout` (RTP timeout, seconds), `jitter_ms`, `max_legs` and `tcp` (0: UDP only).
 
     Raises:
@@ -193,6 +205,8 @@ def parse_sip_url(spec: str) -> SipOptions:
                 values["default_speaker"] = Speaker(value)
             elif key in ("join", "agent_header", "siprec_agent"):
                 values["join_header" if key == "join" else key] = value
+            elif key == "address":
+                values["public_address"] = value
             elif key == "timeout":
                 values["rtp_timeout_s"] = float(value)
             elif key == "jitter_ms":
@@ -564,7 +578,7 @@ class SipSource:
         return data
 
     def _contact(self, transport: Transport) -> str:
-        return f"<sip:qa@{self.options.host}:{self.port};transport={transport}>"
+        return f"<sip:qa@{self.options.address}:{self.port};transport={transport}>"
 
     def _invite(self, invite: sipmsg.SipMessage, transport: Transport,
                 conn: socket.socket | None, peer: tuple[str, int]) -> None:
@@ -666,7 +680,7 @@ class SipSource:
             return
         leg.offer = offer
         self._assign(leg)
-        body = sdp.answer(offer, self.options.host, tuple(ports))
+        body = sdp.answer(offer, self.options.address, tuple(ports))
         leg.answer = self._reply(
             invite, 200, transport, conn, peer, to_tag=leg.to_tag, body=body,
             headers=(("Contact", self._contact(transport)), ("Allow", _ALLOW)),
@@ -827,7 +841,7 @@ class SipSource:
             else sipmsg.parse_address(invite.get("from")).uri
         routes = tuple(("Route", value) for value in invite.all("record-route"))
         headers = (
-            ("Via", f"SIP/2.0/{leg.transport.upper()} {self.options.host}:{self.port};"
+            ("Via", f"SIP/2.0/{leg.transport.upper()} {self.options.address}:{self.port};"
                     f"branch=z9hG4bK{secrets.token_hex(8)};rport"),
             ("Max-Forwards", "70"),
             ("From", f"{invite.get('to')};tag={leg.to_tag}"
