@@ -78,3 +78,16 @@ class RtpPacketError(QAError, ValueError):
 
 class PromptServerError(QAError, OSError):
     """The agent prompt server cannot start (address in use, no permission to bind)."""
+
+
+class SignallingError(QAError, ValueError):
+    """A telephony signalling message (SIP, SDP, AudioSocket frame) is malformed.
+
+    `protocol` names the wire format and `reason` the rule it broke; sources count these and
+    go on, they never end a call or a connection's neighbours.
+    """
+
+    def __init__(self, protocol: str, reason: str) -> None:
+        self.protocol = protocol
+        self.reason = reason
+        super().__init__(f"malformed {protocol} message: {reason}")

@@ -10,8 +10,9 @@ PACKAGES=(
   ffmpeg sox espeak-ng                 # RTP senders, audio conversion, scripted test calls
   prometheus                           # the real Prometheus server and promtool for metrics tests
   chromium chromium-driver             # a real headless browser for the agent page test
+  baresip-core                         # a real SIP client that calls the SIP source in tests
 )
-COMMANDS=(ffmpeg sox espeak-ng pulseaudio pactl paplay prometheus promtool chromium)
+COMMANDS=(ffmpeg sox espeak-ng pulseaudio pactl paplay prometheus promtool chromium baresip)
 
 missing_cmds() {
   local c

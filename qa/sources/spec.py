@@ -4,6 +4,10 @@
     soundcard:AGENT+CALL          two devices: the agent's microphone and the call audio
     rtp://HOST:PORT[,PORT2]       RTP/G.711 streams (PORT = agent, PORT2 = customer)
     file:PATH[?realtime=1]        a WAV file replayed as a call
+    sip://HOST:PORT[?OPTIONS]     a SIP user agent that answers calls (docs/telephony.md)
+    siprec://HOST:PORT[?OPTIONS]  the same user agent as a SIPREC recording server
+    audiosocket://HOST:PORT[,PORT2]  Asterisk AudioSocket legs joined by UUID (docs/telephony.md)
+    ws://HOST:PORT[?OPTIONS]      Twilio, Genesys AudioHook, FreeSWITCH media streams
 """
 
 from __future__ import annotations
@@ -59,9 +63,30 @@ def open_source(spec: str, *, agent_id: str = "") -> Source:
             raise ConfigError(spec, "expected file:PATH[?realtime=1]", field="source")
         realtime = params.get("realtime", ["0"])[-1] in ("1", "true", "yes")
         return FileSource(FileOptions(Path(path), realtime=realtime, agent_id=agent_id))
+    if spec.startswith(("sip://", "siprec://")):
+        from dataclasses import replace
+
+        from qa.sources.sip import SipSource, parse_sip_url
+
+        options = parse_sip_url(spec)
+        return SipSource(replace(options, agent_id=agent_id) if agent_id else options)
+    if spec.startswith("audiosocket://"):
+        from dataclasses import replace
+
+        from qa.sources.audiosocket import AudioSocketSource, parse_audiosocket_url
+
+        options = parse_audiosocket_url(spec)
+        return AudioSocketSource(replace(options, agent_id=agent_id) if agent_id else options)
+    if spec.startswith("ws://"):
+        from dataclasses import replace
+
+        from qa.sources.wsmedia import WsMediaSource, parse_ws_url
+
+        options = parse_ws_url(spec)
+        return WsMediaSource(replace(options, agent_id=agent_id) if agent_id else options)
     raise ConfigError(
         spec,
-        "unknown source; expected soundcard[:DEVICE], rtp://HOST:PORT[,PORT2] "
-        "or file:PATH[?realtime=1]",
+        "unknown source; expected soundcard[:DEVICE], rtp://HOST:PORT[,PORT2], "
+        "file:PATH[?realtime=1], sip://HOST:PORT, audiosocket://HOST:PORT or ws://HOST:PORT",
         field="source",
     )
