@@ -48,7 +48,7 @@ SCORE_BUCKETS = (50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0, 100.0)
 END_REASONS = {"hangup": "hangup", "timeout": "timeout", "end of file": "end_of_file",
                "stopped": "stopped", "error": "error"}
 #: Source kinds a source may be watched as.
-SOURCE_KINDS = ("rtp", "soundcard", "file", "websocket")
+SOURCE_KINDS = ("rtp", "soundcard", "file", "websocket", "sip", "audiosocket")
 #: Agent label value when the agent label is off, and for agents past `max_agents`.
 ALL_AGENTS = "all"
 OTHER_AGENTS = "other"

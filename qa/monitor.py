@@ -165,13 +165,18 @@ class Monitor:
         all_listeners += listeners
         rules = None
         if self.pack is not None:
-            from qa.rules import CallRules, build_matcher
+            from qa.rules import CallRules, build_intents, build_matcher
 
             matcher = build_matcher(self.pack)
+            # Loaded before the first call (the encoder and the pack's classifiers, ~1-2 s),
+            # so the first segments are not held up; matching runs on the pipeline's
+            # dispatcher thread, never on the transcription worker.
+            intents = build_intents(self.pack)
             pack = self.pack
 
             def rules(call: CallInfo) -> CallRules:
-                return CallRules(pack, call.call_id, call.agent_id, matcher=matcher)
+                return CallRules(pack, call.call_id, call.agent_id, matcher=matcher,
+                                 intents=intents or False)
 
         from qa.batching import BatchTranscriber
 
@@ -286,4 +291,8 @@ class Monitor:
 
 def _kind(source: Source) -> str:
     name = source.name
-    return "rtp" if name.startswith("rtp") else "soundcard" if name.startswith("sound") else "file"
+    for prefix, kind in (("rtp", "rtp"), ("sound", "soundcard"), ("sip", "sip"),
+                         ("audiosocket", "audiosocket"), ("ws", "websocket")):
+        if name.startswith(prefix):
+            return kind
+    return "file"

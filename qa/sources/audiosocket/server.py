@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 
 from qa.errors import ConfigError, SignallingError, SourceError
+from qa.ids import new_call_id
 from qa.sources.audiosocket.frames import SLIN_RATE, FrameReader, Kind, parse_uuid
 from qa.sources.base import CallInfo, SourceSink
 from qa.types import AudioChunk, Speaker
@@ -325,9 +326,9 @@ class AudioSocketSource:
     # -- calls -------------------------------------------------------------------------
 
     def _new_call_id(self) -> str:
-        """The one place call ids are made: `audiosocket-<port>-<n>`, n counting from 1."""
+        """The one place call ids are made: `audiosocket-<port>-<UUIDv7>`, unique across runs."""
         self._calls_made += 1
-        return f"audiosocket-{self.ports[0]}-{self._calls_made}"
+        return new_call_id(f"audiosocket-{self.ports[0]}")
 
     def _join(self, leg: _Leg, key: str, now: float) -> None:
         call = self._calls.get(key)

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
 from qa.errors import ConfigError, SignallingError, SourceError
+from qa.ids import new_call_id
 from qa.sources.base import CallInfo, SourceSink
 from qa.sources.rtp import CLOCK_RATE, RtpOptions, RtpSource
 from qa.sources.sip import message as sipmsg
@@ -760,9 +761,9 @@ class SipSource:
     # -- calls -------------------------------------------------------------------------
 
     def _new_call_id(self) -> str:
-        """The one place call ids are made: `sip-<SIP port>-<n>`, n counting from 1."""
+        """The one place call ids are made: `sip-<SIP port>-<UUIDv7>`, unique across runs."""
         self._calls_made += 1
-        return f"sip-{self.port}-{self._calls_made}"
+        return new_call_id(f"sip-{self.port}")
 
     def _new_call(self, key: str, joined: bool, dtmf_pt: int | None) -> _Call:
         # One RTP receiver per call, driven through its socket-less API (receive/tick/finish)

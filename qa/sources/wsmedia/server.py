@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from qa.errors import ConfigError, SignallingError, SourceError
+from qa.ids import new_call_id
 from qa.sources.base import SourceSink
 from qa.sources.wsmedia import formats
 from qa.sources.wsmedia.sessions import (
@@ -181,9 +182,9 @@ class WsMediaSource:
             server.close(close_connections=True)
 
     def _new_call_id(self, kind: str) -> str:
-        """The one place call ids are made: `<protocol>-<port>-<n>`, n counting from 1."""
+        """The one place call ids are made: `<protocol>-<port>-<UUIDv7>`, unique across runs."""
         self._calls_made += 1
-        return f"{kind}-{self.port}-{self._calls_made}"
+        return new_call_id(f"{kind}-{self.port}")
 
     # -- the handshake -----------------------------------------------------------------
 
