@@ -51,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        # The machine's failures (a full disk, a vanished mount, no permission) are one line
+        # too: the user acts on them, a traceback would only hide the message.
+        print(f"qa: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -55,7 +55,7 @@ def open_regular(path: str, error: Callable[[str, str], Exception] = ConfigError
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise error(path, "no such file") from None
+        raise error(path, "cannot read: no such file") from None
     except IsADirectoryError:
         raise error(path, "is a directory, not a file") from None
     except OSError as exc:

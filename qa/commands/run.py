@@ -18,7 +18,7 @@ from qa.commands._output import (
     segment_dict,
     segment_line,
 )
-from qa.config import RunConfig, load_config
+from qa.config import RunConfig, check_ports, load_config
 from qa.errors import ConfigError
 from qa.pipeline import CallSummary, PipelineListener, PipelineOptions
 from qa.sources.base import CallInfo
@@ -196,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     from qa.sources.spec import open_source
 
     config = settings(args)
+    check_ports(config, args.config or "command line")  # before the model loads (a minute)
     sources = [open_source(spec, agent_id=config.agent) for spec in config.sources]
     printer = Printer(config.json, many_calls=len(sources) > 1)
     with Monitor(monitor_options(config, sources), [printer]) as monitor:
