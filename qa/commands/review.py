@@ -71,10 +71,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Opens the store named by `--db` and runs the chosen action."""
     path = args.db if args.db is not None else default_db_path()
-    if not path.is_file():
+    if not path.exists():
         # Reading commands must not leave an empty database behind a mistyped path.
         raise StoreError(f"{path}: no call store here (set --db or $QA_DB)")
-    with CallStore(StoreOptions(path=path)) as store:
+    # Only `override` writes; every other action opens the file read-only (no chmod, no WAL
+    # switch, no tables created), and works on a store the user may not write.
+    writes = args.action is _override
+    if writes:
+        # Refuse a file that is not a call store before opening it for writing.
+        CallStore(StoreOptions(path=path, read_only=True)).close()
+    with CallStore(StoreOptions(path=path, read_only=not writes)) as store:
         return args.action(store, args)
 
 
