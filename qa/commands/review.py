@@ -7,6 +7,8 @@ import argparse
 import csv
 import io
 import json
+import os
+import stat
 import sys
 from itertools import zip_longest
 from pathlib import Path
@@ -241,7 +243,14 @@ def _export(store: CallStore, args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, text: str) -> None:
+    """Writes an export or report owner-only (0600), like the database it comes from."""
     try:
-        path.write_text(text, encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            info = os.fstat(fd)
+            # An older file keeps its mode on O_CREAT; tighten it (not a device or a pipe).
+            if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) & 0o077:
+                os.fchmod(fd, 0o600)
+            handle.write(text)
     except OSError as exc:
         raise QAError(f"{path}: cannot write: {exc.strerror}") from exc
