@@ -237,9 +237,13 @@ class CallRecord:
 def _create_private(path: Path) -> None:
     """Creates the database file owner-only before SQLite opens it, or tightens an old one."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o600)
     try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            # Never chmod a device or a FIFO (`--db /dev/zero` as root made it 0600).
+            raise StoreError(f"{path}: not a regular file, cannot hold a call store")
+        mode = stat.S_IMODE(info.st_mode)
         if mode & 0o077:
             log.warning("tightening permissions of %s from %o to 600", path, mode)
             os.fchmod(fd, 0o600)
