@@ -20,11 +20,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from qa.errors import AudioFileError
+from qa.sources.wav import MAX_RATE, MIN_RATE
 
 log = logging.getLogger("qa.sources.ffmpeg")
 
-#: Rates the front end takes (as for WAV); other rates are resampled by ffmpeg to this one.
-MIN_RATE, MAX_RATE = 8_000, 48_000
+#: Rates outside the front end's range (`qa.sources.wav.MIN_RATE`-`MAX_RATE`, as for WAV)
+#: are resampled by ffmpeg to this one, the recogniser's own.
 FALLBACK_RATE = 16_000
 #: Seconds ffprobe may take to read a header (it reads a few KiB; more means a stuck mount).
 PROBE_TIMEOUT = 30.0

@@ -230,3 +230,20 @@ def test_long_wav_is_streamed_not_loaded(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert samples == 2 * frames
     assert peak < 4 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_stereo_flac_keeps_agent_left_and_customer_right(shared_audio: Path,
+                                                         tmp_path: Path) -> None:
+    clip = shared_audio / "en_stereo_2ch_overlap.wav"
+    flac = _ffmpeg(clip, tmp_path / "stereo.flac", "-c:a", "flac")
+    wav = read_audio(flac)
+    assert (wav.channels, wav.sample_rate) == (2, 16000)
+    assert np.array_equal(wav.pcm, read_wav(clip).pcm)
+
+
+def test_rates_outside_8_to_48_khz_are_resampled_to_16_khz(clip: Path, tmp_path: Path) -> None:
+    hi = _ffmpeg(clip, tmp_path / "hi.flac", "-ar", "96000", "-c:a", "flac")
+    stream = open_audio(hi)
+    assert stream.sample_rate == 16000 and stream.codec == "flac"
+    frames = sum(len(b) for b in stream.blocks())
+    assert frames == pytest.approx(11.0 * 16000, abs=160)
