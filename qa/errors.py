@@ -78,3 +78,12 @@ class RtpPacketError(QAError, ValueError):
 
 class PromptServerError(QAError, OSError):
     """The agent prompt server cannot start (address in use, no permission to bind)."""
+
+
+class AudioCodecError(AudioFileError):
+    """A WAV file holds a codec the native reader does not decode (`tag`: its format tag);
+    `qa.sources.audio.open_audio` hands such files to ffmpeg."""
+
+    def __init__(self, path: str, reason: str, tag: int) -> None:
+        self.tag = tag
+        super().__init__(path, reason)

@@ -1,8 +1,8 @@
 """Any recording a call recorder writes, opened as one stream of int16 blocks.
 
 `open_audio` reads WAV itself (PCM, float, G.711 A-law/mu-law, WAVE_FORMAT_EXTENSIBLE; see
-`qa.sources.wav`) and hands everything else (FLAC, Ogg/Opus, MP3, M4A/AAC, ...) to ffmpeg
-(`qa.sources.ffmpeg`). Either way the samples are read block by block while they are used,
+`qa.sources.wav`) and hands everything else (FLAC, Ogg/Opus, MP3, M4A/AAC, and WAV files of
+other codecs such as GSM 6.10 or ADPCM) to ffmpeg (`qa.sources.ffmpeg`). Either way the samples are read block by block while they are used,
 and the header is checked when the file is opened, so a bad file fails before anything else
 starts.
 """
@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from qa.errors import AudioFileError
+from qa.errors import AudioCodecError, AudioFileError
 from qa.files import open_regular
 from qa.sources.wav import WavFile, WavStream
 
@@ -63,10 +63,17 @@ def open_audio(path: str | os.PathLike[str]) -> AudioStream:
         head = handle.read(12)
     if not head:
         raise AudioFileError(name, "empty file (0 bytes)")
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return WavStream(name)
     from qa.sources.ffmpeg import FfmpegStream
 
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        try:
+            return WavStream(name)
+        except AudioCodecError as exc:
+            # GSM 6.10 (Asterisk's WAV49), ADPCM, MP3 in WAV: ffmpeg decodes them.
+            try:
+                return FfmpegStream(name)
+            except AudioFileError as ffmpeg_exc:
+                raise AudioFileError(name, f"{exc.reason}; ffmpeg: {ffmpeg_exc.reason}") from None
     return FfmpegStream(name)
 
 

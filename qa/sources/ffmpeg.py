@@ -1,4 +1,5 @@
-"""Compressed recordings (FLAC, Ogg/Opus, MP3, M4A/AAC, ...) decoded by ffmpeg, streamed.
+"""Compressed recordings (FLAC, Ogg/Opus, MP3, M4A/AAC, GSM or ADPCM WAV, ...) decoded by
+ffmpeg, streamed.
 
 ffmpeg is a maintained decoder for every format a call recorder writes; it runs as a
 subprocess that writes 16-bit little-endian PCM into a pipe, which is read one block at a

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from qa._native import g711
-from qa.errors import AudioFileError
+from qa.errors import AudioCodecError, AudioFileError
 from qa.files import open_regular
 from qa.types import AudioChunk, Speaker
 
@@ -106,8 +106,9 @@ def _parse_fmt(path: str, body: bytes) -> _Format:
 def _check_format(path: str, fmt: _Format) -> None:
     if fmt.tag not in (_PCM, _IEEE_FLOAT, _ALAW, _MULAW):
         name = _FORMAT_NAMES.get(fmt.tag, f"format tag 0x{fmt.tag:04x}")
-        raise AudioFileError(
-            path, f"unsupported format: {name} (PCM, IEEE float, A-law and mu-law WAV are read)"
+        raise AudioCodecError(
+            path, f"unsupported format: {name} (PCM, IEEE float, A-law and mu-law WAV are read)",
+            fmt.tag,
         )
     if fmt.tag in (_ALAW, _MULAW) and fmt.bits != 8:
         raise AudioFileError(path, f"unsupported format: {fmt.bits}-bit {_FORMAT_NAMES[fmt.tag]}")

@@ -2,8 +2,8 @@
 shared clip, read back by `open_audio` / `read_audio` / `FileSource`.
 
 Lossless formats (G.711 WAV, WAVE_FORMAT_EXTENSIBLE, FLAC) are compared sample by sample;
-lossy ones (Ogg/Opus, MP3, M4A/AAC) by energy and length, and by the transcript the real
-`base` model makes of them against the one it makes of the original.
+lossy ones (Ogg/Opus, MP3, M4A/AAC, GSM 6.10 and ADPCM WAV) by energy and length, and by the
+transcript the real `base` model makes of them against the one it makes of the original.
 """
 
 from __future__ import annotations
@@ -68,6 +68,11 @@ def encoded(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     alaw = d / "alaw.wav"
     _run("sox", str(clip), "-r", "8000", "-e", "a-law", "-b", "8", str(alaw))
     out["alaw"] = alaw
+    gsm = d / "gsm.wav"  # GSM 6.10 in WAV, as Asterisk's WAV49 recordings
+    _run("sox", str(clip), "-r", "8000", "-e", "gsm-full-rate", str(gsm))
+    out["gsm_wav"] = gsm
+    out["ima_adpcm_wav"] = _ffmpeg(clip, d / "ima.wav", "-c:a", "adpcm_ima_wav")
+    out["ms_adpcm_wav"] = _ffmpeg(clip, d / "ms.wav", "-c:a", "adpcm_ms")
     return out
 
 
@@ -110,13 +115,22 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
 
 
-@pytest.mark.parametrize("kind", ["opus", "mp3", "m4a"])
+WAV_TAGS = {"gsm_wav": 0x31, "ima_adpcm_wav": 0x11, "ms_adpcm_wav": 0x02}
+
+
+@pytest.mark.parametrize("kind", ["opus", "mp3", "m4a", *WAV_TAGS])
 def test_lossy_formats_keep_length_and_energy(encoded, original, kind) -> None:
+    """Includes WAV files of codecs the native reader leaves to ffmpeg (GSM, ADPCM)."""
+    if kind in WAV_TAGS:
+        assert _format_tag(encoded[kind]) == WAV_TAGS[kind]
+        with pytest.raises(AudioFileError, match="unsupported format"):
+            read_wav(encoded[kind])  # the WAV-only reader refuses it; open_audio does not
     stream = open_audio(encoded[kind])
     assert stream.channels == 1 and stream.frames is None
     pcm = np.concatenate(list(stream.blocks(4000)))[:, 0]
     seconds = len(pcm) / stream.sample_rate
-    assert seconds == pytest.approx(len(original) / 16000, abs=0.1)
+    # Codecs pad to whole blocks (ADPCM: up to 2,048 samples).
+    assert seconds == pytest.approx(len(original) / 16000, abs=0.15)
     ref = original if stream.sample_rate == 16000 else _ffmpeg_pcm(encoded["flac"],
                                                                     stream.sample_rate)
     assert _rms(pcm) == pytest.approx(_rms(ref), rel=0.1)
@@ -135,7 +149,7 @@ def transcript_of(transcriber):
 def test_lossy_formats_transcribe_like_the_original(encoded, clip, transcript_of) -> None:
     reference = transcript_of(clip)
     assert "country" in reference.lower()
-    for kind in ("opus", "mp3", "m4a"):
+    for kind in ("opus", "mp3", "m4a", "gsm_wav"):
         assert wer(reference, transcript_of(encoded[kind])) <= 0.1, kind
 
 
