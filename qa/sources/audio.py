@@ -2,9 +2,9 @@
 
 `open_audio` reads WAV itself (PCM, float, G.711 A-law/mu-law, WAVE_FORMAT_EXTENSIBLE; see
 `qa.sources.wav`) and hands everything else (FLAC, Ogg/Opus, MP3, M4A/AAC, and WAV files of
-other codecs such as GSM 6.10 or ADPCM) to ffmpeg (`qa.sources.ffmpeg`). Either way the samples are read block by block while they are used,
-and the header is checked when the file is opened, so a bad file fails before anything else
-starts.
+other codecs such as GSM 6.10 or ADPCM) to ffmpeg (`qa.sources.ffmpeg`). Either way the
+samples are read block by block while they are used, and the header is checked when the file
+is opened, so a bad file fails before anything else starts.
 """
 
 from __future__ import annotations
