@@ -21,7 +21,7 @@ import numpy as np
 
 from qa.errors import DependencyError, ModelError
 from qa.models import DEFAULT_MODEL, resolve_model
-from qa.sources.wav import WavFile, read_wav
+from qa.sources.wav import WavFile
 from qa.textnorm import to_simplified
 from qa.types import SAMPLE_RATE, Segment, Utterance, Word
 
@@ -281,7 +281,8 @@ def transcribe_file(
     agent, right = customer), and each utterance it cuts through `transcriber`.
 
     Args:
-        source: A WAV file path (see `qa.sources.wav.read_wav`) or an already read file.
+        source: A recording's path (see `qa.sources.audio.open_audio`), an open stream or an
+            already read `WavFile`.
         transcriber: The loaded model.
         language: `en`, `zh`, or None to detect per utterance.
         call_id: Call id for the segments; default the file's stem.
@@ -291,8 +292,10 @@ def transcribe_file(
         Segments of both channels, sorted by start time.
     """
     from qa.frontend import cut_file
+    from qa.sources.audio import open_audio
 
-    wav = source if isinstance(source, WavFile) else read_wav(source)
+    # A path is streamed (any format); a WavFile or an open stream is used as it is.
+    wav = open_audio(source) if isinstance(source, (str, os.PathLike)) else source
     utterances = cut_file(wav, call_id or Path(wav.path).stem, frontend_options)
     segments = [s for u in utterances for s in transcriber.transcribe(u, language)]
     return sorted(segments, key=lambda s: (s.start, s.speaker))

@@ -13,7 +13,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from qa import commands
+from qa import commands, logs
 from qa.errors import QAError
 
 log = logging.getLogger("qa.cli")
@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.install()  # agent tokens in request lines (websockets at -vv) never reach the log
     try:
         return int(args.func(args) or 0)
     except QAError as exc:
@@ -51,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        # The machine's failures (a full disk, a vanished mount, no permission) are one line
+        # too: the user acts on them, a traceback would only hide the message.
+        print(f"qa: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

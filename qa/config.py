@@ -24,6 +24,8 @@ from pathlib import Path
 import yaml
 
 from qa.errors import ConfigError
+from qa.files import read_text
+from qa.yamlcheck import compose_yaml
 
 
 @dataclass(frozen=True)
@@ -75,20 +77,12 @@ def load_config(path: str | Path) -> RunConfig:
     """Reads and validates a run configuration.
 
     Raises:
-        ConfigError: naming the file, the line and the field at fault.
+        ConfigError: naming the file, the line and the field at fault (also for a file that
+            is not a regular file, over 1 MiB, not UTF-8, or YAML nested too deep or tagged).
     """
     path = str(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            root = yaml.compose(handle)
-    except OSError as exc:
-        raise ConfigError(path, f"cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(
-            path, f"not valid YAML: {getattr(exc, 'problem', exc)}",
-            line=mark.line + 1 if mark else None,
-        ) from None
+    # Bounded, regular files only, and YAML checked for depth and tags before it is built.
+    root = compose_yaml(read_text(path), path)
     if root is None:
         return RunConfig()
     if not isinstance(root, yaml.MappingNode):
@@ -96,12 +90,19 @@ def load_config(path: str | Path) -> RunConfig:
     allowed = [f.name for f in fields(RunConfig)]
     values: dict[str, object] = {}
     for key_node, value_node in root.value:
-        key, line = key_node.value, key_node.start_mark.line + 1
+        line = key_node.start_mark.line + 1
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise ConfigError(path, "a setting name must be a plain word", line=line)
+        key = key_node.value
         if key not in _TYPES:
             raise ConfigError(
                 path, f"unknown setting; allowed: {', '.join(allowed)}", line=line, field=key
             )
-        value = yaml.safe_load(yaml.serialize(value_node))
+        try:
+            value = yaml.safe_load(yaml.serialize(value_node))
+        except yaml.YAMLError as exc:  # e.g. a list or mapping used as a mapping key
+            raise ConfigError(path, f"invalid value: {getattr(exc, 'problem', exc)}",
+                              line=value_node.start_mark.line + 1, field=key) from None
         expected = _TYPES[key]
         if expected is int and isinstance(value, bool) or not isinstance(value, expected):
             raise ConfigError(
@@ -131,3 +132,55 @@ def load_config(path: str | Path) -> RunConfig:
                               line=value_node.start_mark.line + 1, field=key)
         values[key] = value
     return RunConfig(**values)
+
+
+def check_ports(config: RunConfig, where: str = "command line") -> None:
+    """Checks that the exporter and prompt ports are valid and free, before the model loads.
+
+    Each port is bound once and released (with SO_REUSEADDR, as the servers bind), so a port
+    in use or one that needs privileges is reported in a second, not after a minute of
+    model loading.
+
+    Args:
+        config: The merged settings.
+        where: Names the file or the command line in errors.
+
+    Raises:
+        ConfigError: a port outside 0-65535, both servers on one port, a host that does not
+            resolve, a port in use or not permitted.
+    """
+    seen: dict[tuple[str, int], str] = {}
+    for field, host in (("metrics_port", config.metrics_host),
+                        ("prompts_port", config.prompts_host)):
+        port = getattr(config, field)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(where, f"expected a TCP port 0-65535 (0 = off), got {port!r}",
+                              field=field)
+        if port == 0:
+            continue
+        if (host, port) in seen:
+            raise ConfigError(where, f"port {port} is also the {seen[host, port]}", field=field)
+        seen[host, port] = field
+        _probe_bind(host, port, where, field)
+
+
+def _probe_bind(host: str, port: int, where: str, field: str) -> None:
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(where, f"cannot resolve host {host!r}: {exc}", field=field) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = {
+                errno.EADDRINUSE: "is in use by another process",
+                errno.EACCES: "needs privileges (use a port above 1023)",
+                errno.EADDRNOTAVAIL: "is on an address this machine does not have",
+            }.get(exc.errno or 0, f"cannot be bound: {exc.strerror or exc}")
+            raise ConfigError(where, f"port {port} on {host} {reason}", field=field) from None

@@ -91,3 +91,12 @@ class SignallingError(QAError, ValueError):
         self.protocol = protocol
         self.reason = reason
         super().__init__(f"malformed {protocol} message: {reason}")
+
+
+class AudioCodecError(AudioFileError):
+    """A WAV file holds a codec the native reader does not decode (`tag`: its format tag);
+    `qa.sources.audio.open_audio` hands such files to ffmpeg."""
+
+    def __init__(self, path: str, reason: str, tag: int) -> None:
+        self.tag = tag
+        super().__init__(path, reason)

@@ -15,7 +15,13 @@
   digits ("472983", "472 983") that are no phone, ID or card number (a card number that
   fails Luhn or an ID with a wrong check character is still redacted, as a `[NUMBER]`).
 
-Ordinary numbers ("two days", "5 minutes", "2024", "两千零二十四年") are kept. Digits are
+- `[DATE]` full dates with a year from 1900 to this year (dates of birth; the transcript cannot
+  tell a birthday from another date, and a full past date said on a call is personal
+  enough): "March 12, 1985", "12th of March 1985", "the twelfth of March, nineteen
+  eighty-five", "12/03/1985", "1985-03-12", "1985年3月12日", "一九八五年三月十二日".
+
+Ordinary numbers ("two days", "5 minutes", "2024", "两千零二十四年") are kept, and so are
+dates without a year ("March 12"), amounts ("12.03") and times ("12:03"). Digits are
 matched as ASCII only, so `\\d`'s other scripts never join a number.
 """
 
@@ -31,8 +37,14 @@ MIN_SPOKEN_DIGITS = 4
 #: Fewest digits a written run must carry: six keeps years, times and small amounts, and
 #: catches the account numbers Whisper writes as numerals ("it is 472983").
 MIN_WRITTEN_DIGITS = 6
+#: Most digits of any kind but a NUMBER: a card number (19).
+MAX_KIND_DIGITS = 19
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# The lookbehind lets a match start only where a run of address characters starts: without
+# it every position of a long run ("1-1-1-...") rescans the run to its end (quadratic).
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+)
 # A digit group; an X may close one only where an ID can end.
 _GROUP = re.compile(r"[0-9]+(?:[Xx](?![A-Za-z0-9]))?")
 # What may stand between the groups of one written number.
@@ -55,7 +67,7 @@ _ID_CHECK = "10X98765432"
 
 @dataclass(frozen=True, slots=True)
 class RedactedSpan:
-    """One redacted piece: its kind (`PHONE`, `ID`, `CARD`, `EMAIL`, `NUMBER`) and where it
+    """One redacted piece: its kind (`PHONE`, `ID`, `CARD`, `EMAIL`, `NUMBER`, `DATE`) and where it
     was in the original text (`text[start:end]`)."""
 
     kind: str
@@ -140,21 +152,37 @@ def _written_numbers(text: str) -> list[RedactedSpan]:
         ):
             chain.append(groups[i + len(chain)])
         # Longest run of consecutive groups that is personal data, tried from each start.
+        # Only runs of at most MAX_KIND_DIGITS digits can be anything but a spaced NUMBER,
+        # so from each start a bounded window is classified, plus the one longest spaced
+        # run: linear in the text, where trying every sub-run was cubic (4,000 characters
+        # of "12 - " took 11.7 s).
+        sizes = [len(m.group()) for m in chain]
+        digits = "".join(m.group() for m in chain)
+        at = [0]  # at[m]: where group m's digits begin in `digits`
+        for size in sizes:
+            at.append(at[-1] + size)
+        # spaced_to[k]: the end of the longest run from k whose gaps are blanks only.
+        spaced_to = [0] * len(chain)
+        spaced_to[-1] = len(chain)
+        for m in range(len(chain) - 2, -1, -1):
+            blank = not text[chain[m].end() : chain[m + 1].start()].strip()
+            spaced_to[m] = spaced_to[m + 1] if blank else m + 1
         k = 0
         while k < len(chain):
-            for j in range(len(chain), k, -1):
+            bounded, total = k, 0
+            while bounded < len(chain) and total + sizes[bounded] <= MAX_KIND_DIGITS:
+                total += sizes[bounded]
+                bounded += 1
+            # Past the window only the longest spaced run can be data (a NUMBER; one group
+            # less when it ends in an ID's X); everything longer and not spaced is not.
+            top = spaced_to[k]
+            longest = [j for j in (top, top - 1) if j > bounded]
+            for j in (*longest, *range(bounded, k, -1)):
                 part = chain[k:j]
                 start = part[0].start()
                 lead = text[max(0, start - 2) : start]
                 plus = lead.endswith("+") or lead == "+("
-                spaced = all(
-                    not text[a.end() : b.start()].strip()
-                    for a, b in zip(part, part[1:], strict=False)
-                )
-                kind = _classify(
-                    "".join(m.group() for m in part), plus, tuple(len(m.group()) for m in part),
-                    spaced,
-                )
+                kind = _classify(digits[at[k] : at[j]], plus, tuple(sizes[k:j]), j <= spaced_to[k])
                 if kind is not None:
                     if plus:
                         start = text.rindex("+", 0, start)
@@ -229,6 +257,7 @@ def redact(text: str, language: str | None = None) -> Redacted:
         The redacted text and the replaced spans of the original, in order.
     """
     found = [RedactedSpan("EMAIL", m.start(), m.end()) for m in _EMAIL.finditer(text)]
+    found += _dates(text)
     found += _written_numbers(text)
     if language != "zh":
         found += _spoken_english(text)
@@ -251,3 +280,144 @@ def redact(text: str, language: str | None = None) -> Redacted:
         pos = span.end
     out.append(text[pos:])
     return Redacted("".join(out), tuple(kept))
+
+
+# --- dates ------------------------------------------------------------------------------
+
+_MONTHS = {
+    "january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7,
+    "august": 8, "september": 9, "october": 10, "november": 11, "december": 12,
+    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8, "sep": 9,
+    "sept": 9, "oct": 10, "nov": 11, "dec": 12,
+}  # fmt: skip
+_UNITS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9,
+}  # fmt: skip
+_TEENS = {
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}  # fmt: skip
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+         "eighty": 80, "ninety": 90}  # fmt: skip
+_ORDINALS = {
+    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+    "eighth": 8, "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "thirteenth": 13,
+    "fourteenth": 14, "fifteenth": 15, "sixteenth": 16, "seventeenth": 17,
+    "eighteenth": 18, "nineteenth": 19, "twentieth": 20, "thirtieth": 30,
+}  # fmt: skip
+
+
+def _alt(words) -> str:
+    return "|".join(sorted(words, key=len, reverse=True))
+
+
+_SEP = r"[\s-]+"
+_MONTH = rf"(?P<month>{_alt(_MONTHS)})\.?"
+# A day: 12, 12th, twelfth, twenty-first.
+_DAY = (rf"(?P<day>(?:[0-3]?[0-9])(?:st|nd|rd|th)?|(?:(?:twenty|thirty){_SEP})?"
+        rf"(?:{_alt(_ORDINALS)}))")
+# A year: 1985, nineteen eighty-five, nineteen oh five, two thousand (and) five, twenty twenty.
+_UNIT = rf"(?:{_alt(_UNITS)})"
+_TWO = rf"(?:(?:{_alt(_TENS)})(?:{_SEP}{_UNIT})?|{_alt(_TEENS)}|oh{_SEP}{_UNIT})"
+_YEAR = (rf"(?P<year>(?:19|20)[0-9]{{2}}|nineteen{_SEP}(?:hundred(?:{_SEP}and)?{_SEP})?{_TWO}"
+         rf"|nineteen{_SEP}hundred|two{_SEP}thousand(?:{_SEP}(?:and{_SEP})?"
+         rf"(?:{_TWO}|{_UNIT}))?|twenty{_SEP}{_TWO})")
+_B = r"(?<![A-Za-z0-9])"
+_E = r"(?![A-Za-z0-9])"
+_OF = r"(?:\s+of)?"
+_COMMA = r",?\s+"
+_WORD_DATES = (
+    # March 12, 1985 / March twelfth nineteen eighty-five
+    re.compile(rf"{_B}{_MONTH}\s+(?:the\s+)?{_DAY}{_COMMA}{_YEAR}{_E}", re.IGNORECASE),
+    # 12 March 1985 / the 12th of March, 1985
+    re.compile(rf"{_B}(?:the\s+)?{_DAY}{_OF}\s+{_MONTH}{_COMMA}{_YEAR}{_E}", re.IGNORECASE),
+)
+_NUMERIC_DATES = (
+    # 12/03/1985, 3.12.1985, 12-03-1985 (day or month first: either way a date)
+    re.compile(r"(?<![0-9./-])(?P<a>[0-9]{1,2})(?P<s>[/.-])(?P<b>[0-9]{1,2})(?P=s)"
+               r"(?P<year>[0-9]{4})(?![0-9]|[./-][0-9])"),
+    # 1985-03-12, 1985/3/12, 1985.03.12
+    re.compile(r"(?<![0-9./-])(?P<year>[0-9]{4})(?P<s>[/.-])(?P<a>[0-9]{1,2})(?P=s)"
+               r"(?P<b>[0-9]{1,2})(?![0-9]|[./-][0-9])"),
+)
+_ZH_NUM = "〇零一二三四五六七八九十"
+_ZH_DATE = re.compile(
+    rf"(?P<year>[0-9]{{4}}|[{_ZH_NUM}]{{4}})\s*年\s*(?P<a>[0-9]{{1,2}}|[{_ZH_NUM}]{{1,3}})\s*月"
+    rf"\s*(?P<b>[0-9]{{1,2}}|[{_ZH_NUM}]{{1,3}})\s*[日号號]"
+)
+
+
+def _words_value(words: str) -> int | None:
+    """The value of a spoken number up to 99 ("twenty-first" -> 21, "oh five" -> 5)."""
+    total = 0
+    for word in re.split(r"[\s-]+", words.lower().strip()):
+        if word in ("oh", "and", ""):
+            continue
+        value = _UNITS.get(word) or _TEENS.get(word) or _TENS.get(word) or _ORDINALS.get(word)
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+def _spoken_year(words: str) -> int | None:
+    text = words.lower()
+    if text[:4].isdigit():
+        return int(text[:4])
+    parts = re.split(r"[\s-]+", text)
+    if parts[0] == "two" and parts[1] == "thousand":
+        rest = _words_value(" ".join(parts[2:]))
+        return None if rest is None else 2000 + rest
+    head = 19 if parts[0] == "nineteen" else 20
+    rest = [p for p in parts[1:] if p != "hundred"]
+    value = _words_value(" ".join(rest)) if rest else 0
+    return None if value is None else head * 100 + value
+
+
+def _day_value(words: str) -> int | None:
+    text = words.lower()
+    digits = text.rstrip("stndrh")
+    return int(digits) if digits.isdigit() else _words_value(text)
+
+
+def _zh_value(text: str) -> int:
+    if text.isascii():
+        return int(text)
+    digits = {ch: i for i, ch in enumerate("零一二三四五六七八九")} | {"〇": 0}
+    if "十" in text:  # 十二 = 12, 二十 = 20, 二十一 = 21
+        tens, _, units = text.partition("十")
+        return (digits.get(tens, 1) if tens else 1) * 10 + (digits.get(units, 0) if units else 0)
+    return int("".join(str(digits.get(ch, 0)) for ch in text))
+
+
+def _valid_date(year: int | None, a: int | None, b: int | None) -> bool:
+    """A plausible date of birth: year 1900-this year, day and month in range (a and b are
+    day and month in either order)."""
+    import datetime
+
+    if year is None or a is None or b is None or not 1900 <= year <= datetime.date.today().year:
+        return False
+    return (1 <= a <= 12 and 1 <= b <= 31) or (1 <= b <= 12 and 1 <= a <= 31)
+
+
+def _dates(text: str) -> list[RedactedSpan]:
+    spans = []
+    for pattern in _WORD_DATES:
+        for m in pattern.finditer(text):
+            if _valid_date(_spoken_year(m["year"]), _day_value(m["day"]),
+                           _MONTHS[m["month"].lower()]):
+                start = m.start()
+                if text[start : start + 4].lower() == "the ":
+                    start += 4  # the article is no personal data: "the [DATE]"
+                spans.append(RedactedSpan("DATE", start, m.end()))
+    for pattern in _NUMERIC_DATES:
+        for m in pattern.finditer(text):
+            if _valid_date(int(m["year"]), int(m["a"]), int(m["b"])):
+                spans.append(RedactedSpan("DATE", m.start(), m.end()))
+    for m in _ZH_DATE.finditer(text):
+        # A year is read digit by digit (一九八五); 十 in it is no year.
+        year = None if "十" in m["year"] else _zh_value(m["year"])
+        if _valid_date(year, _zh_value(m["a"]), _zh_value(m["b"])):
+            spans.append(RedactedSpan("DATE", m.start(), m.end()))
+    return spans

@@ -166,12 +166,16 @@ class StoreOptions:
             file systems without shared memory (some network mounts).
         busy_timeout: Seconds a write keeps retrying (waiting for another process's lock,
             or after a full disk or I/O error, with backoff) before it is spooled.
+        read_only: Open an existing store for reading only (`qa review list/show/export`):
+            the file is never created, chmod-ed, switched to WAL or given tables, and a file
+            that is not a qa call store is refused.
     """
 
     path: Path = field(default_factory=default_db_path)
     redact: bool = True
     wal: bool = True
     busy_timeout: float = 5.0
+    read_only: bool = False
 
     @property
     def spool_path(self) -> Path:
@@ -323,9 +327,13 @@ BEGIN SELECT RAISE(ABORT, 'labels are an append-only audit trail'); END;
 def _create_private(path: Path) -> None:
     """Creates the database file owner-only before SQLite opens it, or tightens an old one."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o600)
     try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            # Never chmod a device or a FIFO (`--db /dev/zero` as root made it 0600).
+            raise StoreError(f"{path}: not a regular file, cannot hold a call store")
+        mode = stat.S_IMODE(info.st_mode)
         if mode & 0o077:
             log.warning("tightening permissions of %s from %o to 600", path, mode)
             os.fchmod(fd, 0o600)
@@ -442,6 +450,9 @@ class CallStore:
         self.options = options or StoreOptions()
         self._lock = threading.Lock()
         path = Path(self.options.path)
+        if self.options.read_only:
+            self._db = _open_read_only(path, self.options.busy_timeout)
+            return
         try:
             _create_private(path)
             self._db = sqlite3.connect(
@@ -1072,3 +1083,64 @@ class CallStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- read-only opening (qa review list/show/export) ---------------------------------------
+
+#: The first 16 bytes of every SQLite 3 database file.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: Tables a qa call store has; a file without them is someone else's database.
+_STORE_TABLES = frozenset(
+    {"schema_version", "calls", "segments", "events", "scorecards", "score_items", "overrides"}
+)
+
+
+def _open_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """Opens an existing call store for reading without changing the file or its folder.
+
+    SQLite's `mode=ro` never writes the database; a store in WAL mode still needs its `-shm`
+    file, which cannot be created in a read-only folder, so there the store is opened as
+    `immutable` (nobody can be writing to a file in a folder no one may write to).
+
+    Raises:
+        StoreError: no such file, not a regular file, not an SQLite database, or an SQLite
+            database without the call store's tables or with another schema version.
+    """
+    import urllib.parse
+
+    from qa.files import open_regular
+
+    name = str(path)
+    with open_regular(name, lambda _p, reason: StoreError(f"{name}: {reason}")) as handle:
+        head = handle.read(len(_SQLITE_MAGIC))
+    if head != _SQLITE_MAGIC:
+        what = "an empty file" if not head else "not an SQLite database"
+        raise StoreError(f"{name}: not a qa call store ({what})")
+    uri = "file:" + urllib.parse.quote(os.path.abspath(name))
+    db = None
+    for query in ("?mode=ro", "?mode=ro&immutable=1"):
+        try:
+            db = sqlite3.connect(uri + query, uri=True, timeout=busy_timeout,
+                                 isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA query_only = ON")
+            tables = {row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            break
+        except sqlite3.DatabaseError as exc:
+            if db is not None:
+                db.close()
+                db = None
+            error = exc
+    if db is None:
+        raise StoreError(f"{name}: cannot open the call store read-only: {error}") from None
+    missing = _STORE_TABLES - tables
+    if missing:
+        db.close()
+        raise StoreError(f"{name}: not a qa call store (an SQLite database without the "
+                         f"tables {', '.join(sorted(missing))})")
+    version = db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    if version != SCHEMA_VERSION:
+        db.close()
+        raise StoreError(f"{name}: schema version {version}, this program reads {SCHEMA_VERSION}")
+    log.debug("opened call store %s read-only", name)
+    return db

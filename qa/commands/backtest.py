@@ -25,7 +25,9 @@ import yaml
 
 from qa.commands._output import dumps
 from qa.errors import ConfigError
+from qa.files import read_text
 from qa.types import EventKind
+from qa.yamlcheck import check_yaml
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -135,10 +137,8 @@ def load_labels(path: Path, known_rules: Sequence[str], files: Sequence[str] = (
             names the file, the line and the field.
     """
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(where, f"cannot read: {exc.strerror or exc}") from exc
+    text = read_text(where)  # a regular file of at most 1 MiB, in UTF-8
+    check_yaml(text, where)  # nesting depth and tags, before PyYAML builds it
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:

@@ -7,6 +7,8 @@ import argparse
 import csv
 import io
 import json
+import os
+import stat
 import sys
 from itertools import zip_longest
 from pathlib import Path
@@ -89,10 +91,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Opens the store named by `--db` and runs the chosen action."""
     path = args.db if args.db is not None else default_db_path()
-    if not path.is_file():
+    if not path.exists():
         # Reading commands must not leave an empty database behind a mistyped path.
         raise StoreError(f"{path}: no call store here (set --db or $QA_DB)")
-    with CallStore(StoreOptions(path=path)) as store:
+    # Only `override` writes; every other action opens the file read-only (no chmod, no WAL
+    # switch, no tables created), and works on a store the user may not write.
+    writes = args.action is _override
+    if writes:
+        # Refuse a file that is not a call store before opening it for writing.
+        CallStore(StoreOptions(path=path, read_only=True)).close()
+    with CallStore(StoreOptions(path=path, read_only=not writes)) as store:
         return args.action(store, args)
 
 
@@ -309,7 +317,14 @@ def _export(store: CallStore, args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, text: str) -> None:
+    """Writes an export or report owner-only (0600), like the database it comes from."""
     try:
-        path.write_text(text, encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            info = os.fstat(fd)
+            # An older file keeps its mode on O_CREAT; tighten it (not a device or a pipe).
+            if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) & 0o077:
+                os.fchmod(fd, 0o600)
+            handle.write(text)
     except OSError as exc:
         raise QAError(f"{path}: cannot write: {exc.strerror}") from exc

@@ -21,9 +21,10 @@ from qa.commands._output import (
     segment_dict,
     segment_line,
 )
-from qa.config import RunConfig, load_config
+from qa.config import RunConfig, check_ports, load_config
 from qa.errors import ConfigError
 from qa.pipeline import CallSummary, PipelineListener, PipelineOptions
+from qa.redact import redact
 from qa.sources.base import CallInfo
 from qa.types import Event, Segment, Speaker
 
@@ -58,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--prompts-port", type=int,
                         help="serve the agent prompt page and websocket on this port")
     parser.add_argument("--json", action="store_true", default=None, help="print JSON lines")
+    parser.add_argument("--show-pii", action="store_true",
+                        help="print transcripts, evidence and key presses unredacted "
+                        "(default: redacted as in the store; logged as a warning)")
     parser.set_defaults(func=run)
 
 
@@ -117,11 +121,19 @@ def monitor_options(config: RunConfig, sources=()):
 
 
 class Printer(PipelineListener):
-    """Prints segments and events as they arrive and a summary per call (the CLI's output)."""
+    """Prints segments and events as they arrive and a summary per call (the CLI's output).
 
-    def __init__(self, as_json: bool, many_calls: bool) -> None:
+    Personal data is redacted (`qa.redact`) in what is printed, as in the store: a console
+    is scrolled back, piped to files and pasted into tickets. Key presses are printed as `*`
+    for the same reason: during identity checks they are PINs, dates of birth and card
+    numbers, and telling those moments apart is not worth the risk. `show_pii` prints all
+    of it in clear.
+    """
+
+    def __init__(self, as_json: bool, many_calls: bool, show_pii: bool = False) -> None:
         self._json = as_json
         self._many = many_calls
+        self._redact = not show_pii
         self._lock = threading.Lock()
         self.summaries: list[CallSummary] = []
 
@@ -146,6 +158,8 @@ class Printer(PipelineListener):
             self._print(f"# call {call.call_id} started ({call.source})")
 
     def segment(self, segment: Segment, latency: float) -> None:
+        if self._redact:
+            segment = replace(segment, text=redact(segment.text, segment.language or None).text)
         if self._json:
             self._print(dumps({"type": "segment", **segment_dict(segment),
                                "latency": round(latency, 3)}))
@@ -153,12 +167,17 @@ class Printer(PipelineListener):
             self._print(segment_line(segment, call=self._many))
 
     def event(self, event: Event) -> None:
+        if self._redact:
+            event = replace(event, evidence=redact(event.evidence).text,
+                            message=redact(event.message).text)
         if self._json:
             self._print(dumps({"type": "event", **event_dict(event)}))
         else:
             self._print(event_line(event, call=self._many))
 
     def dtmf(self, call_id: str, channel: Speaker, digit: str, time: float) -> None:
+        if self._redact:
+            digit = "*"
         if self._json:
             self._print(dumps({"type": "dtmf", "call": call_id, "channel": str(channel),
                                "digit": digit, "time": round(time, 2)}))
@@ -168,6 +187,11 @@ class Printer(PipelineListener):
     def call_ended(self, summary: CallSummary) -> None:
         with self._lock:
             self.summaries.append(summary)
+        if self._redact and summary.scorecard is not None:
+            card = summary.scorecard
+            items = tuple(replace(i, evidence=tuple(redact(e).text for e in i.evidence))
+                          for i in card.items)
+            summary = replace(summary, scorecard=replace(card, items=items))
         speech = {str(s): round(v, 2) for s, v in summary.speech}
         if self._json:
             self._print(dumps({
@@ -201,8 +225,11 @@ def run(args: argparse.Namespace) -> int:
     from qa.sources.spec import open_source
 
     config = settings(args)
+    check_ports(config, args.config or "command line")  # before the model loads (a minute)
     sources = [open_source(spec, agent_id=config.agent) for spec in config.sources]
-    printer = Printer(config.json, many_calls=len(sources) > 1)
+    if args.show_pii:
+        log.warning("--show-pii: transcripts, evidence and key presses are printed unredacted")
+    printer = Printer(config.json, many_calls=len(sources) > 1, show_pii=args.show_pii)
     with Monitor(monitor_options(config, sources), [printer]) as monitor:
         endpoints = {}
         if monitor.metrics_server is not None:

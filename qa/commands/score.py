@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Replay a WAV through the same pipeline as live calls, as fast as it goes, "
         "and print the rule events (time, kind, rule, evidence) and the scorecard.",
     )
-    parser.add_argument("file", metavar="FILE", help="WAV recording (stereo: agent, customer)")
+    parser.add_argument("file", metavar="FILE", help="recording: WAV, FLAC, Ogg/Opus, MP3, M4A "
+                        "(stereo: agent, customer)")
     parser.add_argument("--rules", required=True, metavar="PACK", help="rule pack (YAML)")
     parser.add_argument("--language", choices=("en", "zh", "auto"),
                         help="default: the rule pack's language")

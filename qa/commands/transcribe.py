@@ -1,4 +1,4 @@
-"""`qa transcribe FILE`: a WAV file through the live path (front end + transcriber) to text.
+"""`qa transcribe FILE`: a recording through the live path (front end + transcriber) to text.
 
 Plain output is one line per segment, `[MM:SS.ss-MM:SS.ss] speaker: text`, times on the call
 clock (minutes keep counting past 59); `--json` writes one JSON object per line with `start`,
@@ -16,9 +16,10 @@ from qa.models import DEFAULT_MODEL
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds `qa transcribe`."""
     parser = subparsers.add_parser(
-        "transcribe", help="transcribe a WAV file (stereo: agent/customer)"
+        "transcribe", help="transcribe a recording (stereo: agent/customer)"
     )
-    parser.add_argument("file", help="WAV file: PCM or float, mono or stereo (left = agent)")
+    parser.add_argument("file", help="WAV (PCM, float, A-law, mu-law), FLAC, Ogg/Opus, MP3 or M4A; "
+                        "mono or stereo (left = agent)")
     parser.add_argument(
         "--language", choices=("en", "zh", "auto"), default="auto",
         help="spoken language; auto detects it per utterance (slower)",
@@ -33,10 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Transcribes the file and prints its segments; returns the exit status."""
     from qa.asr import Transcriber, TranscriberOptions, transcribe_file
-    from qa.sources.wav import read_wav
+    from qa.sources.audio import open_audio
 
-    # Read the file before loading the model so a bad file fails fast.
-    wav = read_wav(args.file)
+    # Check the file before loading the model so a bad file fails fast.
+    wav = open_audio(args.file)
     language = None if args.language == "auto" else args.language
     transcriber = Transcriber(TranscriberOptions(model=args.model, language=language))
     for seg in transcribe_file(wav, transcriber, language=language):

@@ -478,16 +478,14 @@ def load_pack(path: str | Path) -> RulePack:
             names the file, the line and the dotted field (e.g. `steps[2].phrases`).
     """
     path = str(path)
-    try:
-        source = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleFileError(path, f"cannot read: {exc}") from exc
+    source = _read_pack(path)
     return loads_pack(source, path)
 
 
 def loads_pack(source: str, path: str = "<string>") -> RulePack:
     """Like `load_pack`, from YAML text; `path` names it in errors."""
     ctx = _Ctx(path)
+    _check_source(source, path)
     try:
         root = yaml.compose(source, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -542,6 +540,7 @@ def loads_pack(source: str, path: str = "<string>") -> RulePack:
         ctx, pack, steps_nodes, cat_nodes if "categories" in top else [], forb_nodes, trig_nodes
     )
     _check_points(ctx, pack, root)
+    _check_texts(ctx, pack, root)
     return pack
 
 
@@ -787,3 +786,105 @@ def speaker_matches(rule_speaker: str, speaker: Speaker) -> bool:
     tell agent from customer, and checking nothing would hide every violation.
     """
     return rule_speaker == "any" or speaker == Speaker.UNKNOWN or rule_speaker == speaker.value
+
+
+# --- validation beyond the schema: what would otherwise fail later, in a running call -------
+
+#: Largest rule pack read (1 MiB); real packs are a few KiB.
+MAX_PACK_BYTES = 1 << 20
+#: The placeholders `handle_time.warning_prompt` is filled with.
+WARNING_FIELDS = frozenset({"elapsed", "action"})
+#: A phrase of one Latin/digit word this short, or one CJK character, matches by accident
+#: inside ordinary speech ("no" in "know now", "好" in every other sentence).
+MIN_SINGLE_WORD = 3
+
+
+def _read_pack(path: str) -> str:
+    """The pack's text: a regular file of at most `MAX_PACK_BYTES`, in UTF-8."""
+    from qa.files import read_text
+
+    return read_text(path, limit=MAX_PACK_BYTES, error=RuleFileError)
+
+
+def _check_source(source: str, path: str) -> None:
+    """Size, nesting depth and tags of the YAML text, before PyYAML builds it."""
+    from qa.yamlcheck import check_yaml
+
+    if len(source) > MAX_PACK_BYTES or len(source.encode("utf-8")) > MAX_PACK_BYTES:
+        raise RuleFileError(path, f"too large: over {MAX_PACK_BYTES >> 20} MiB (a rule pack "
+                                  "is a few KiB)")
+    check_yaml(source, path, RuleFileError)
+
+
+def _node_at(root: yaml.Node, *steps: str | int) -> yaml.Node:
+    """The node at a path of keys and indexes (or the deepest one found, for its line)."""
+    node = root
+    for step in steps:
+        if isinstance(node, yaml.MappingNode) and isinstance(step, str):
+            found = [v for k, v in node.value if getattr(k, "value", None) == step]
+            if not found:
+                return node
+            node = found[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) \
+                and step < len(node.value):
+            node = node.value[step]
+        else:
+            return node
+    return node
+
+
+def _check_texts(ctx: _Ctx, pack: RulePack, root: yaml.Node) -> None:
+    """Phrases that can match and prompt templates that can be filled in."""
+    _check_warning_prompt(ctx, pack.handle_time.warning_prompt, root)
+    groups = (("steps", pack.steps), ("forbidden", pack.forbidden),
+              ("triggers", pack.triggers))
+    if _node_at(root, "categories") is not root:
+        groups += (("categories", pack.categories),)
+    for section, rules in groups:
+        for i, rule in enumerate(rules):
+            for j, phrase in enumerate(rule.phrases):
+                problem = _phrase_problem(phrase, pack.language)
+                if problem:
+                    raise ctx.error(_node_at(root, section, i, "phrases", j),
+                                    f"{section}[{i}].phrases[{j}]", problem)
+
+
+def _phrase_problem(phrase: str, language: str) -> str:
+    """Why a phrase cannot work ('' when it can)."""
+    from qa.rules.normalize import is_cjk, normalize
+
+    text = normalize(phrase, language)
+    if not text:
+        return f"phrase {phrase!r} is only punctuation or symbols: it can never match"
+    if " " in text:
+        return ""
+    if len(text) == 1 and is_cjk(text):
+        return (f"phrase {phrase!r} is a single Chinese character: it would match inside "
+                "ordinary speech; use a word of two or more characters")
+    if not any(is_cjk(ch) for ch in text) and len(text) < MIN_SINGLE_WORD:
+        return (f"phrase {phrase!r} is one word of {len(text)} letter(s): it would match "
+                f"ordinary speech by accident; use {MIN_SINGLE_WORD}+ letters or several words")
+    return ""
+
+
+def _check_warning_prompt(ctx: _Ctx, template: str, root: yaml.Node) -> None:
+    """`warning_prompt` is filled with `str.format`: every `{...}` must be a known field."""
+    import string
+
+    node = _node_at(root, "handle_time", "warning_prompt")
+    node = node if isinstance(node, yaml.ScalarNode) else None
+    field = "handle_time.warning_prompt"
+    allowed = ", ".join("{" + name + "}" for name in sorted(WARNING_FIELDS))
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise ctx.error(node, field, f"bad template ({exc}); write '{{{{' and '}}}}' for "
+                                     f"literal braces; placeholders: {allowed}") from None
+    for name in names:
+        if name not in WARNING_FIELDS:
+            shown = "{" + name + "}" if name else "{}"
+            raise ctx.error(node, field, f"unknown placeholder {shown}; allowed: {allowed}")
+    try:
+        template.format(elapsed="04:00", action="transfer")
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise ctx.error(node, field, f"bad template: {exc}; placeholders: {allowed}") from None

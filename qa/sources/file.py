@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.ids import new_call_id
+from qa.sources.audio import open_audio
 from qa.sources.base import CallInfo, SourceSink
-from qa.sources.wav import iter_chunks, read_wav
+from qa.sources.wav import iter_chunks
 from qa.types import Speaker
 
 log = logging.getLogger("qa.sources.file")
@@ -28,7 +29,8 @@ class FileOptions:
     """A WAV replay.
 
     Attributes:
-        path: The WAV file (any common rate, mono or stereo).
+        path: The recording: WAV (PCM, float, G.711), FLAC, Ogg/Opus, MP3, M4A, ...;
+            any rate from 8 to 48 kHz, mono or stereo.
         realtime: Pace chunks by the wall clock (a live call) instead of as fast as possible.
         chunk_ms: Milliseconds of audio per chunk, as a sound card would deliver it.
         agent_id: The agent to record on the call.
@@ -43,12 +45,13 @@ class FileOptions:
 
 
 class FileSource:
-    """Replays one WAV file as one call (implements `qa.sources.base.Source`)."""
+    """Replays one recording as one call (implements `qa.sources.base.Source`)."""
 
     def __init__(self, options: FileOptions) -> None:
         self.options = options
-        # Read at construction so that a bad file is reported before anything starts.
-        self._wav = read_wav(options.path)
+        # The header is checked here, so a bad file is reported before anything starts;
+        # the samples are read while the call plays.
+        self._wav = open_audio(options.path)
         self.call_id = options.call_id or new_call_id(f"file-{Path(options.path).stem}")
         self.name = f"file:{options.path}"
         self._chunks = 0

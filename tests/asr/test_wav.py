@@ -104,7 +104,7 @@ def test_truncated_says_how_many_frames_are_missing(tmp_path: Path) -> None:
         (lambda p: p, "no such file"),
         (lambda p: (p.write_bytes(b""), p)[1], r"empty file \(0 bytes\)"),
         (lambda p: (p.write_text("hello, not audio" * 10), p)[1], "not a WAV file"),
-        (lambda p: write_wav(p, b"\x00" * 10, tag=7, bits=8), "unsupported format: mu-law"),
+        (lambda p: write_wav(p, b"\x00" * 10, tag=7, bits=16), "unsupported format: 16-bit mu-law"),
         (lambda p: write_wav(p, b"\x00" * 10, tag=2, bits=4, block_align=256),
          "unsupported format: Microsoft ADPCM"),
         (lambda p: write_wav(p, b"\x00" * 12, channels=3), "unsupported format: 3 channels"),

@@ -98,8 +98,8 @@ def _truncated(path: Path) -> Path:
     return path
 
 
-def _ulaw(path: Path) -> Path:
-    fmt = struct.pack("<HHIIHH", 7, 1, 8000, 8000, 1, 8)
+def _gsm(path: Path) -> Path:
+    fmt = struct.pack("<HHIIHH", 0x31, 1, 8000, 8000, 1, 8)
     body = (
         b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", 800) + b"\xff" * 800
     )
@@ -111,9 +111,10 @@ def _ulaw(path: Path) -> Path:
     ("make", "extra", "message"),
     [
         (lambda p: p, [], "no such file"),
-        (lambda p: (p.write_text("just some text\n" * 20), p)[1], [], "not a WAV file"),
+        (lambda p: (p.write_text("just some text\n" * 20), p)[1], [], "not a readable audio file"),
         (_truncated, [], "truncated: data chunk declares 16000 frames but only 1600"),
-        (_ulaw, [], "unsupported format: mu-law"),
+        (_gsm, [], "unsupported format: GSM 6.10"),
+        (lambda p: (p.mkdir(), p)[1], [], "is a directory, not a regular file"),
         (lambda p: (p.write_bytes(b""), p)[1], [], r"empty file \(0 bytes\)"),
         (None, ["--model", "tiny.en"], "model 'tiny.en' is not installed; run: qa models install"),
         (None, ["--model", "/nonexistent/model"], "/nonexistent/model: not a directory"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -76,10 +78,9 @@ def test_personal_data_is_replaced(text: str, expected: str) -> None:
         "两千零二十四年",
         "三四五",
         "it costs 1,000.50 dollars",
-        "on 2024-01-15 at 3.5 hours",
+        "at 3.5 hours",
         "see section 12 of 34",
         "two payments of 60 dollars, 12500 in all",
-        "born on 1988-03-12",
         "user at example dot com",
     ],
 )
@@ -133,3 +134,71 @@ def test_luhn_matches_reference(body: str) -> None:
     bad = body + str((int(_luhn_check_digit(body)) + 1) % 10)
     assert luhn_valid(good)
     assert not luhn_valid(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A list of small numbers: no personal data, nothing redacted.
+        ("12 - " * 800, "12 - " * 800),
+        # A Whisper repetition loop of digits is one dictated number.
+        ("1-" * 450, "[NUMBER]-"),
+        # Spaced digits all the way: one number, however long.
+        ("12 " * 1000, "[NUMBER] "),
+        ("call me on 415 555 1234 - 12 - 12 - 12", "call me on [PHONE] - 12 - 12 - 12"),
+    ],
+)
+def test_long_number_runs_redact_quickly_and_right(text: str, expected: str) -> None:
+    """These took 11.7 s and 2.0 s (cubic and quadratic); now milliseconds. The time limit
+    is 100x what they take, so only a return of the old cost fails it."""
+    started = time.perf_counter()
+    assert redact(text).text == expected
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "March 12, 1985",
+        "March 12th 1985",
+        "Mar. 12 1985",
+        "12/03/1985",
+        "3/12/1985",
+        "12.03.1985",
+        "1985-03-12",
+        "1985/3/12",
+        "12th of March 1985",
+        "12 March 1985",
+        "twelfth of March, nineteen eighty-five",
+        "March twelfth, nineteen eighty five",
+        "twenty-first of June two thousand and five",
+        "June the 21st, 2005",
+        "1985年3月12日",
+        "一九八五年三月十二日",
+        "二〇〇五年十二月三十一日",
+    ],
+)
+def test_dates_of_birth_in_every_written_form_are_redacted(said: str) -> None:
+    result = redact(f"my date of birth is {said} thanks")
+    assert result.text == "my date of birth is [DATE] thanks"
+    assert [s.kind for s in result.spans] == ["DATE"]
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "on March 12 at 12:03",  # no year
+        "it costs 12.03 or 1,985 dollars",  # amounts
+        "call back in 2024",  # a year alone
+        "March 12, 2999",  # not yet born
+        "March 12, 1850",  # before any caller
+        "13/13/1985",  # no such month or day either way
+        "2030年3月12日",
+    ],
+)
+def test_ordinary_numbers_and_impossible_dates_are_kept(kept: str) -> None:
+    assert redact(kept).text == kept
+
+
+def test_the_article_before_a_date_is_kept() -> None:
+    assert redact("born on the 5th of May, 1990.").text == "born on the [DATE]."

