@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -195,6 +195,8 @@ class IntentOptions:
             examples).
         exclusive: A rule only matches a clause on which no other rule of the same speaker
             scores more than this much higher (None: rules do not compete).
+        counter: Cosine similarity to one of the rule's counter-examples from which a span
+            that is nearer that counter-example than any example never matches.
     """
 
     enabled: bool = True
@@ -203,6 +205,7 @@ class IntentOptions:
     veto: float = 0.0
     ridge: float = 0.5
     exclusive: float | None = 0.0
+    counter: float = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,8 +241,9 @@ class IntentScore:
         span: The span of the text it was measured on.
         threshold: The rule's threshold.
         matched: Whether it counts as a hit (threshold and polarity passed).
-        clear: Whether it passed the polarity check (so it is a hit from any threshold up to
-            `score`: what calibration varies).
+        clear: Whether it passed the polarity and counter-example checks (so it is a hit
+            from any threshold up to `score`: what calibration varies).
+        countered: Whether the span is (nearly) one of the rule's counter-examples.
     """
 
     rule_id: str
@@ -252,6 +256,7 @@ class IntentScore:
     threshold: float
     matched: bool
     clear: bool = True
+    countered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,11 +419,20 @@ class IntentMatcher:
             top = None
         for i in wanted:
             best = None
+            verdicts = [self._score(i, span, float(scores[s, i]), sims[s], bool(negated[s]))
+                        for s, span in enumerate(cands)]
             for s, span in enumerate(cands):
                 score = float(scores[s, i])
                 if top is not None and top[s] - score > self.options.exclusive:
                     score = min(score, -1.0)  # another rule reads this clause far better
                 cand = self._score(i, span, score, sims[s], bool(negated[s]))
+                # A clause inside a sentence that is one of the rule's counter-examples is
+                # that counter-example, however its words read alone.
+                if cand.clear and any(
+                    v.countered and v.span.start <= span.start and span.end <= v.span.end
+                    for v in verdicts
+                ):
+                    cand = replace(cand, matched=False, clear=False)
                 if best is None or (cand.clear, cand.score) > (best.clear, best.score):
                     best = cand
             if best is not None:
@@ -435,12 +449,15 @@ class IntentMatcher:
             pos = np.flatnonzero((self._owner == i) & ~self._counter)
         j = pos[int(np.argmax(sims[pos]))]
         k = neg[int(np.argmax(sims[neg]))] if len(neg) else -1
-        clear = negated in self._polarities[i]
+        # Explicit checks on top of the classifier: the span's polarity must be one the rule's
+        # examples have, and the span must not be (nearly) one of its counter-examples.
+        countered = bool(k >= 0 and sims[k] >= self.options.counter and sims[k] > sims[j])
+        clear = negated in self._polarities[i] and not countered
         threshold = float(self._thresholds[i])
         return IntentScore(
             self.rules[i].rule_id, round(score, 4), self._texts[j], round(float(sims[j]), 4),
             self._texts[k] if k >= 0 else "", round(float(sims[k]), 4) if k >= 0 else 0.0,
-            span, threshold, clear and score >= threshold, clear,
+            span, threshold, clear and score >= threshold, clear, countered,
         )
 
     def veto(self, text: str, evidence: str, rule_id: str) -> IntentScore | None:
@@ -452,7 +469,9 @@ class IntentMatcher:
         library's near misses, judges the clause the phrase was found in.
 
         Returns:
-            The clause's score when it is below `IntentOptions.veto` (drop the hit), else None.
+            What drops the hit: a span around the phrase that is (nearly) one of the rule's
+            counter-examples, or the best span's score when it is below `IntentOptions.veto`;
+            None to keep the hit.
         """
         i = self._index.get(rule_id)
         if i is None:
@@ -464,8 +483,12 @@ class IntentMatcher:
         if not cands:
             return None
         scores, sims, negated = self._scores([s.text for s in cands])
-        # The phrase counts when any span around it reads as the act.
-        best = max(range(len(cands)), key=lambda s: scores[s, i])
-        found = self._score(i, cands[best], float(scores[best, i]), sims[best],
-                            bool(negated[best]))
-        return found if found.score < self.options.veto else None
+        verdicts = [self._score(i, span, float(scores[s, i]), sims[s], bool(negated[s]))
+                    for s, span in enumerate(cands)]
+        # The phrase is dropped when a span around it is one of the rule's counter-examples,
+        # or when no span around it reads as the act.
+        countered = next((v for v in verdicts if v.countered), None)
+        if countered is not None:
+            return countered
+        best = max(verdicts, key=lambda v: v.score)
+        return best if best.score < self.options.veto else None

@@ -44,7 +44,9 @@ ALLOWED_KEYS: dict[str, frozenset[str]] = {
         }
     ),
     "matching": frozenset({"fuzzy", "pinyin", "fuzzy_threshold", "word_similarity", "max_near"}),
-    "intents": frozenset({"enabled", "threshold", "library", "veto", "ridge"}),
+    "intents": frozenset(
+        {"enabled", "threshold", "library", "veto", "ridge", "exclusive", "counter"}
+    ),
     "step": frozenset(
         {
             "id",
@@ -580,6 +582,8 @@ def _intents(ctx: _Ctx, node: yaml.Node, field: str) -> IntentOptions:
         library=flag("library"),
         veto=num("veto", -2.0, 2.0),
         ridge=num("ridge", 0.001, 100.0),
+        exclusive=num("exclusive", 0.0, 4.0) if "exclusive" in m else d.exclusive,
+        counter=num("counter", 0.0, 1.0),
     )
 
 
