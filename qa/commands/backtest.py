@@ -7,6 +7,8 @@ loaded once, nothing is stored), exactly as `qa score` would replay it. Per rule
   step, a forbidden phrase, the handle-time breach, dead air, ...);
 * **done**: calls on which the step was performed (a `step_done` event, late or out of order
   included); always 0 for rules that are not steps.
+* **intent**: calls on which the rule's hit or done came from matching by meaning only (no
+  phrase of the rule matched there), so a changed pack's intents can be judged apart.
 
 With a labels file (YAML mapping each file name to the rule ids expected to hit it, `[]` for
 none), precision and recall per rule: precision = hits that were expected / hits, recall =
@@ -61,6 +63,8 @@ class CallOutcome:
         done: Step ids performed on the call (late or out of order included).
         total: The scorecard total.
         band: The scorecard's pay band.
+        by_intent: Rule ids whose hit or done came only from matching by meaning (intent),
+            not from a phrase.
     """
 
     file: str
@@ -69,6 +73,7 @@ class CallOutcome:
     done: frozenset[str]
     total: float
     band: str
+    by_intent: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -82,12 +87,14 @@ class RuleStats:
         expected: Labelled calls it was expected to hit (None without labels).
         true_positives: Labelled calls it hit and was expected to hit (None without labels).
         labelled_hits: Labelled calls it hit, expected or not (None without labels).
+        intent: Calls on which its hit or done came from matching by meaning only.
     """
 
     rule: str
     hits: int
     done: int
     expected: int | None = None
+    intent: int = 0
     true_positives: int | None = None
     labelled_hits: int | None = None
 
@@ -206,8 +213,17 @@ def run_backtest(monitor, results, files: Sequence[Path]) -> list[CallOutcome]:
             done=frozenset(e.rule_id for e in events if e.kind == EventKind.STEP_DONE),
             total=card.total if card is not None else 0.0,
             band=card.band if card is not None else "",
+            by_intent=_by_intent(events),
         ))
     return outcomes
+
+
+def _by_intent(events) -> frozenset[str]:
+    matched: dict[str, set[str]] = {}
+    for e in events:
+        if e.match and (e.points < 0 or e.kind == EventKind.STEP_DONE):
+            matched.setdefault(e.rule_id, set()).add(e.match)
+    return frozenset(rule for rule, kinds in matched.items() if kinds == {"intent"})
 
 
 def rule_stats(rules: Sequence[str], outcomes: Sequence[CallOutcome],
@@ -221,8 +237,9 @@ def rule_stats(rules: Sequence[str], outcomes: Sequence[CallOutcome],
     for rule in ordered:
         hits = sum(rule in o.hits for o in outcomes)
         done = sum(rule in o.done for o in outcomes)
+        intent = sum(rule in o.by_intent for o in outcomes)
         if labels is None:
-            out.append(RuleStats(rule, hits, done))
+            out.append(RuleStats(rule, hits, done, intent=intent))
             continue
         judged = [o for o in outcomes if o.file in labels]
         out.append(RuleStats(
@@ -230,6 +247,7 @@ def rule_stats(rules: Sequence[str], outcomes: Sequence[CallOutcome],
             expected=sum(rule in labels[o.file] for o in judged),
             true_positives=sum(rule in o.hits and rule in labels[o.file] for o in judged),
             labelled_hits=sum(rule in o.hits for o in judged),
+            intent=intent,
         ))
     return out
 
@@ -239,11 +257,12 @@ def report(outcomes: Sequence[CallOutcome], stats: Sequence[RuleStats]) -> dict:
     return {
         "calls": [
             {"file": o.file, "call": o.call_id, "total": o.total, "band": o.band,
-             "hits": sorted(o.hits), "done": sorted(o.done)}
+             "hits": sorted(o.hits), "done": sorted(o.done), "by_intent": sorted(o.by_intent)}
             for o in outcomes
         ],
         "rules": [
-            {"rule": s.rule, "hits": s.hits, "done": s.done, "expected": s.expected,
+            {"rule": s.rule, "hits": s.hits, "done": s.done, "intent": s.intent,
+             "expected": s.expected,
              "true_positives": s.true_positives, "precision": s.precision, "recall": s.recall}
             for s in stats
         ],
@@ -281,12 +300,12 @@ def run(args: argparse.Namespace) -> int:
     for o in outcomes:
         hit = ", ".join(sorted(o.hits)) or "-"
         print(f"  {o.file}: {o.total:g}/100 ({o.band}), hit: {hit}")
-    header = f"{'rule':<16} {'hits':>5} {'done':>5}"
+    header = f"{'rule':<16} {'hits':>5} {'done':>5} {'intent':>6}"
     if labels is not None:
         header += f" {'expected':>8} {'precision':>9} {'recall':>7}"
     print(header)
     for s in stats:
-        line = f"{s.rule:<16} {s.hits:>5} {s.done:>5}"
+        line = f"{s.rule:<16} {s.hits:>5} {s.done:>5} {s.intent:>6}"
         if labels is not None:
             line += f" {s.expected:>8} {_ratio(s.precision):>9} {_ratio(s.recall):>7}"
         print(line)

@@ -417,8 +417,9 @@ class IntentMatcher:
             top = scores[:, compete].max(axis=1)
         else:
             top = None
+        best: dict[int, IntentScore] = {}
+        matches: list[tuple[float, int, IntentScore]] = []
         for i in wanted:
-            best = None
             verdicts = [self._score(i, span, float(scores[s, i]), sims[s], bool(negated[s]))
                         for s, span in enumerate(cands)]
             for s, span in enumerate(cands):
@@ -433,10 +434,26 @@ class IntentMatcher:
                     for v in verdicts
                 ):
                     cand = replace(cand, matched=False, clear=False)
-                if best is None or (cand.clear, cand.score) > (best.clear, best.score):
-                    best = cand
-            if best is not None:
-                out.append(best)
+                if cand.matched:
+                    matches.append((cand.score, i, cand))
+                if i not in best or (cand.clear, cand.score) > (best[i].clear, best[i].score):
+                    best[i] = cand
+        # One stretch of words is one act: the surest matches claim their spans first, and a
+        # rule whose every matching span overlaps a surer rule's does not match.
+        taken: list[Span] = []
+        won: dict[int, IntentScore] = {}
+        for _, i, cand in sorted(matches, key=lambda m: -m[0]):
+            if i in won:
+                continue
+            if any(cand.span.start < t.end and t.start < cand.span.end for t in taken):
+                continue
+            won[i] = cand
+            taken.append(cand.span)
+        for i, cand in best.items():
+            if i in won:
+                out.append(won[i])
+            else:
+                out.append(replace(cand, matched=False) if cand.matched else cand)
         out.sort(key=lambda x: -x.score)
         return out
 

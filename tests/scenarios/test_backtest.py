@@ -65,7 +65,7 @@ def test_qa_backtest_cli_prints_json(calls, repo, tmp_path):
         ("long.wav", ["dead_air", "handle_time"])]
     rules = {r["rule"]: r for r in doc["rules"]}
     assert rules["handle_time"] | {"rule": "x"} == {
-        "rule": "x", "hits": 1, "done": 0, "expected": 1, "true_positives": 1,
+        "rule": "x", "hits": 1, "done": 0, "intent": 0, "expected": 1, "true_positives": 1,
         "precision": 1.0, "recall": 1.0}
     assert rules["closing"]["done"] == 1
 
