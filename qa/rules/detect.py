@@ -114,7 +114,14 @@ class RuleDetector:
         if self.intents is not None:
             rivals = self.rules_for(segment.speaker)
             wanted = [r for r in rivals if r not in seen]
-            for found in self.intents.analyse(segment.text, wanted, rivals):
+            # The words a phrase matched are that rule's act; no other rule's intent may
+            # stand on them ("Thank you for calling Acme" greets, it does not also close).
+            claimed = []
+            for hit in hits:
+                at = segment.text.find(hit.evidence_text)
+                if at >= 0 and hit.evidence_text:
+                    claimed.append((at, at + len(hit.evidence_text)))
+            for found in self.intents.analyse(segment.text, wanted, rivals, claimed):
                 if found.matched:
                     hits.append(intent_hit(found, segment))
         return hits

@@ -387,7 +387,7 @@ class IntentMatcher:
 
     def analyse(
         self, text: str, rule_ids: Sequence[str] | None = None,
-        rivals: Sequence[str] | None = None,
+        rivals: Sequence[str] | None = None, claimed: Sequence[tuple[int, int]] = (),
     ) -> list[IntentScore]:
         """Scores `text` against every rule (or those named), each on its best span.
 
@@ -396,6 +396,8 @@ class IntentMatcher:
             rule_ids: The rules to score (default all).
             rivals: The rules that compete for each clause (default `rule_ids`): those this
                 speaker's words can count for, including rules a phrase already matched.
+            claimed: Character ranges of `text` that phrase hits of other rules already
+                stand on; no intent match may overlap them.
 
         Returns:
             One `IntentScore` per rule, best first; `matched` says which count as hits.
@@ -440,7 +442,7 @@ class IntentMatcher:
                     best[i] = cand
         # One stretch of words is one act: the surest matches claim their spans first, and a
         # rule whose every matching span overlaps a surer rule's does not match.
-        taken: list[Span] = []
+        taken: list[Span] = [Span(a, b, "") for a, b in claimed]
         won: dict[int, IntentScore] = {}
         for _, i, cand in sorted(matches, key=lambda m: -m[0]):
             if i in won:
