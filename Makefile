@@ -11,10 +11,11 @@ MODEL  ?= base
 
 .PHONY: demo test bench bench-live bench-capacity setup native lint dashboards clean
 
-# Monitors the sample call as if it were live: real-time replay, English rule pack, prompts as
-# they fire, then the scorecard. The call is stored for `qa review`.
+# Monitors two sample calls at once as if they were live: real-time replay, English rule pack,
+# events as they fire (phrase and intent hits), then the scorecards. The calls are stored.
 demo: setup
 	$(QA) run --source "file:examples/sample_call.wav?realtime=1" \
+		--source "file:examples/sample_call_own_words.wav?realtime=1" \
 		--rules examples/rules/en_support.yaml
 
 test: setup

@@ -143,14 +143,19 @@ def _timeline(record: CallRecord) -> list[str]:
     out = [f'<div class="bar">{ticks}</div>', '<table class="timeline">']
     out.append(
         "<tr><th>time</th><th>kind</th><th>rule</th><th>severity</th><th>points</th>"
-        "<th>speaker</th><th>evidence</th><th>message</th></tr>"
+        "<th>speaker</th><th>evidence</th><th>matched</th><th>message</th></tr>"
     )
     for e in record.events:
+        matched = ""
+        if e.match:
+            matched = _esc(e.match) + (f" {e.score:.2f}" if e.score is not None else "")
+            if e.example and e.match != "exact":
+                matched += f"<br><small>~ {_esc(e.example)}</small>"
         out.append(
             f'<tr class="event"><td>{_esc(format_clock(e.time))}</td><td>{_esc(e.kind)}</td>'
             f'<td>{_esc(e.rule_id)}</td><td class="{_esc(e.severity)}">{_esc(e.severity)}</td>'
             f"<td>{e.points:+g}</td><td>{_esc(e.speaker)}</td><td>{_esc(e.evidence)}</td>"
-            f"<td>{_esc(e.message)}</td></tr>"
+            f"<td>{matched}</td><td>{_esc(e.message)}</td></tr>"
         )
     out.append("</table>")
     return out

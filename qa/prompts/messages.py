@@ -79,6 +79,11 @@ def prompt_message(event: Event, redacted: bool = True, language: str | None = N
         "points": event.points,
         "message": _clean(text, language, redacted),
         "evidence": _clean(event.evidence, language, redacted),
+        # How the evidence matched: exact, fuzzy, pinyin or intent (by meaning), its score and
+        # the pack's phrase or nearest example ('' / null for timers and measurements).
+        "match": event.match,
+        "score": event.score,
+        "example": _clean(event.example, language, redacted) if event.example else "",
     }
 
 

@@ -13,7 +13,7 @@ Every test asserts the paths cut identical utterances; speed is reported as rati
 `extra_info` (CPU time, best of a few runs, all in this run), never asserted.
 
 Figures at 8 kHz (2-core AMD EPYC shared with other jobs, so +-20 %; three alternating runs
-of the before and after trees, best of 7 each; docs/reliability-rtp.md has the table), frame
+of the before and after trees, best of 7 each; docs/reliability.md has the table), frame
 path over the 8 kHz-frame floor (over the 16 kHz-frame floor in brackets):
 - these clips (98 % speech): before 6.4-8.3x (4.9-6.3x), after 5.0-6.7x (4.1-5.1x);
 - `8000-call`, the clips each followed by as long a pause (one side of a call): before

@@ -99,6 +99,7 @@ def test_event_reaches_agent_redacted(server: PromptServer, listener: PromptList
             "rule": "no-shirking", "severity": "critical", "speaker": "agent", "points": -5,
             "message": "Do not refuse: take details for [PHONE]",
             "evidence": "not my problem, call [PHONE]",
+            "match": "", "score": None, "example": "",
         }
         listener.segment(Segment("call-1", Speaker.CUSTOMER, 1.0, 2.5,
                                  "my card is 4111 1111 1111 1111", language="en"), 0.3)
