@@ -399,11 +399,6 @@ class _AgentBook:
                     self._labels[agent_id] = value
         return value
 
-    def login(self, label: str, now: float) -> None:
-        with self._lock:
-            self.logged_in_since.setdefault(label, now)
-            self.on_call_done.setdefault(label, 0.0)
-
     def call_started(self, label: str, call_id: str, now: float) -> None:
         with self._lock:
             self.logged_in_since.setdefault(label, now)

@@ -108,11 +108,6 @@ class JitterBuffer(Generic[T]):
         """The highest extended sequence number accepted so far (None before the first)."""
         return self._highest
 
-    @property
-    def next_seq(self) -> int | None:
-        """The extended sequence number the buffer releases next (None before the first)."""
-        return self._next
-
     def classify(self, seq: int) -> tuple[Verdict, int]:
         """Says what `push` would make of a packet with 16-bit sequence number `seq`.
 

@@ -15,7 +15,6 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -321,7 +320,3 @@ def iter_chunks(wav, call_id: str, chunk_ms: int = 20) -> Iterator[AudioChunk]:
                 )
         start += len(block)
 
-
-def wav_path_label(path: str | os.PathLike[str]) -> str:
-    """A short call id derived from a file name (`calls/a.wav` -> `a`)."""
-    return Path(path).stem
