@@ -1069,7 +1069,7 @@ class CallStore:
         database; the store cannot be used afterwards. What is still spooled is replayed
         when the store is next opened."""
         with self._lock:
-            if len(self._spool):
+            if not self.options.read_only and len(self._spool):
                 self._next_replay = 0.0  # a last try, whenever the one before was
                 with suppress(sqlite3.Error):
                     self._replay(patient=not self._stopping.is_set())
