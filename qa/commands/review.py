@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         # Reading commands must not leave an empty database behind a mistyped path.
         raise StoreError(f"{path}: no call store here (set --db or $QA_DB)")
-    # Only `override` and `label` write; every other action opens the file read-only (no chmod, no WAL
-    # switch, no tables created), and works on a store the user may not write.
+    # Only `override` and `label` write; every other action opens the file read-only (no
+    # chmod, no WAL switch, no tables created), and works on a store the user may not write.
     writes = args.action in (_override, _label)
     if writes:
         # Refuse a file that is not a call store before opening it for writing.
