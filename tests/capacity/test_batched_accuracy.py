@@ -28,11 +28,12 @@ from qa.batching import WINDOW_FRAMES, BatchOptions, BatchTranscriber
 from qa.types import Speaker, Utterance
 
 #: How far the batched path's pooled error rate may be behind decoding alone. Measured over
-#: three CPU kernel sets (docs/capacity.md): batched minus alone was -0.017 to +0.008 in
-#: Chinese CER (120 characters; a single misheard word moves it 0.017) and 0.000 to +0.009
-#: in English WER (222 words). The margin allows three more misheard Chinese words or seven
-#: more English words than the worst of those.
-MARGIN = {"en": 0.03, "zh": 0.05}
+#: three CPU kernel sets (docs/capacity.md, "Mandarin on other CPUs"), batched minus alone was
+#: -0.042 to +0.008 in Chinese CER (120 characters; one misheard word moves it 0.017) and
+#: +0.005 to +0.027 in English WER (222 words; the 15 s window garbled a short 8 kHz digit
+#: string on one kernel set, 4 words). Each margin allows about two more misheard words
+#: (Chinese) or one more garbled digit string (English) than the worst of those.
+MARGIN = {"en": 0.045, "zh": 0.04}
 #: Both paths must stay real transcripts (measured at most 0.05 WER and 0.21 CER pooled).
 CEILING = {"en": 0.10, "zh": 0.30}
 
@@ -92,7 +93,7 @@ def test_full_window_batch_decodes_what_the_one_by_one_path_decodes(
             batched = _text(full.transcribe(utterance, language))
             if _same(batched) != _same(text):
                 differ.append((case.label, text, batched))
-    assert not differ, differ
+    assert not differ, f"{len(differ)} utterances differ: {differ}"
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
