@@ -425,10 +425,12 @@ class IntentMatcher:
             verdicts = [self._score(i, span, float(scores[s, i]), sims[s], bool(negated[s]))
                         for s, span in enumerate(cands)]
             for s, span in enumerate(cands):
-                score = float(scores[s, i])
-                if top is not None and top[s] - score > self.options.exclusive:
-                    score = min(score, -1.0)  # another rule reads this clause far better
-                cand = self._score(i, span, score, sims[s], bool(negated[s]))
+                cand = verdicts[s]
+                if top is not None and top[s] - scores[s, i] > self.options.exclusive:
+                    # Another rule reads this clause far better.
+                    score = round(min(cand.score, -1.0), 4)
+                    cand = replace(cand, score=score,
+                                   matched=cand.clear and score >= cand.threshold)
                 # A clause inside a sentence that is one of the rule's counter-examples is
                 # that counter-example, however its words read alone.
                 if cand.clear and any(
