@@ -498,9 +498,17 @@ class IntentMatcher:
         if i is None:
             return None
         at = text.find(evidence) if evidence else -1
-        cands = [
-            s for s in spans(text) if at < 0 or (s.start <= at and at + len(evidence) <= s.end)
-        ]
+        stripped = text.strip()
+        offset = text.find(stripped)
+        # The spans around the phrase, and its own comma clause even in a short sentence
+        # ("In five working days, is there anything else?" closes on its second clause).
+        around = [*spans(text)]
+        for sentence in _pieces(stripped, _SENTENCE_END, offset):
+            around += _pieces(sentence.text, _CLAUSE_BREAK, sentence.start)
+        cands = list({
+            (s.start, s.end): s for s in around
+            if at < 0 or (s.start <= at and at + len(evidence) <= s.end)
+        }.values())
         if not cands:
             return None
         scores, sims, negated = self._scores([s.text for s in cands])

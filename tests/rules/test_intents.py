@@ -120,6 +120,14 @@ def test_a_forbidden_phrase_inside_a_near_miss_is_vetoed(detectors):
     assert "refuse" not in fired(detectors["en"], text)
 
 
+@pytest.mark.parametrize("text", [
+    "In five working days. Is there anything else?",
+    "In five working days, is there anything else?",  # the recogniser's comma, not a stop
+])
+def test_a_phrase_in_its_own_clause_is_kept_however_the_sentence_is_punctuated(detectors, text):
+    assert fired(detectors["en"], text).get("closing") == "exact"
+
+
 def test_a_multi_act_turn_matches_each_act(detectors):
     got = fired(detectors["en"], "Sorry about all this. I'll raise a complaint ticket for you "
                 "right now. Is there anything else I can do for you today?")
