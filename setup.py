@@ -34,7 +34,10 @@ setup(
     packages=find_packages(include=["qa", "qa.*"]),
     package_data={
         "qa._native": ["*.pxd", "*.pyi", "*.h"],
-        "qa": ["py.typed"],
+        # The model manifest (sizes and SHA-256 of every weight file) is read from the package,
+        # so an installed qa checks models without the source tree; models/manifest.json links
+        # to it.
+        "qa": ["py.typed", "model_manifest.json"],
         "qa.prompts": ["*.html"],
         # The behaviour library (training data for the intent classifier) ships with qa.
         "qa.rules": ["library/*.jsonl", "library/*.md"],

@@ -64,7 +64,7 @@ class TranscriberOptions:
             speech was perfect with both.
         temperatures: Decoding temperatures tried in turn when the output fails the
             compression-ratio or log-prob checks. Bounded to two: faster-whisper's default
-            six re-decoded unintelligible audio for 44 s (DESIGN.md); one retry at 0.4 still
+            six re-decoded unintelligible audio for 44 s (docs/design.md); one retry at 0.4 still
             rescues a repetitive decode, at most doubling the cost of a bad utterance.
         condition_on_previous_text: Off: a wrong segment must not steer the next one.
         no_speech_threshold: With `log_prob_threshold`, the no-speech guard: a segment whose

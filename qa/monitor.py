@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qa.models import DEFAULT_MODEL
 from qa.pipeline import CallSummary, Pipeline, PipelineListener, PipelineOptions
 from qa.sources.base import CallInfo, Source
 from qa.types import Event, Segment
@@ -42,7 +43,7 @@ class MonitorOptions:
     """
 
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
-    model: str = "base"
+    model: str = DEFAULT_MODEL
     rules: Path | None = None
     store: object | None = None
     prompts: object | None = None

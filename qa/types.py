@@ -1,4 +1,4 @@
-"""The five values that pass between stages (see DESIGN.md), and their small parts.
+"""The five values that pass between stages (see docs/design.md), and their small parts.
 
 Every time here is audio time: seconds since the call's first sample, counted in samples.
 Values are frozen; PCM arrays are made read-only on construction so that a stage can hand
@@ -17,7 +17,7 @@ SAMPLE_RATE = 16_000
 
 
 class Speaker(enum.StrEnum):
-    """Who spoke. Channels decide it, never diarisation (DESIGN.md)."""
+    """Who spoke. Channels decide it, never diarisation (docs/design.md)."""
 
     AGENT = "agent"
     CUSTOMER = "customer"

@@ -4,7 +4,7 @@
 never meets a desktop's server or another test run's. It loads one null sink (`out` by default);
 whatever `paplay --device=out` plays comes back on the sink's monitor source `out.monitor`, which
 PortAudio records through ALSA's `pulse` device when `PULSE_SOURCE=out.monitor` is in the
-environment (DESIGN.md, "Facts checked").
+environment (docs/design.md, "Facts checked").
 
 PortAudio enumerates its devices once, at the first `Pa_Initialize` of the process, and the ALSA
 `pulse` plugin reads `PULSE_SERVER`/`PULSE_SOURCE` from the environment; so `activate()` puts the

@@ -28,6 +28,7 @@ import yaml
 from qa.commands._output import dumps
 from qa.errors import ConfigError
 from qa.files import read_text
+from qa.models import DEFAULT_MODEL
 from qa.types import EventKind
 from qa.yamlcheck import check_yaml
 
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="YAML: file name -> list of rule ids expected to hit that call")
     parser.add_argument("--language", choices=("en", "zh", "auto"),
                         help="default: the rule pack's language")
-    parser.add_argument("--model", default="base", help="model name or directory")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model name or directory")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(func=run)
 

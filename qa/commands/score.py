@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from qa.commands._output import dumps, event_dict, event_line, scorecard_dict, scorecard_lines
+from qa.models import DEFAULT_MODEL
 from qa.pipeline import CallSummary, PipelineListener, PipelineOptions
 from qa.types import Event
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--rules", required=True, metavar="PACK", help="rule pack (YAML)")
     parser.add_argument("--language", choices=("en", "zh", "auto"),
                         help="default: the rule pack's language")
-    parser.add_argument("--model", default="base", help="model name or directory")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model name or directory")
     parser.add_argument("--agent", default="", help="agent id recorded on the call")
     parser.add_argument("--db", help="also store the call, its events and scorecard here")
     parser.add_argument("--json", action="store_true",

@@ -11,11 +11,11 @@ Chinese words at random).
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import unicodedata
 from dataclasses import dataclass
+
+from qa.textnorm import t2s_converter, traditional_table
 
 log = logging.getLogger("qa.rules.normalize")
 
@@ -56,34 +56,11 @@ class NormalizedText:
         return self.original[self.index[start] : self.index[end - 1] + 1].strip()
 
 
-@functools.cache
-def _t2s():
-    import opencc  # local: the converter loads its dictionaries on first use
-
-    return opencc.OpenCC("t2s")
-
-
-@functools.cache
-def _traditional_table() -> dict[int, str]:
-    """Character-level t2s table, to detect traditional text cheaply and as a fallback."""
-    import opencc
-
-    path = os.path.join(os.path.dirname(opencc.__file__), "dictionary", "TSCharacters.txt")
-    table: dict[int, str] = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            parts = line.split()
-            if len(parts) >= 2 and len(parts[0]) == 1 and len(parts[1]) == 1:
-                table[ord(parts[0])] = parts[1]
-    return table
-
-
 def _to_simplified(text: str) -> str:
-    table = _traditional_table()
+    table = traditional_table()
     if not any(ord(ch) in table for ch in text):
-        # The OpenCC reimplementation costs ~3 us a character; most text is simplified already.
         return text
-    converted = _t2s().convert(text)
+    converted = t2s_converter().convert(text)
     if len(converted) != len(text):
         # Our index map needs one output character per input character.
         log.debug("t2s changed the length of %r; using the character table", text)

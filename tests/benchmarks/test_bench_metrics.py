@@ -6,7 +6,7 @@
 - per utterance: `MetricsListener.segment` + `.event` for a realistic utterance (one final
   segment, one rule event) against a no-op `PipelineListener` on the same sequence; reported in
   microseconds and as a share of a typical utterance's processing (Whisper `base` on this
-  machine: about 0.3 s per utterance with a short mel window, DESIGN.md). The target is under
+  machine: about 0.3 s per utterance with a short mel window, docs/design.md). The target is under
   2 % added.
 - replay: a real `Pipeline` replaying a shared clip with and without the metrics listener and
   timed transcription step.

@@ -130,3 +130,16 @@ def test_cli_install_and_list(store: Path, repo: Path) -> None:
         bad.stderr.strip()
         == "qa: error: model 'tiny.en' is not installed; run: qa models install tiny.en"
     )
+
+
+def test_manifest_ships_inside_the_package(tmp_path: Path, repo: Path) -> None:
+    """An installed qa (not the source tree) finds the manifest: it is package data, and the
+    repository's `models/manifest.json` is the same file."""
+    assert models.MANIFEST_PATH.parent == Path(models.__file__).resolve().parent
+    assert (repo / "models" / "manifest.json").resolve() == models.MANIFEST_PATH
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "-d", str(tmp_path / "lib")],
+        cwd=repo, check=True, capture_output=True,
+    )
+    shipped = tmp_path / "lib" / "qa" / "model_manifest.json"
+    assert json.loads(shipped.read_text()) == json.loads(models.MANIFEST_PATH.read_text())

@@ -46,7 +46,7 @@ def _pack_speakers(language: str) -> dict[str, str]:
     path = ROOT / "examples" / "rules" / f"{language}_support.yaml"
     pack = yaml.safe_load(path.read_text(encoding="utf-8"))
     speakers = {rule["id"]: rule["speaker"] for rule in pack["steps"] + pack["forbidden"]}
-    # Categories are what the customer says (DESIGN.md, "The domain").
+    # Categories are what the customer says (docs/design.md, "The domain").
     speakers.update({cat["id"]: "customer" for cat in pack["categories"]})
     return speakers
 

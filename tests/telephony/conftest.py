@@ -53,7 +53,7 @@ def read_pcm(path: Path) -> np.ndarray:
 class Baresip:
     """One baresip process that dials a SIP URI and streams a WAV file, then hangs up.
 
-    Config as in DESIGN.md ("A real SIP client"): it listens on 127.0.0.1:PORT (PORT+1 is
+    Config as in docs/design.md ("A real SIP client"): it listens on 127.0.0.1:PORT (PORT+1 is
     its TLS port), plays `wav` as its microphone, and hangs up at the end of the file.
     """
 
