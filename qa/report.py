@@ -12,10 +12,11 @@ from __future__ import annotations
 import html
 from datetime import UTC, datetime
 
+from qa.clock import format_clock
 from qa.store import CallRecord
 from qa.types import Event, Segment
 
-__all__ = ["format_clock", "format_started", "render_call"]
+__all__ = ["format_started", "render_call"]
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222}
@@ -39,12 +40,6 @@ background:#ffe0b2}
 .tick.critical{background:#b00020}.tick.info{background:#2e6b2e}
 tr.changed td{background:#fff8e1}
 """
-
-
-def format_clock(seconds: float) -> str:
-    """Call-clock seconds as `m:ss.s` (`75.25` → `1:15.2`)."""
-    minutes, rest = divmod(max(0.0, seconds), 60.0)
-    return f"{int(minutes)}:{rest:04.1f}"
 
 
 def format_started(epoch: float) -> str:
@@ -89,7 +84,7 @@ def _badge(event: Event) -> str:
     return (
         f'<span class="hit {_esc(event.severity)}" data-rule="{_esc(event.rule_id)}" '
         f'data-time="{event.time:.2f}" title="{_esc(event.message)}">'
-        f"{_esc(format_clock(event.time))} {_esc(event.rule_id)} {event.points:+g}</span>"
+        f"{_esc(format_clock(event.time, 1))} {_esc(event.rule_id)} {event.points:+g}</span>"
     )
 
 
@@ -110,7 +105,7 @@ def _transcript(record: CallRecord) -> list[str]:
                 segment.start,
                 0,
                 f'<li class="seg {_esc(segment.speaker)}" data-start="{segment.start:.2f}">'
-                f'<span class="time">{_esc(format_clock(segment.start))}</span>'
+                f'<span class="time">{_esc(format_clock(segment.start, 1))}</span>'
                 f'<span class="who">{_esc(segment.speaker)}</span>'
                 f'<span class="text">{body}</span></li>',
             )
@@ -122,7 +117,7 @@ def _transcript(record: CallRecord) -> list[str]:
                     event.time,
                     1,
                     f'<li class="hit-row" data-start="{event.time:.2f}">'
-                    f'<span class="time">{_esc(format_clock(event.time))}</span>'
+                    f'<span class="time">{_esc(format_clock(event.time, 1))}</span>'
                     f"{_badge(event)} {_esc(event.message or event.evidence)}</li>",
                 )
             )
@@ -137,7 +132,7 @@ def _timeline(record: CallRecord) -> list[str]:
     ticks = "".join(
         f'<span class="tick {_esc(e.severity)}" '
         f'style="left:{min(100.0, 100 * e.time / length):.2f}%"'
-        f' title="{_esc(format_clock(e.time))} {_esc(e.rule_id)}"></span>'
+        f' title="{_esc(format_clock(e.time, 1))} {_esc(e.rule_id)}"></span>'
         for e in record.events
     )
     out = [f'<div class="bar">{ticks}</div>', '<table class="timeline">']
@@ -152,7 +147,7 @@ def _timeline(record: CallRecord) -> list[str]:
             if e.example and e.match != "exact":
                 matched += f"<br><small>~ {_esc(e.example)}</small>"
         out.append(
-            f'<tr class="event"><td>{_esc(format_clock(e.time))}</td><td>{_esc(e.kind)}</td>'
+            f'<tr class="event"><td>{_esc(format_clock(e.time, 1))}</td><td>{_esc(e.kind)}</td>'
             f'<td>{_esc(e.rule_id)}</td><td class="{_esc(e.severity)}">{_esc(e.severity)}</td>'
             f"<td>{e.points:+g}</td><td>{_esc(e.speaker)}</td><td>{_esc(e.evidence)}</td>"
             f"<td>{matched}</td><td>{_esc(e.message)}</td></tr>"
@@ -175,7 +170,7 @@ def _scorecard(record: CallRecord) -> list[str]:
     for a, e in zip(auto.items, eff.items, strict=True):
         changed = " changed" if a.points_awarded != e.points_awarded else ""
         evidence = "<br>".join(_esc(x) for x in a.evidence)
-        times = ", ".join(_esc(format_clock(t)) for t in a.times)
+        times = ", ".join(_esc(format_clock(t, 1)) for t in a.times)
         out.append(
             f'<tr class="item{changed}" data-rule="{_esc(a.rule_id)}"><td>{_esc(a.rule_id)}</td>'
             f"<td>{_esc(a.description)}</td><td>{a.points_possible:g}</td>"
@@ -208,7 +203,7 @@ def render_call(record: CallRecord) -> str:
         A complete HTML document (UTF-8 text, no external assets).
     """
     info = record.info
-    duration = "running" if record.duration is None else format_clock(record.duration)
+    duration = "running" if record.duration is None else format_clock(record.duration, 1)
     facts = [
         ("agent", info.agent_id or "-"),
         ("started", format_started(info.started_at)),

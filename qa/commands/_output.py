@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 
+from qa.clock import format_clock
 from qa.types import Event, Scorecard, Segment
 
 
 def clock(seconds: float) -> str:
-    """`mm:ss.ss` on the call clock."""
-    minutes, rest = divmod(max(0.0, seconds), 60)
-    return f"{int(minutes):02d}:{rest:05.2f}"
+    """`m:ss.ss` on the call clock: the console shows times to the hundredth."""
+    return format_clock(seconds, 2)
 
 
 def segment_line(segment: Segment, *, call: bool = False) -> str:
-    """`[00:01.02-00:04.38] agent: text`, prefixed by the call id when asked."""
+    """`[0:01.02-0:04.38] agent: text`, prefixed by the call id when asked."""
     prefix = f"{segment.call_id} " if call else ""
     times = f"[{clock(segment.start)}-{clock(segment.end)}]"
     return f"{prefix}{times} {segment.speaker}: {segment.text}"

@@ -13,9 +13,10 @@ import sys
 from itertools import zip_longest
 from pathlib import Path
 
+from qa.clock import format_clock
 from qa.commands._output import match_note
 from qa.errors import QAError, StoreError
-from qa.report import format_clock, format_started, render_call
+from qa.report import format_started, render_call
 from qa.store import CallRecord, CallStore, CallSummary, StoreOptions, default_db_path
 
 #: Columns of `qa review export --format csv`, one row per call.
@@ -117,7 +118,7 @@ def _list(store: CallStore, args: argparse.Namespace) -> int:
                 c.call_id,
                 format_started(c.started_at),
                 c.agent_id or "-",
-                "running" if c.duration is None else format_clock(c.duration),
+                "running" if c.duration is None else format_clock(c.duration, 1),
                 c.category or "-",
                 _num(c.total) + ("*" if c.overrides else ""),
                 c.band or "-",
@@ -147,18 +148,18 @@ def _describe(record: CallRecord) -> str:
     out = [
         f"call {info.call_id}  agent {info.agent_id or '-'}  "
         f"started {format_started(info.started_at)}  "
-        f"duration {'running' if record.duration is None else format_clock(record.duration)}  "
+        f"duration {'running' if record.duration is None else format_clock(record.duration, 1)}  "
         f"category {record.category or '-'}  ended {record.end_reason or '-'}",
         "",
         "Transcript",
     ]
     out += [
-        f"  {format_clock(s.start):>7}  {s.speaker:<8}  {s.text.strip()}  #{n}"
+        f"  {format_clock(s.start, 1):>7}  {s.speaker:<8}  {s.text.strip()}  #{n}"
         for n, s in enumerate(record.segments, 1)
     ]
     out += ["", "Events"]
     out += [
-        f"  {format_clock(e.time):>7}  {e.kind}  {e.rule_id}  {e.severity}  {e.points:+g}"
+        f"  {format_clock(e.time, 1):>7}  {e.kind}  {e.rule_id}  {e.severity}  {e.points:+g}"
         + (f'  "{e.evidence}"' if e.evidence else "")
         + (f"  [{match_note(e)}]" if e.match else "")
         + (f"  {e.message}" if e.message else "")
@@ -178,7 +179,7 @@ def _describe(record: CallRecord) -> str:
             if a.points_awarded != e.points_awarded:
                 pts += f" (automatic {a.points_awarded:g})"
             evidence = "; ".join(
-                f'"{x}"' + (f" @{format_clock(t)}" if t is not None else "")
+                f'"{x}"' + (f" @{format_clock(t, 1)}" if t is not None else "")
                 for x, t in zip_longest(a.evidence, a.times)
                 if x is not None
             )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from qa.clock import format_clock
 from qa.rules.detect import RuleDetector, build_matcher
 from qa.rules.intents import IntentMatcher
 from qa.rules.matcher import PhraseHit, PhraseMatcher
@@ -42,11 +43,6 @@ class _StepState:
     # Hits seen before the trigger fired: segments of the two speakers may arrive out of
     # order, so an apology can be processed before the complaint that it answers.
     early_hits: list[PhraseHit] = field(default_factory=list)
-
-
-def _clock(seconds: float) -> str:
-    whole = int(round(seconds))
-    return f"{whole // 60}:{whole % 60:02d}"
 
 
 class CallRules:
@@ -203,7 +199,7 @@ class CallRules:
         for w in ht.warnings:
             if w <= now and w not in self._warned:
                 self._warned.add(w)
-                msg = ht.warning_prompt.format(elapsed=_clock(w), action=ht.action)
+                msg = ht.warning_prompt.format(elapsed=format_clock(w), action=ht.action)
                 out.append(
                     self._event(
                         w,
@@ -211,7 +207,7 @@ class CallRules:
                         "handle_time",
                         Severity.WARNING,
                         0.0,
-                        f"call at {_clock(w)}",
+                        f"call at {format_clock(w)}",
                         msg,
                     )
                 )
@@ -224,8 +220,8 @@ class CallRules:
                     "handle_time",
                     Severity.CRITICAL,
                     -ht.points,
-                    f"call passed {_clock(ht.limit)}",
-                    f"{_clock(ht.limit)} limit passed: {ht.action}",
+                    f"call passed {format_clock(ht.limit)}",
+                    f"{format_clock(ht.limit)} limit passed: {ht.action}",
                 )
             )
         if self.pack.conditions.dead_air is not None:
@@ -443,7 +439,7 @@ class CallRules:
             st.step.id,
             Severity.WARNING,
             -st.step.points,
-            f"not done by {_clock(at)}",
+            f"not done by {format_clock(at)}",
             st.step.prompt,
         )
 

@@ -100,4 +100,4 @@ def test_key_presses_are_masked_unless_show_pii(capsys) -> None:
             "call-1", Speaker.CUSTOMER, "7", 3.5)
         assert json.loads(capsys.readouterr().out)["digit"] == expected
     Printer(as_json=False, many_calls=False).dtmf("call-1", Speaker.CUSTOMER, "7", 3.5)
-    assert capsys.readouterr().out == "# call call-1: key * on customer at 00:03.50\n"
+    assert capsys.readouterr().out == "# call call-1: key * on customer at 0:03.50\n"

@@ -66,7 +66,7 @@ def test_plain_output_and_mono_speaker(env: dict[str, str], shared_audio: Path) 
                 "--language", "en")  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines and all(line.startswith("[00:0") and "] unknown: " in line for line in lines), (
+    assert lines and all(line.startswith("[0:0") and "] unknown: " in line for line in lines), (
         lines
     )
     assert "dashwood" in result.stdout.lower()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-from qa.report import format_clock, render_call
+from qa.report import render_call
 from qa.store import CallStore
 from qa.types import Segment, Speaker
 
@@ -83,7 +83,7 @@ def test_report_marks_hits_in_the_transcript(filled: CallStore) -> None:
     inside = lines[2].descendants()
     (badge,) = find(inside, "span", "hit")
     assert badge.attrs["data-rule"] == "no_shirking"
-    assert badge.text == f"{format_clock(7.0)} no_shirking -10"
+    assert badge.text == "0:07.0 no_shirking -10"
     assert [m.text for m in find(inside, "mark", "hit")] == ["not my problem"]
     assert find(lines[1].descendants(), "span", "hit") == []
 
