@@ -67,21 +67,17 @@ class MetricsOptions:
             `other`, so a misconfigured source cannot explode the series count.
         handle_time_limit: The handle-time limit in seconds; the handle-time buckets are
             placed around it (`HANDLE_TIME_FRACTIONS`).
-        dead_air_min_s: Silence (nobody speaking) shorter than this is a pause, not dead air.
     """
 
     agent_label: bool = True
     max_agents: int = 500
     handle_time_limit: float = 300.0
-    dead_air_min_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.handle_time_limit <= 0:
             raise ValueError("MetricsOptions: handle_time_limit must be positive")
         if self.max_agents < 1:
             raise ValueError("MetricsOptions: max_agents must be at least 1")
-        if self.dead_air_min_s < 0:
-            raise ValueError("MetricsOptions: dead_air_min_s must be >= 0")
 
 
 class PipelineLike(Protocol):
@@ -206,8 +202,8 @@ class QAMetrics:
         self.talk = Counter("qa_talk_seconds", "Recognised speech, by speaker.", ["speaker"],
                             registry=r)
         self.dead_air = Counter(
-            "qa_dead_air_seconds", "Silences with nobody speaking, longer than the dead-air "
-            "minimum, measured at call end.", registry=r)
+            "qa_dead_air_seconds", "Silences with nobody speaking, longer than the rule pack's "
+            "dead-air threshold (5 s without one), measured at call end.", registry=r)
         self.talk_over = Counter("qa_talk_over_seconds",
                                  "Time agent and customer spoke at once, measured at call end.",
                                  registry=r)
@@ -543,14 +539,13 @@ def _source_totals(kind: str, stats: Mapping[str, int]) -> dict[tuple[str, str],
 
 
 class _CallState:
-    __slots__ = ("agent", "warned", "breached", "violations", "speech")
+    __slots__ = ("agent", "warned", "breached", "violations")
 
     def __init__(self, agent: str) -> None:
         self.agent = agent
         self.warned = False
         self.breached = False
         self.violations = 0
-        self.speech: dict[Speaker, list[tuple[float, float]]] = {}
 
 
 class MetricsListener(PipelineListener):
@@ -585,9 +580,6 @@ class MetricsListener(PipelineListener):
         length = segment.end - segment.start
         if length > 0:
             m.talk.labels(str(segment.speaker)).inc(length)
-            state = self._calls.get(segment.call_id)
-            if state is not None:
-                state.speech.setdefault(segment.speaker, []).append((segment.start, segment.end))
 
     def event(self, event: Event) -> None:
         m = self.metrics
@@ -647,11 +639,11 @@ class MetricsListener(PipelineListener):
             m.calls_past_limit.dec()
         if state.violations == 0:
             m.calls_compliant.inc()
-        dead, over = conversation_gaps(state.speech, summary.duration, m.options.dead_air_min_s)
-        if dead > 0:
-            m.dead_air.inc(dead)
-        if over > 0:
-            m.talk_over.inc(over)
+        # Computed once by the pipeline (`qa.conversation`), as the scorecard sees them.
+        if summary.dead_air > 0:
+            m.dead_air.inc(summary.dead_air)
+        if summary.talk_over > 0:
+            m.talk_over.inc(summary.talk_over)
 
 
 def is_prompt(event: Event) -> bool:
@@ -665,53 +657,6 @@ def is_prompt(event: Event) -> bool:
 def end_reason(reason: str) -> str:
     """A call's end reason folded to the bounded label set (`END_REASONS` values, `other`)."""
     return END_REASONS.get(reason.split(":", 1)[0].strip(), "other")
-
-
-def _union(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
-    merged: list[tuple[float, float]] = []
-    for start, end in sorted(intervals):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def conversation_gaps(
-    speech: Mapping[Speaker, list[tuple[float, float]]], duration: float, dead_air_min: float
-) -> tuple[float, float]:
-    """Dead air and talk-over of a call from its speech stretches.
-
-    Args:
-        speech: (start, end) seconds of recognised speech per speaker.
-        duration: Length of the call; silence up to it counts.
-        dead_air_min: Silences shorter than this are pauses and do not count.
-
-    Returns:
-        (seconds nobody spoke in silences of at least `dead_air_min`,
-        seconds agent and customer spoke at once).
-    """
-    everyone = _union(iv for stretches in speech.values() for iv in stretches)
-    dead = 0.0
-    cursor = 0.0
-    for start, end in [*everyone, (max(duration, cursor), max(duration, cursor))]:
-        if start - cursor >= dead_air_min:
-            dead += start - cursor
-        cursor = max(cursor, end)
-    agent = _union(speech.get(Speaker.AGENT, ()))
-    customer = _union(speech.get(Speaker.CUSTOMER, ()))
-    over = 0.0
-    i = j = 0
-    while i < len(agent) and j < len(customer):
-        lo = max(agent[i][0], customer[j][0])
-        hi = min(agent[i][1], customer[j][1])
-        if hi > lo:
-            over += hi - lo
-        if agent[i][1] < customer[j][1]:
-            i += 1
-        else:
-            j += 1
-    return dead, over
 
 
 class MetricsServer:
@@ -796,7 +741,6 @@ __all__ = [
     "MetricsOptions",
     "MetricsServer",
     "QAMetrics",
-    "conversation_gaps",
     "end_reason",
     "is_prompt",
     "metric_names",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qa.conversation import DEAD_AIR_MIN, SpeechTimeline
 from qa.frontend import ChannelFrontEnd, FrontEndOptions
 from qa.sources.base import CallInfo
 from qa.types import SAMPLE_RATE, AudioChunk, Event, Scorecard, Segment, Speaker, Utterance
@@ -86,6 +87,9 @@ class CallSummary:
         events: Rule events raised during the call.
         scorecard: The call's scorecard, when it was checked against a rule pack.
         category: The call's main category from the rule pack (None when none was heard).
+        dead_air: Seconds nobody spoke, in silences past the dead-air threshold (the rule
+            pack's, else `qa.conversation.DEAD_AIR_MIN`); see `qa.conversation`.
+        talk_over: Seconds agent and customer spoke at once.
     """
 
     call_id: str
@@ -103,6 +107,8 @@ class CallSummary:
     events: int = 0
     scorecard: Scorecard | None = None
     category: str | None = None
+    dead_air: float = 0.0
+    talk_over: float = 0.0
 
 
 class PipelineListener:
@@ -170,6 +176,7 @@ class _Call:
         self.dropped = 0
         self.events = 0
         self.latencies: list[float] = []
+        self.timeline = SpeechTimeline()  # the dispatcher's: speech as cut, for the summary
 
 
 class Pipeline:
@@ -436,6 +443,7 @@ class Pipeline:
         self._notify("call_started", call.info)
 
     def _speech(self, call: _Call, utterance: Utterance) -> None:
+        call.timeline.add(utterance.speaker, utterance.start, utterance.end)
         if not call.finished:
             self._apply_rules(call, "on_speech", utterance.speaker, utterance.start,
                               utterance.end)
@@ -515,6 +523,10 @@ class Pipeline:
                 category = call.rules.category
             except Exception:
                 self._rules_failed(call, "scorecard")
+        # The one computation of dead air and talk-over, at the rule pack's dead-air threshold
+        # so that the boards and the scorecard count the same silences.
+        threshold = getattr(call.rules, "dead_air_min", None)
+        talk = call.timeline.totals(duration, DEAD_AIR_MIN if threshold is None else threshold)
         latencies = np.asarray(call.latencies or [0.0])
         gap = sum(c.frontend.stats.gap_samples for c in call.channels.values()) / SAMPLE_RATE
         summary = CallSummary(
@@ -533,6 +545,8 @@ class Pipeline:
             events=call.events,
             scorecard=scorecard,
             category=category,
+            dead_air=talk.dead_air,
+            talk_over=talk.talk_over,
         )
         log.info("call %s ended (%s)", call.info.call_id, call.ending_reason)
         self._notify("call_ended", summary)

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass, field
 
 from qa.clock import format_clock
+from qa.conversation import DEAD_AIR_MIN, ConversationTotals, SpeechTimeline
 from qa.rules.detect import RuleDetector, build_matcher
 from qa.rules.intents import IntentMatcher
 from qa.rules.matcher import PhraseHit, PhraseMatcher
@@ -85,7 +86,7 @@ class CallRules:
         self._warned: set[float] = set()
         self._breached = False
         self._now = 0.0
-        self._speech: dict[Speaker, list[tuple[float, float]]] = {}
+        self.timeline = SpeechTimeline()
         # Dead air is judged up to the clock: `_quiet_since` is where the last known speech
         # before the clock ended; `_reported_silences` the silence starts already reported.
         self._quiet_since = 0.0
@@ -162,27 +163,23 @@ class CallRules:
         """
         out: list[Event] = []
         cond = self.pack.conditions
+        overlaps = self.timeline.add(speaker, start, end)
         if cond.talk_over is not None:
             limit = cond.talk_over.seconds
-            for other, stretches in self._speech.items():
-                if other == speaker:
-                    continue
-                for o_start, o_end in stretches:
-                    lo, hi = max(start, o_start), min(end, o_end)
-                    if hi - lo > limit:
-                        out.append(
-                            self._event(
-                                lo + limit,
-                                EventKind.TALK_OVER,
-                                "talk_over",
-                                Severity.WARNING,
-                                -cond.talk_over.points,
-                                f"both speaking {hi - lo:.1f} s ({lo:.1f}-{hi:.1f} s)",
-                                cond.talk_over.prompt or "Let the customer finish speaking.",
-                                end=hi,
-                            )
+            for lo, hi in overlaps:
+                if hi - lo > limit:
+                    out.append(
+                        self._event(
+                            lo + limit,
+                            EventKind.TALK_OVER,
+                            "talk_over",
+                            Severity.WARNING,
+                            -cond.talk_over.points,
+                            f"both speaking {hi - lo:.1f} s ({lo:.1f}-{hi:.1f} s)",
+                            cond.talk_over.prompt or "Let the customer finish speaking.",
+                            end=hi,
                         )
-        self._speech.setdefault(speaker, []).append((start, end))
+                    )
         return self._emit(out)
 
     def advance(self, now: float) -> list[Event]:
@@ -243,10 +240,8 @@ class CallRules:
                 pending.append(self._missed(st, end))
         share = self.pack.conditions.talk_share
         if share is not None:
-            agent = sum(e - s for s, e in self._speech.get(Speaker.AGENT, []))
-            total = agent + sum(e - s for s, e in self._speech.get(Speaker.CUSTOMER, []))
-            if total > 0 and not share.min <= agent / total <= share.max:
-                ratio = agent / total
+            ratio = self.conversation(end).agent_share()
+            if ratio is not None and not share.min <= ratio <= share.max:
                 pending.append(
                     self._event(
                         end,
@@ -260,6 +255,17 @@ class CallRules:
                 )
         self._finished = True
         return out + self._emit(pending)
+
+    @property
+    def dead_air_min(self) -> float | None:
+        """The pack's dead-air threshold in seconds (None when the pack judges no dead air)."""
+        rule = self.pack.conditions.dead_air
+        return rule.seconds if rule is not None else None
+
+    def conversation(self, end: float) -> ConversationTotals:
+        """Dead air (at the pack's threshold, or 5 s), talk-over and talk up to `end`."""
+        threshold = self.dead_air_min
+        return self.timeline.totals(end, DEAD_AIR_MIN if threshold is None else threshold)
 
     # -- internals -------------------------------------------------------------------
 
@@ -459,9 +465,7 @@ class CallRules:
         rule = self.pack.conditions.dead_air
         assert rule is not None
         quiet = self._quiet_since
-        later = sorted(
-            (s, e) for stretches in self._speech.values() for s, e in stretches if e > quiet
-        )
+        later = [(s, e) for s, e in self.timeline.stretches() if e > quiet]
         silences: list[float] = []
         for start, end in later:
             if start >= now:

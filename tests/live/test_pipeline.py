@@ -6,6 +6,8 @@ import logging
 import threading
 from pathlib import Path
 
+import pytest
+
 from qa.pipeline import CallSummary, Pipeline, PipelineListener, PipelineOptions
 from qa.sources.file import FileOptions, FileSource
 from qa.types import Segment
@@ -165,3 +167,55 @@ def test_failing_listener_and_rules_do_not_stop_the_other_calls(
     assert sum("listener Broken failed on segment" in m for m in messages) == 1
     assert sum("rules failed on call bad" in m for m in messages) == 1
     assert len(messages) <= 2 + segments.bit_length()
+
+
+def test_dead_air_is_counted_once_at_the_packs_threshold(
+    transcriber, shared_audio: Path, tmp_path: Path
+):
+    """Issue 10 (structure): the boards counted dead air at their own 5 s while the rule
+    pack judged it at 10 s, so a 7 s silence was dead air on the board and not on the
+    scorecard. Now the pipeline totals it once, at the pack's threshold, and the metrics
+    export that total."""
+    import wave
+
+    import numpy as np
+    from prometheus_client import CollectorRegistry
+
+    from qa.metrics import MetricsListener, QAMetrics
+    from qa.rules import CallRules, build_matcher, load_pack
+
+    pack = load_pack(Path(__file__).resolve().parents[2] / "examples/rules/en_support.yaml")
+    assert pack.conditions.dead_air is not None and pack.conditions.dead_air.seconds == 10
+    matcher = build_matcher(pack)
+    with wave.open(str(shared_audio / "en_digits_vosk.wav")) as w:
+        clip = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    silence = 7 * 16000  # longer than the old 5 s minimum, shorter than the pack's 10 s
+    stereo = np.zeros((2 * len(clip) + silence, 2), dtype="<i2")
+    stereo[: len(clip), 0] = clip
+    stereo[len(clip) + silence :, 1] = clip
+    path = tmp_path / "pause.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(stereo.tobytes())
+
+    def run(rules) -> tuple[CallSummary, float]:
+        registry = CollectorRegistry()
+        collector = Collector()
+        pipeline = Pipeline(transcriber.transcribe, PipelineOptions(language="en"),
+                            [collector, MetricsListener(QAMetrics(registry))], rules=rules)
+        replay(pipeline, FileSource(FileOptions(path, call_id="pause")))
+        dead = registry.get_sample_value("qa_dead_air_seconds_total")
+        return collector.summaries["pause"], dead
+
+    with_pack, board = run(lambda call: CallRules(pack, call.call_id, call.agent_id,
+                                                  matcher=matcher))
+    assert with_pack.scorecard is not None
+    (item,) = [i for i in with_pack.scorecard.items if i.rule_id == "dead_air"]
+    assert item.points_awarded == item.points_possible  # no dead-air event either
+    assert with_pack.dead_air < 5.0  # the 7 s pause is not dead air at the pack's 10 s
+    assert board == pytest.approx(with_pack.dead_air)
+    without_pack, board = run(None)
+    assert without_pack.dead_air >= 6.0  # without a pack, 5 s: the pause counts
+    assert board == pytest.approx(without_pack.dead_air)
