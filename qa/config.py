@@ -10,8 +10,8 @@
     rules: examples/rules/en_support.yaml   # check every call against this pack
     db: ~/.local/share/qa/calls.db         # the call store ('' = default path)
     store: true                            # store calls, segments, events, scorecards
-    metrics_port: 9464                     # Prometheus exporter (0 = off)
-    prompts_port: 8765                     # agent prompt page and websocket (0 = off)
+    metrics_port: 9464                     # Prometheus exporter (null = off, 0 = any free port)
+    prompts_port: 8765                     # agent prompt page and websocket (null = off)
     prompts_host: 127.0.0.1
     tokens: {agent-007: "a long random secret"}   # per-agent tokens for the prompt page
 """
@@ -44,9 +44,11 @@ class RunConfig:
         rules: Rule pack to check every call against ('' = none).
         db: Call store path ('' = `$QA_DB` or `~/.local/share/qa/calls.db`).
         store: Store calls at all.
-        metrics_port: Port of the Prometheus exporter (0 = off).
+        metrics_port: Port of the Prometheus exporter (None = off; 0 = any free port, as
+            everywhere a port is asked for: the one bound is logged and printed).
         metrics_host: Address the exporter binds.
-        prompts_port: Port of the agent prompt page and websocket (0 = off).
+        prompts_port: Port of the agent prompt page and websocket (None = off; 0 = any free
+            port).
         prompts_host: Address the prompt server binds.
         tokens: Agent id to token, for the prompt page.
     """
@@ -61,9 +63,9 @@ class RunConfig:
     rules: str = ""
     db: str = ""
     store: bool = True
-    metrics_port: int = 0
+    metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
-    prompts_port: int = 0
+    prompts_port: int | None = None
     prompts_host: str = "127.0.0.1"
     tokens: tuple[tuple[str, str], ...] = ()
 
@@ -72,6 +74,8 @@ _TYPES = {"sources": list, "agent": str, "language": str, "model": str, "workers
           "queue_size": int, "json": bool, "rules": str, "db": str, "store": bool,
           "metrics_port": int, "metrics_host": str, "prompts_port": int, "prompts_host": str,
           "tokens": dict}
+#: Settings that `null` switches off.
+_OPTIONAL = frozenset({"metrics_port", "prompts_port"})
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -105,6 +109,9 @@ def load_config(path: str | Path) -> RunConfig:
             raise ConfigError(path, f"invalid value: {getattr(exc, 'problem', exc)}",
                               line=value_node.start_mark.line + 1, field=key) from None
         expected = _TYPES[key]
+        if value is None and key in _OPTIONAL:
+            values[key] = None
+            continue
         if expected is int and isinstance(value, bool) or not isinstance(value, expected):
             raise ConfigError(
                 path, f"expected {expected.__name__}, got {type(value).__name__}",
@@ -123,7 +130,7 @@ def load_config(path: str | Path) -> RunConfig:
                                       field=f"tokens.{agent}")
             value = tuple((str(agent), token) for agent, token in value.items())
         if key in ("metrics_port", "prompts_port") and not 0 <= value <= 65535:
-            raise ConfigError(path, "expected a TCP port (0 = off)",
+            raise ConfigError(path, "expected a TCP port 0-65535 (0 = any free port, null = off)",
                               line=value_node.start_mark.line + 1, field=key)
         if key == "language" and value not in ("en", "zh", "auto"):
             raise ConfigError(path, "expected en, zh or auto",
@@ -154,11 +161,14 @@ def check_ports(config: RunConfig, where: str = "command line") -> None:
     for field, host in (("metrics_port", config.metrics_host),
                         ("prompts_port", config.prompts_host)):
         port = getattr(config, field)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ConfigError(where, f"expected a TCP port 0-65535 (0 = off), got {port!r}",
-                              field=field)
-        if port == 0:
+        if port is None:
             continue
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(
+                where, f"expected a TCP port 0-65535 (0 = any free port), got {port!r}",
+                field=field)
+        if port == 0:
+            continue  # the system picks a free one when the server binds
         if (host, port) in seen:
             raise ConfigError(where, f"port {port} is also the {seen[host, port]}", field=field)
         seen[host, port] = field

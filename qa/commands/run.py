@@ -55,9 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--db", help="call store (default: $QA_DB or ~/.local/share/qa/calls.db)")
     parser.add_argument("--no-store", dest="store", action="store_false", default=None,
                         help="do not store calls")
-    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument("--metrics-port", type=int,
+                        help="serve Prometheus metrics on this port (0 = any free port)")
     parser.add_argument("--prompts-port", type=int,
-                        help="serve the agent prompt page and websocket on this port")
+                        help="serve the agent prompt page and websocket on this port "
+                        "(0 = any free port)")
     parser.add_argument("--json", action="store_true", default=None, help="print JSON lines")
     parser.add_argument("--show-pii", action="store_true",
                         help="print transcripts, evidence and key presses unredacted "
@@ -97,7 +99,7 @@ def monitor_options(config: RunConfig, sources=()):
 
         store = StoreOptions(path=Path(config.db).expanduser()) if config.db else StoreOptions()
     prompts = None
-    if config.prompts_port:
+    if config.prompts_port is not None:
         from qa.prompts import PromptOptions
 
         prompts = PromptOptions(host=config.prompts_host, port=config.prompts_port,
@@ -111,7 +113,7 @@ def monitor_options(config: RunConfig, sources=()):
         rules=Path(config.rules) if config.rules else None,
         store=store,
         prompts=prompts,
-        metrics_port=config.metrics_port or None,
+        metrics_port=config.metrics_port,
         metrics_host=config.metrics_host,
         agents=tuple(dict.fromkeys(
             [config.agent, *(agent for agent, _ in config.tokens),

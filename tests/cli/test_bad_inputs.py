@@ -95,8 +95,9 @@ def test_config_inputs(tmp_path: Path, make, message) -> None:
 
 
 @pytest.mark.parametrize(("port", "message"), [
-    ("99999", "field 'metrics_port' expected a TCP port 0-65535 \\(0 = off\\), got 99999"),
-    ("-1", "field 'metrics_port' expected a TCP port 0-65535 \\(0 = off\\), got -1"),
+    ("99999", "field 'metrics_port' expected a TCP port 0-65535 \\(0 = any free port\\), "
+              "got 99999"),
+    ("-1", "field 'metrics_port' expected a TCP port 0-65535 \\(0 = any free port\\), got -1"),
 ])  # fmt: skip
 def test_metrics_port_out_of_range(port: str, message: str) -> None:
     result = qa("run", "--source", "file:/nonexistent.wav", "--model", "/nonexistent/model",
@@ -128,3 +129,22 @@ def test_label_file_inputs(tmp_path: Path, shared_audio: Path, make, message) ->
     result = qa("backtest", str(folder), "--rules", str(PACK), "--labels", str(labels),
                 "--model", "/nonexistent/model", timeout=20)
     one_error_line(result, message)
+
+
+def test_port_zero_means_any_free_port_everywhere(shared_audio: Path) -> None:
+    """Issue 10 (structure): `--metrics-port 0` switched the exporter off, while port 0 means
+    "any free port" for every source. Now it means that here too, and the bound port is
+    printed; leaving the option out (or `null` in the config) is what switches it off."""
+    import json
+    import urllib.request
+
+    result = qa("run", "--source", f"file:{shared_audio / 'en_digits_vosk.wav'}?realtime=1",
+                "--language", "en", "--no-store", "--json", "--metrics-port", "0",
+                "--prompts-port", "0", timeout=240)
+    assert result.returncode == 0, result.stderr
+    ready = json.loads(result.stdout.splitlines()[0])
+    assert ready["type"] == "ready"
+    ports = {what: int(ready[what].split(":")[2].split("/")[0]) for what in ("metrics", "prompts")}
+    assert all(port > 0 for port in ports.values()) and len(set(ports.values())) == 2
+    with pytest.raises(OSError):  # the process has ended: its exporter is gone with it
+        urllib.request.urlopen(ready["metrics"], timeout=2)

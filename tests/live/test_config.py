@@ -36,6 +36,14 @@ def test_a_full_config_is_read(tmp_path: Path):
     )
 
 
+def test_port_zero_is_any_free_port_and_null_is_off(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("metrics_port: 0\nprompts_port: null\n")
+    config = load_config(path)
+    assert (config.metrics_port, config.prompts_port) == (0, None)
+    assert RunConfig().metrics_port is None and RunConfig().prompts_port is None
+
+
 @pytest.mark.parametrize(
     ("text", "line", "field", "reason"),
     [
@@ -47,6 +55,7 @@ def test_a_full_config_is_read(tmp_path: Path):
         ("language: fr\n", 1, "language", "expected en, zh or auto"),
         ("sources:\n  - 5\n", 1, "sources[0]", "expected a source string"),
         ("metrics_port: 70000\n", 1, "metrics_port", "expected a TCP port"),
+        ("metrics_port: '80'\n", 1, "metrics_port", "expected int"),
         ("tokens:\n  a-1: ''\n", 1, "tokens.a-1", "non-empty token"),
         ("- a\n- b\n", 1, None, "expected a mapping"),
     ],
