@@ -40,6 +40,7 @@ dashboards: setup
 lint: setup
 	$(VENV)/bin/ruff check qa tests models
 	PATH=$(VENV)/bin:$$PATH cython-lint --max-line-length 100 native/*.pyx native/*.pxd
+	$(VENV)/bin/mypy
 
 setup: $(STAMP)/model native
 

@@ -1,9 +1,12 @@
 """Types of qa._native.g711: G.711 codecs, bit-exact with ITU-T G.191, 16-bit linear PCM."""
 
-from collections.abc import Buffer
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+
+# collections.abc.Buffer is Python 3.12+; these are the buffers the codecs are given.
+Buffer: TypeAlias = bytes | bytearray | memoryview | npt.NDArray[np.uint8]
 
 def ulaw_decode(codes: Buffer) -> npt.NDArray[np.int16]:
     """Decode µ-law codes (bytes, bytearray, memoryview or uint8 array) to int16 PCM."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -93,7 +94,7 @@ def load_config(path: str | Path) -> RunConfig:
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(path, "expected a mapping of settings", line=root.start_mark.line + 1)
     allowed = [f.name for f in fields(RunConfig)]
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # checked one by one against `_TYPES` below
     for key_node, value_node in root.value:
         line = key_node.start_mark.line + 1
         if not isinstance(key_node, yaml.ScalarNode):
@@ -104,7 +105,7 @@ def load_config(path: str | Path) -> RunConfig:
                 path, f"unknown setting; allowed: {', '.join(allowed)}", line=line, field=key
             )
         try:
-            value = yaml.safe_load(yaml.serialize(value_node))
+            value: Any = yaml.safe_load(yaml.serialize(value_node))
         except yaml.YAMLError as exc:  # e.g. a list or mapping used as a mapping key
             raise ConfigError(path, f"invalid value: {getattr(exc, 'problem', exc)}",
                               line=value_node.start_mark.line + 1, field=key) from None
@@ -118,12 +119,14 @@ def load_config(path: str | Path) -> RunConfig:
                 line=value_node.start_mark.line + 1, field=key,
             )
         if key == "sources":
+            assert isinstance(value, list)
             for index, item in enumerate(value):
                 if not isinstance(item, str):
                     raise ConfigError(path, "expected a source string", line=line,
                                       field=f"sources[{index}]")
             value = tuple(value)
         if key == "tokens":
+            assert isinstance(value, dict)
             for agent, token in value.items():
                 if not isinstance(token, str) or not token:
                     raise ConfigError(path, "expected a non-empty token string", line=line,

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, Summary
 from prometheus_client.exposition import start_http_server
@@ -32,6 +32,9 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from qa.pipeline import CallSummary, PipelineListener, TranscribeBatchFn, TranscribeFn
 from qa.sources.base import CallInfo
 from qa.types import Event, EventKind, Scorecard, Segment, Severity, Speaker, Utterance
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 log = logging.getLogger("qa.metrics")
 
@@ -86,9 +89,18 @@ class PipelineLike(Protocol):
     @property
     def queue_depth(self) -> int: ...
 
-    dropped_utterances: int
-    listener_errors: Mapping[str, int]  # exceptions raised by listeners, by listener class
-    rule_errors: int  # exceptions raised by calls' rules
+    @property
+    def dropped_utterances(self) -> int: ...
+
+    @property
+    def listener_errors(self) -> Mapping[str, int]:
+        """Exceptions raised by listeners, by listener class."""
+        ...
+
+    @property
+    def rule_errors(self) -> int:
+        """Exceptions raised by calls' rules."""
+        ...
 
 
 class StoreLike(Protocol):
@@ -673,15 +685,16 @@ class MetricsServer:
         self.registry = registry
         self.host = host
         self.port = port
-        self._server = None
+        self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> MetricsServer:
         """Starts serving in a daemon thread; returns self."""
         if self._server is not None:
             return self
-        self._server, self._thread = start_http_server(self.port, self.host, self.registry)
-        self.port = self._server.server_address[1]
+        server, self._thread = start_http_server(self.port, self.host, self.registry)
+        self._server = server
+        self.port = server.server_address[1]
         log.info("metrics on http://%s:%s/metrics", self.host, self.port)
         return self
 

@@ -14,11 +14,23 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qa.models import DEFAULT_MODEL
-from qa.pipeline import CallSummary, Pipeline, PipelineListener, PipelineOptions
+from qa.pipeline import (
+    CallSummary,
+    Pipeline,
+    PipelineListener,
+    PipelineOptions,
+    TranscribeBatchFn,
+    TranscribeFn,
+)
 from qa.sources.base import CallInfo, Source
 from qa.types import Event, Segment
+
+if TYPE_CHECKING:
+    from qa.prompts import PromptOptions
+    from qa.store import StoreOptions
 
 log = logging.getLogger("qa.monitor")
 
@@ -45,8 +57,8 @@ class MonitorOptions:
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
     model: str = DEFAULT_MODEL
     rules: Path | None = None
-    store: object | None = None
-    prompts: object | None = None
+    store: StoreOptions | None = None
+    prompts: PromptOptions | None = None
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_agent_label: bool = True
@@ -184,7 +196,8 @@ class Monitor:
         # Short-window batched decoding (docs/capacity.md): a lone utterance takes it too,
         # as faster-whisper's 30 s window costs ~1 s per decode whatever the length.
         batcher = BatchTranscriber(self.transcriber)
-        transcribe, transcribe_batch = batcher.transcribe, batcher.transcribe_batch
+        transcribe: TranscribeFn = batcher.transcribe
+        transcribe_batch: TranscribeBatchFn = batcher.transcribe_batch
         if self.metrics is not None:
             transcribe = self.metrics.timed(transcribe)
             transcribe_batch = self.metrics.timed_batch(transcribe_batch)
@@ -221,6 +234,7 @@ class Monitor:
             def rescore(record):
                 return score(pack, record.events, record.info.call_id)
 
+        assert self.store is not None
         closed = self.store.close_interrupted(rescore)
         if closed:
             log.warning("closed %d calls left open by runs that died: %s", len(closed),

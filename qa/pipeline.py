@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -132,7 +133,7 @@ class PipelineListener:
         """A call ended and every one of its utterances has been transcribed (or dropped)."""
 
 
-class CallRulesLike:
+class CallRulesLike(Protocol):
     """The part of `qa.rules.CallRules` the pipeline drives (see that class)."""
 
     def on_segment(self, segment: Segment) -> list[Event]: ...
@@ -140,7 +141,9 @@ class CallRulesLike:
     def advance(self, now: float) -> list[Event]: ...
     def finish(self, end: float) -> list[Event]: ...
     def scorecard(self) -> Scorecard: ...
-    category: str | None
+
+    @property
+    def category(self) -> str | None: ...
 
 
 RulesFactory = Callable[[CallInfo], "CallRulesLike | None"]

@@ -150,7 +150,8 @@ def load_labels(path: Path, known_rules: Sequence[str], files: Sequence[str] = (
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else None
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
         raise ConfigError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}",
                           line=line) from exc
     if root is None:

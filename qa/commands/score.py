@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 from qa.commands._output import dumps, event_dict, event_line, scorecard_dict, scorecard_lines
+from qa.errors import QAError
 from qa.models import DEFAULT_MODEL
 from qa.pipeline import CallSummary, PipelineListener, PipelineOptions
 from qa.types import Event
@@ -67,15 +68,18 @@ def run(args: argparse.Namespace) -> int:
         monitor.run([source])
     summary = results.summaries[source.call_id]
     events = sorted(results.events.get(source.call_id, []), key=lambda e: e.time)
+    scorecard = summary.scorecard
+    if scorecard is None:  # the rules failed on this call (logged by the pipeline)
+        raise QAError(f"{args.file}: the rules failed on this call; no scorecard (see the log)")
     if args.json:
         print(dumps({
             "call": source.call_id, "duration": round(summary.duration, 2),
             "category": summary.category, "events": [event_dict(e) for e in events],
-            "scorecard": scorecard_dict(summary.scorecard),
+            "scorecard": scorecard_dict(scorecard),
         }))
         return 0
     print(f"# {args.file}: {summary.duration:.1f} s, category {summary.category or '-'}")
     for event in events:
         print(event_line(event))
-    print("\n".join(scorecard_lines(summary.scorecard)))
+    print("\n".join(scorecard_lines(scorecard)))
     return 0

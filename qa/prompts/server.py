@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -120,7 +121,7 @@ class _Connection(ServerConnection):
     """A server connection that stays in `sockets` from accept to close, so `stop` can cut
     the ones still waiting for a request (the library tracks only open websockets)."""
 
-    def __init__(self, *args: object, sockets: set[ServerConnection], **kwargs: object) -> None:
+    def __init__(self, *args: Any, sockets: set[ServerConnection], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sockets = sockets
         sockets.add(self)
@@ -243,7 +244,9 @@ class PromptServer:
             self.options.port,
             process_request=self._process_request,
             max_size=_MAX_INCOMING,
-            create_connection=functools.partial(_Connection, sockets=self._sockets),
+            # A factory in place of the class (the library calls it like the class).
+            create_connection=functools.partial(  # type: ignore[arg-type]
+                _Connection, sockets=self._sockets),
         )
 
     async def _shutdown(self, server: Server) -> None:
@@ -331,6 +334,7 @@ class PromptServer:
         return Response(HTTPStatus.OK, "OK", headers, self._page)
 
     async def _handle(self, connection: ServerConnection) -> None:
+        assert connection.request is not None  # the handshake is done
         _, _, agent_id = self._authorise(connection.request.path)
         # The history goes into the queue in the same loop step that registers the queue, so
         # no live message can overtake it or fall between the two.

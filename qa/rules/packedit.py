@@ -48,6 +48,13 @@ def _entry(node: yaml.MappingNode, name: str) -> tuple[yaml.Node, yaml.Node] | N
     return next(((k, v) for k, v in node.value if k.value == name), None)
 
 
+def _id_key(node: yaml.MappingNode) -> yaml.Node:
+    """The `id` key of a rule's mapping (the pack was validated: every rule has one)."""
+    found = _entry(node, "id")
+    assert found is not None
+    return found[0]
+
+
 def _line_end(source: str, index: int) -> int:
     end = source.find("\n", index)
     return len(source) if end < 0 else end + 1
@@ -76,7 +83,7 @@ def set_thresholds(source: str, thresholds: Mapping[str, float], path: str = "<p
         if found is not None:
             edits.append((found[1].start_mark.index, found[1].end_mark.index, text))
             continue
-        key, _ = _entry(node, "id")
+        key = _id_key(node)
         indent = " " * key.start_mark.column
         at = _line_end(source, key.start_mark.index)
         if node.flow_style:
@@ -116,7 +123,7 @@ def add_examples(source: str, additions: Sequence[Addition], path: str = "<pack>
             lines = "".join(_item(" " * column, a) for a in adds)
             edits.append((at, at, lines))
             continue
-        key_node, _ = _entry(node, "id")
+        key_node = _id_key(node)
         indent = " " * key_node.start_mark.column
         at = _line_end(source, key_node.start_mark.index)
         lines = f"{indent}{key}:\n" + "".join(_item(indent + "  ", a) for a in adds)

@@ -723,7 +723,7 @@ def _check_references(
     trig_nodes: list,
 ) -> None:
     seen: dict[str, str] = {}
-    groups = (
+    groups: tuple[tuple[str, tuple[Any, ...], list], ...] = (
         ("steps", pack.steps, step_nodes),
         ("forbidden", pack.forbidden, forb_nodes),
         ("categories", pack.categories, cat_nodes),
@@ -840,8 +840,8 @@ def _node_at(root: yaml.Node, *steps: str | int) -> yaml.Node:
 def _check_texts(ctx: _Ctx, pack: RulePack, root: yaml.Node) -> None:
     """Phrases that can match and prompt templates that can be filled in."""
     _check_warning_prompt(ctx, pack.handle_time.warning_prompt, root)
-    groups = (("steps", pack.steps), ("forbidden", pack.forbidden),
-              ("triggers", pack.triggers))
+    groups: tuple[tuple[str, tuple[Any, ...]], ...] = (
+        ("steps", pack.steps), ("forbidden", pack.forbidden), ("triggers", pack.triggers))
     if _node_at(root, "categories") is not root:
         groups += (("categories", pack.categories),)
     for section, rules in groups:
@@ -875,8 +875,8 @@ def _check_warning_prompt(ctx: _Ctx, template: str, root: yaml.Node) -> None:
     """`warning_prompt` is filled with `str.format`: every `{...}` must be a known field."""
     import string
 
-    node = _node_at(root, "handle_time", "warning_prompt")
-    node = node if isinstance(node, yaml.ScalarNode) else None
+    found = _node_at(root, "handle_time", "warning_prompt")
+    node = found if isinstance(found, yaml.ScalarNode) else None
     field = "handle_time.warning_prompt"
     allowed = ", ".join("{" + name + "}" for name in sorted(WARNING_FIELDS))
     try:

@@ -36,8 +36,10 @@ class AudioStream(Protocol):
     path: str
     sample_rate: int
     channels: int
-    frames: int | None
     codec: str
+
+    @property
+    def frames(self) -> int | None: ...
 
     def blocks(self, frames: int = 16_000) -> Iterator[np.ndarray]:
         """int16 arrays of shape (n, channels), `frames` rows each but the last."""

@@ -147,6 +147,7 @@ class JitterBuffer(Generic[T]):
         """Releases, in order, every packet that may leave at time `now`."""
         out: list[Released[T]] = []
         while self._held:
+            assert self._next is not None  # set by the first push
             lost = 0
             if self._next not in self._held:
                 oldest = min(arrived for arrived, _ in self._held.values())
@@ -162,6 +163,7 @@ class JitterBuffer(Generic[T]):
         """Releases everything held, in order, giving up every gap (the stream has ended)."""
         out: list[Released[T]] = []
         while self._held:
+            assert self._next is not None
             first = min(self._held)
             lost = first - self._next
             self._next = first
@@ -170,6 +172,7 @@ class JitterBuffer(Generic[T]):
 
     def _release(self, lost: int) -> Released[T]:
         seq = self._next
+        assert seq is not None
         _, item = self._held.pop(seq)
         self._released.add(seq)
         self._released_order.append(seq)

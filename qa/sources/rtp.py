@@ -565,7 +565,8 @@ class RtpSource:
             if speaker is None:
                 counters["unknown_ssrc"] += 1
                 return
-        slot = packet.ssrc if shared else speaker
+        assert speaker is not None
+        slot: object = packet.ssrc if shared else speaker
         if address is not None and self._call is not None:
             owner, heard = self._call.owners.get(slot, (address, now))
             if owner != address and now - heard < self.options.source_lock_s:
@@ -580,7 +581,7 @@ class RtpSource:
                             self.name, speaker, packet.ssrc, owner, address, now - heard)
         if self._call is None:
             self._start_call(now)
-        call = self._call
+        call = self._live
         if address is not None:
             call.owners[slot] = (address, now)
         if not self._ssrc_map:
@@ -690,10 +691,10 @@ class RtpSource:
 
     def _start_call(self, now: float) -> None:
         self._counters["calls"] += 1
-        self._call = _Call(new_call_id(f"rtp-{self.ports[0]}"), now)
-        self._sink.call_started(
+        call = self._call = _Call(new_call_id(f"rtp-{self.ports[0]}"), now)
+        self._out.call_started(
             CallInfo(
-                call_id=self._call.call_id,
+                call_id=call.call_id,
                 agent_id=self.options.agent_id,
                 source=self.name,
                 started_at=time.time(),
@@ -722,7 +723,7 @@ class RtpSource:
             self._end_call(reason)
 
     def _end_call(self, reason: str) -> None:
-        call = self._call
+        call = self._live
         for channel in call.channels.values():
             self._flush(channel)
         self._call = None
@@ -730,7 +731,7 @@ class RtpSource:
             log.warning("%s: call %s ended (%s): %d packets from other addresses dropped, "
                         "%.1f s of timestamp jumps not filled", self.name, call.call_id, reason,
                         call.foreign, call.gap_rejected / CLOCK_RATE)
-        self._sink.call_ended(call.call_id, reason)
+        self._out.call_ended(call.call_id, reason)
 
     def _flush(self, channel: _Channel) -> None:
         stream = channel.stream
@@ -742,10 +743,10 @@ class RtpSource:
         channel.stream = None
 
     def _play(self, channel: _Channel, stream: _Stream, item: _Item, lost_before: int) -> None:
-        call = self._call
+        call = self._live
         self._counters["lost"] += lost_before
         anchoring = stream.base_ts is None
-        if anchoring:
+        if stream.base_ts is None:
             stream.base_ts = item.ext_ts
             stream.base_sample = max(
                 channel.next_sample, round((stream.arrived - call.t0) * CLOCK_RATE)
@@ -758,6 +759,7 @@ class RtpSource:
             return
         self._counters["audio_packets"] += 1
         pcm = item.pcm
+        assert pcm is not None  # audio items carry their samples
         if position < channel.next_sample:
             # Overlaps what was already played (a sender that reuses timestamps): keep only
             # the new part so the channel stays one continuous run of samples.
@@ -769,15 +771,16 @@ class RtpSource:
             gap = position - channel.next_sample
             if not anchoring:  # silence before a stream begins is not missing audio
                 self._counters["filled_samples"] += gap
-            self._sink.audio(
+            self._out.audio(
                 AudioChunk(call.call_id, channel.speaker, np.zeros(gap, np.int16), CLOCK_RATE,
                            channel.next_sample)
             )
-        self._sink.audio(AudioChunk(call.call_id, channel.speaker, pcm, CLOCK_RATE, position))
+        self._out.audio(AudioChunk(call.call_id, channel.speaker, pcm, CLOCK_RATE, position))
         channel.next_sample = position + len(pcm)
 
     def _dtmf(self, channel: _Channel, stream: _Stream, item: _Item, position: int) -> None:
         event = item.event
+        assert event is not None  # DTMF items carry their telephone event
         if stream.dtmf_ts != item.ext_ts:
             # A new key press: report the previous one if its end packets were all lost.
             self._dtmf_report(channel, stream)
@@ -795,13 +798,25 @@ class RtpSource:
             return
         stream.dtmf_done = True
         self._counters["dtmf"] += 1
-        self._sink.dtmf(
-            self._call.call_id,
+        self._out.dtmf(
+            self._live.call_id,
             channel.speaker,
             stream.dtmf_digit,
             stream.dtmf_sample / CLOCK_RATE,
             stream.dtmf_duration / CLOCK_RATE,
         )
+
+    @property
+    def _out(self) -> SourceSink:
+        """The sink of the call in progress (set by `receive`, `tick` and `finish`)."""
+        assert self._sink is not None, "delivering outside receive/tick/finish"
+        return self._sink
+
+    @property
+    def _live(self) -> _Call:
+        """The call in progress (only read where one is known to be open)."""
+        assert self._call is not None, "no call in progress"
+        return self._call
 
     def __enter__(self) -> RtpSource:
         return self

@@ -148,7 +148,7 @@ class SoundcardSource:
         self.options = options
         if options.block_ms <= 0 or options.ring_seconds <= 0:
             raise SourceError("block_ms and ring_seconds must be positive")
-        self.devices = (resolve_device(options.device),)
+        self.devices: tuple[InputDevice, ...] = (resolve_device(options.device),)
         if options.second_device is not None:
             self.devices += (resolve_device(options.second_device),)
         self.sample_rate = int(options.sample_rate or self.devices[0].default_samplerate)

@@ -68,22 +68,24 @@ def open_source(spec: str, *, agent_id: str = "") -> Source:
 
         from qa.sources.sip import SipSource, parse_sip_url
 
-        options = parse_sip_url(spec)
-        return SipSource(replace(options, agent_id=agent_id) if agent_id else options)
+        sip_options = parse_sip_url(spec)
+        return SipSource(replace(sip_options, agent_id=agent_id) if agent_id else sip_options)
     if spec.startswith("audiosocket://"):
         from dataclasses import replace
 
         from qa.sources.audiosocket import AudioSocketSource, parse_audiosocket_url
 
-        options = parse_audiosocket_url(spec)
-        return AudioSocketSource(replace(options, agent_id=agent_id) if agent_id else options)
+        audiosocket_options = parse_audiosocket_url(spec)
+        return AudioSocketSource(
+            replace(audiosocket_options, agent_id=agent_id) if agent_id else audiosocket_options
+        )
     if spec.startswith("ws://"):
         from dataclasses import replace
 
         from qa.sources.wsmedia import WsMediaSource, parse_ws_url
 
-        options = parse_ws_url(spec)
-        return WsMediaSource(replace(options, agent_id=agent_id) if agent_id else options)
+        ws_options = parse_ws_url(spec)
+        return WsMediaSource(replace(ws_options, agent_id=agent_id) if agent_id else ws_options)
     raise ConfigError(
         spec,
         "unknown source; expected soundcard[:DEVICE], rtp://HOST:PORT[,PORT2], "

@@ -241,12 +241,23 @@ class AudioSocketSource:
         self._counters["connections"] += 1
         conn.setblocking(False)
         self._legs[conn] = _Leg(conn, speaker, time.monotonic(), self.options.max_payload)
-        self._selector.register(conn, selectors.EVENT_READ, ("conn", None))
+        self._poller.register(conn, selectors.EVENT_READ, ("conn", None))
+
+    @property
+    def _out(self) -> SourceSink:
+        """The sink given to `run` (frames are only read while it runs)."""
+        assert self._sink is not None, "delivering outside run"
+        return self._sink
+
+    @property
+    def _poller(self) -> selectors.BaseSelector:
+        assert self._selector is not None, "polling outside run"
+        return self._selector
 
     def _close(self, conn: socket.socket) -> None:
         self._legs.pop(conn, None)
         with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(conn)
+            self._poller.unregister(conn)
         conn.close()
 
     def _read(self, conn: socket.socket) -> None:
@@ -305,10 +316,11 @@ class AudioSocketSource:
                 self._malformed(leg, f"bad DTMF payload {payload[:8]!r}")
                 return
             self._counters["dtmf"] += 1
-            call = leg.call
+            call, speaker = leg.call, leg.speaker
+            assert speaker is not None  # joined with its call (checked above)
             if call.started:
-                self._sink.dtmf(call.call_id, leg.speaker, digit,
-                                call.next_sample[leg.speaker] / SLIN_RATE, 0.0)
+                self._out.dtmf(call.call_id, speaker, digit,
+                               call.next_sample[speaker] / SLIN_RATE, 0.0)
         elif kind is Kind.HANGUP:
             self._counters["hangups"] += 1
             self._end_leg(leg, "hangup")
@@ -352,30 +364,31 @@ class AudioSocketSource:
         log.info("%s: %s leg of %s (UUID %s)", self.name, speaker, call.call_id, key)
 
     def _audio(self, leg: _Leg, pcm: np.ndarray, now: float) -> None:
-        call = leg.call
+        call, speaker = leg.call, leg.speaker
+        assert call is not None and speaker is not None  # only joined legs carry audio
         if not call.started:
             call.started = True
             call.t0 = now
             self._counters["calls"] += 1
-            self._sink.call_started(CallInfo(
+            self._out.call_started(CallInfo(
                 call.call_id, self.options.agent_id, self.name, time.time(),
                 (Speaker.AGENT, Speaker.CUSTOMER), SLIN_RATE,
             ))
-        position = call.next_sample[leg.speaker]
+        position = call.next_sample[speaker]
         wall = round((now - call.t0) * SLIN_RATE) - len(pcm)
         if not leg.anchored or wall - position > self.options.max_lag_s * SLIN_RATE:
             if leg.anchored:
                 self._counters["filled_samples"] += max(0, wall - position)
             leg.anchored = True
             position = max(position, wall)
-        self._deliver(call, leg.speaker, pcm, position)
+        self._deliver(call, speaker, pcm, position)
 
     def _deliver(self, call: _Call, speaker: Speaker, pcm: np.ndarray, position: int) -> None:
         start = call.next_sample[speaker]
         if position > start:
-            self._sink.audio(AudioChunk(call.call_id, speaker,
-                                        np.zeros(position - start, np.int16), SLIN_RATE, start))
-        self._sink.audio(AudioChunk(call.call_id, speaker, pcm, SLIN_RATE, position))
+            self._out.audio(AudioChunk(call.call_id, speaker,
+                                       np.zeros(position - start, np.int16), SLIN_RATE, start))
+        self._out.audio(AudioChunk(call.call_id, speaker, pcm, SLIN_RATE, position))
         call.next_sample[speaker] = position + len(pcm)
 
     def _end_leg(self, leg: _Leg, reason: str) -> None:
@@ -395,7 +408,7 @@ class AudioSocketSource:
             call.legs.remove(leg)
             self._close(leg.conn)
         if call.started:
-            self._sink.call_ended(call.call_id, reason)
+            self._out.call_ended(call.call_id, reason)
 
     def _tick(self, now: float) -> None:
         for leg in list(self._legs.values()):

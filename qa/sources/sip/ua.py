@@ -39,7 +39,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -253,6 +253,8 @@ class _CallSink:
 
 
 class _Call:
+    sink: _CallSink  # set by `_new_call` right after construction (the sink needs the call)
+
     def __init__(self, call_id: str, key: str, joined: bool, source: str,
                  rtp: RtpSource) -> None:
         self.call_id = call_id
@@ -262,7 +264,6 @@ class _Call:
         self.rtp = rtp
         self.legs: list[_Leg] = []
         self.agent_id = ""
-        self.sink: _CallSink | None = None
 
     def info(self, started_at: float) -> CallInfo:
         channels = ((Speaker.AGENT, Speaker.CUSTOMER) if self.joined
@@ -446,7 +447,18 @@ class SipSource:
                 continue  # CRLF keep-alive (RFC 5626)
             self._handle(data, Transport.UDP, None, peer)
 
+    @property
+    def _poller(self) -> selectors.BaseSelector:
+        assert self._selector is not None, "polling outside run"
+        return self._selector
+
+    @property
+    def _out(self) -> SourceSink:
+        assert self._sink is not None, "delivering outside run"
+        return self._sink
+
     def _accept(self) -> None:
+        assert self._listener is not None  # polled only when TCP is on
         try:
             conn, _ = self._listener.accept()
         except OSError:
@@ -458,7 +470,7 @@ class SipSource:
         self._counters["connections"] += 1
         conn.setblocking(False)
         self._conns[conn] = bytearray()
-        self._selector.register(conn, selectors.EVENT_READ, ("tcp", None))
+        self._poller.register(conn, selectors.EVENT_READ, ("tcp", None))
 
     def _read_tcp(self, conn: socket.socket) -> None:
         buffer = self._conns.get(conn)
@@ -494,7 +506,7 @@ class SipSource:
     def _drop_conn(self, conn: socket.socket) -> None:
         self._conns.pop(conn, None)
         with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(conn)
+            self._poller.unregister(conn)
         conn.close()
         for leg in self._legs.values():
             if leg.conn is conn:
@@ -534,9 +546,10 @@ class SipSource:
             self._counters["retransmissions"] += 1
             self._send(transport, conn, peer, cached[0])
             return
-        handler = {"INVITE": self._invite, "ACK": self._ack, "BYE": self._bye,
-                   "CANCEL": self._cancel, "OPTIONS": self._options,
-                   "UPDATE": self._update}.get(message.method)
+        handlers: dict[str, Callable[..., None]] = {
+            "INVITE": self._invite, "ACK": self._ack, "BYE": self._bye, "CANCEL": self._cancel,
+            "OPTIONS": self._options, "UPDATE": self._update}
+        handler = handlers.get(message.method)
         if handler is None:
             self._reply(message, 405, transport, conn, peer, headers=(("Allow", _ALLOW),))
             return
@@ -608,14 +621,14 @@ class SipSource:
             speaker = None
         else:
             join = invite.get(self.options.join_header)
-            call = self._calls.get(join or f"sip:{invite.call_id}")
-            speaker = self._speaker(invite, call)
+            existing = self._calls.get(join or f"sip:{invite.call_id}")
+            speaker = self._speaker(invite, existing)
             if speaker is None:
                 self._counters["rejected"] += 1
                 self._reply(invite, 486, transport, conn, peer)
                 return
-            if call is None:
-                call = self._new_call(join or f"sip:{invite.call_id}", bool(join), dtmf_pt)
+            call = existing or self._new_call(join or f"sip:{invite.call_id}", bool(join),
+                                              dtmf_pt)
             agent = invite.get(self.options.agent_header)
             if agent and not call.agent_id:
                 call.agent_id = agent
@@ -653,7 +666,7 @@ class SipSource:
         if speaker not in taken:
             return speaker
         free = [s for s in (Speaker.AGENT, Speaker.CUSTOMER) if s not in taken]
-        if free:
+        if free and call is not None:
             log.warning("%s: call %s already has a %s leg; leg %s gets %s", self.name,
                         call.call_id, speaker, invite.call_id, free[0])
         return free[0] if free else None
@@ -701,7 +714,7 @@ class SipSource:
             raise
         stream = _Media(name, sock, sock.getsockname()[1], leg.speaker)
         leg.streams[name] = stream
-        self._selector.register(sock, selectors.EVENT_READ, ("rtp", (leg, stream)))
+        self._poller.register(sock, selectors.EVENT_READ, ("rtp", (leg, stream)))
         return stream
 
     def _assign(self, leg: _Leg) -> None:
@@ -776,7 +789,7 @@ class SipSource:
         rtp.close()
         call = _Call(self._new_call_id(), key, joined, self.name, rtp)
         call.agent_id = self.options.agent_id
-        call.sink = _CallSink(call, self._sink)
+        call.sink = _CallSink(call, self._out)
         self._calls[key] = call
         return call
 
@@ -801,7 +814,7 @@ class SipSource:
         for stream in leg.streams.values():
             with contextlib.suppress(KeyError, ValueError):
                 if self._selector is not None:
-                    self._selector.unregister(stream.sock)
+                    self._poller.unregister(stream.sock)
             stream.sock.close()
         leg.streams.clear()
 

@@ -227,6 +227,7 @@ class WsMediaSource:
 
     def _session(self, request: Request) -> Session:
         parts = urlsplit(request.path)
+        assert self._sink is not None, "serving outside run"
         context = SessionContext(self._sink, self._new_call_id, f"{self.name}{parts.path}",
                                  self.options.agent_id, self.options.agent_parameter,
                                  self._counters)
@@ -245,6 +246,7 @@ class WsMediaSource:
     async def _handle(self, connection: ServerConnection) -> None:
         self._counters["connections"] += 1
         try:
+            assert connection.request is not None  # set once the handshake is done
             session = self._session(connection.request)
         except SignallingError as exc:
             self._counters["malformed_messages"] += 1

@@ -147,6 +147,7 @@ class TwilioSession(Session):
             if speaker is None:
                 raise SignallingError("Twilio", f"unknown track {message.track!r}")
             if message.event == "media":
+                assert message.audio is not None  # parse_twilio decodes every media payload
                 self.call.write(speaker, message.audio,
                                 message.timestamp_ms * formats.PCMU_RATE // 1000)
             else:
