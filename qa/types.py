@@ -24,6 +24,13 @@ class Speaker(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
+def channel_speakers(channels: int) -> tuple[Speaker, ...]:
+    """Speaker of each channel of a recording or sound card: stereo is (agent, customer),
+    left = agent as call recorders write it; mono is (unknown,). The one place this
+    convention lives."""
+    return (Speaker.AGENT, Speaker.CUSTOMER) if channels == 2 else (Speaker.UNKNOWN,)
+
+
 def _readonly_int16(name: str, pcm: np.ndarray) -> None:
     if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
         raise TypeError(f"{name} must be a 1-D int16 numpy array")

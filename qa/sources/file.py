@@ -19,7 +19,7 @@ from qa.ids import new_call_id
 from qa.sources.audio import open_audio
 from qa.sources.base import CallInfo, SourceSink
 from qa.sources.wav import iter_chunks
-from qa.types import Speaker
+from qa.types import channel_speakers
 
 log = logging.getLogger("qa.sources.file")
 
@@ -59,9 +59,7 @@ class FileSource:
 
     def run(self, sink: SourceSink, stop: threading.Event) -> None:
         """Plays the file as one call; ends it with `end of file` or `stopped`."""
-        channels = (
-            (Speaker.AGENT, Speaker.CUSTOMER) if self._wav.channels == 2 else (Speaker.UNKNOWN,)
-        )
+        channels = channel_speakers(self._wav.channels)
         sink.call_started(
             CallInfo(
                 call_id=self.call_id,

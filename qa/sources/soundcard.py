@@ -23,7 +23,7 @@ import numpy as np
 from qa.errors import DependencyError, SourceError
 from qa.ids import new_call_id
 from qa.sources.base import CallInfo, SourceSink
-from qa.types import AudioChunk, Speaker
+from qa.types import AudioChunk, Speaker, channel_speakers
 
 log = logging.getLogger("qa.sources.soundcard")
 
@@ -163,9 +163,8 @@ class SoundcardSource:
         self._gap_samples = [0] * len(self.speakers)
 
     def _default_speakers(self) -> tuple[Speaker, ...]:
-        if len(self.devices) == 2 or self.devices[0].max_input_channels >= 2:
-            return (Speaker.AGENT, Speaker.CUSTOMER)
-        return (Speaker.UNKNOWN,)
+        two = len(self.devices) == 2 or self.devices[0].max_input_channels >= 2
+        return channel_speakers(2 if two else 1)
 
     def _split_channels(self) -> tuple[int, ...]:
         if len(self.devices) == 2:

@@ -21,7 +21,7 @@ import numpy as np
 from qa._native import g711
 from qa.errors import AudioCodecError, AudioFileError
 from qa.files import open_regular
-from qa.types import AudioChunk, Speaker
+from qa.types import AudioChunk, channel_speakers
 
 log = logging.getLogger("qa.sources.wav")
 
@@ -282,11 +282,6 @@ def read_wav(path: str | os.PathLike[str], *, strict: bool = True) -> WavFile:
     pcm.flags.writeable = False
     return WavFile(stream.path, stream.sample_rate, stream.channels, stream.frames, pcm,
                    stream.missing_frames)
-
-
-def channel_speakers(channels: int) -> tuple[Speaker, ...]:
-    """Speaker of each channel: stereo is (agent, customer), mono is (unknown,)."""
-    return (Speaker.AGENT, Speaker.CUSTOMER) if channels == 2 else (Speaker.UNKNOWN,)
 
 
 def iter_chunks(wav, call_id: str, chunk_ms: int = 20) -> Iterator[AudioChunk]:
