@@ -29,9 +29,20 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from qa.pipeline import CallSummary, PipelineListener, TranscribeBatchFn, TranscribeFn
-from qa.sources.base import CallInfo
-from qa.types import Event, EventKind, Scorecard, Segment, Severity, Speaker, Utterance
+from qa.types import (
+    CallInfo,
+    CallSummary,
+    Event,
+    EventKind,
+    PipelineListener,
+    Scorecard,
+    Segment,
+    Severity,
+    Speaker,
+    TranscribeBatchFn,
+    TranscribeFn,
+    Utterance,
+)
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer

@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qa.models import DEFAULT_MODEL
-from qa.pipeline import (
+from qa.pipeline import Pipeline, PipelineOptions
+from qa.sources.base import Source
+from qa.types import (
+    CallInfo,
     CallSummary,
-    Pipeline,
+    Event,
     PipelineListener,
-    PipelineOptions,
+    Segment,
     TranscribeBatchFn,
     TranscribeFn,
 )
-from qa.sources.base import CallInfo, Source
-from qa.types import Event, Segment
 
 if TYPE_CHECKING:
     from qa.prompts import PromptOptions

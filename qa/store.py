@@ -39,9 +39,18 @@ from pathlib import Path
 from qa.errors import CallNotFoundError, StoreError
 from qa.redact import redact
 from qa.rules.scoring import band
-from qa.sources.base import CallInfo
 from qa.spool import Spool
-from qa.types import Event, EventKind, Scorecard, ScoreItem, Segment, Severity, Speaker, Word
+from qa.types import (
+    CallInfo,
+    Event,
+    EventKind,
+    Scorecard,
+    ScoreItem,
+    Segment,
+    Severity,
+    Speaker,
+    Word,
+)
 
 __all__ = [
     "CallRecord",

@@ -1,4 +1,7 @@
-"""The five values that pass between stages (see docs/design.md), and their small parts.
+"""The five values that pass between stages (see docs/design.md), their small parts, and the
+contracts between stages: the call as a source announces it (`CallInfo`), what a finished call
+looked like (`CallSummary`), the listener interface (`PipelineListener`) and the transcription
+step's signature (`TranscribeFn`, `TranscribeBatchFn`).
 
 Every time here is audio time: seconds since the call's first sample, counted in samples.
 Values are frozen; PCM arrays are made read-only on construction so that a stage can hand
@@ -8,6 +11,7 @@ the same buffer to several consumers without copying.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -249,3 +253,95 @@ class Scorecard:
     items: tuple[ScoreItem, ...] = field(default_factory=tuple)
     total: float = 0.0
     band: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """A call as its source first sees it.
+
+    Attributes:
+        call_id: Unique id of the call (the source makes it).
+        agent_id: The agent handling it, from configuration or the source ('' if unknown).
+        source: A short description of where the audio comes from (`rtp://...`, `file:...`).
+        started_at: Wall-clock time (epoch seconds) of the call's first sample, for the store.
+        channels: The channels this call will carry.
+        sample_rate: The rate of the chunks the source will deliver.
+    """
+
+    call_id: str
+    agent_id: str
+    source: str
+    started_at: float
+    channels: tuple[Speaker, ...]
+    sample_rate: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallSummary:
+    """What a finished call looked like, for the console and the store.
+
+    Attributes:
+        call_id: The call.
+        agent_id: Its agent ('' if unknown).
+        source: Where its audio came from.
+        reason: Why it ended (`end of file`, `timeout`, `stopped`, ...).
+        duration: Seconds of audio on the call clock (the longest channel).
+        speech: Seconds of speech per speaker, as cut by the endpointer.
+        utterances: Utterances cut on all channels.
+        segments: Final segments produced.
+        dropped_utterances: Utterances dropped by the queue policy.
+        gap_seconds: Audio missing from the source and filled with silence (all channels).
+        latency_p50: Median seconds from end of speech (endpointer close) to final text.
+        latency_p95: 95th percentile of the same.
+        events: Rule events raised during the call.
+        scorecard: The call's scorecard, when it was checked against a rule pack.
+        category: The call's main category from the rule pack (None when none was heard).
+        dead_air: Seconds nobody spoke, in silences past the dead-air threshold (the rule
+            pack's, else `qa.conversation.DEAD_AIR_MIN`); see `qa.conversation`.
+        talk_over: Seconds agent and customer spoke at once.
+    """
+
+    call_id: str
+    agent_id: str
+    source: str
+    reason: str
+    duration: float
+    speech: tuple[tuple[Speaker, float], ...]
+    utterances: int
+    segments: int
+    dropped_utterances: int
+    gap_seconds: float
+    latency_p50: float
+    latency_p95: float
+    events: int = 0
+    scorecard: Scorecard | None = None
+    category: str | None = None
+    dead_air: float = 0.0
+    talk_over: float = 0.0
+
+
+class PipelineListener:
+    """Receives what the pipeline produces. Override what you need; every call comes from the
+    pipeline's one dispatcher thread, in order, never concurrently. An exception raised here
+    is logged and counted, and the pipeline carries on (see `Pipeline`)."""
+
+    def call_started(self, call: CallInfo) -> None:
+        """A call began."""
+
+    def segment(self, segment: Segment, latency: float) -> None:
+        """A final segment, `latency` wall seconds after its utterance was closed."""
+
+    def event(self, event: Event) -> None:
+        """A rule event."""
+
+    def dtmf(self, call_id: str, channel: Speaker, digit: str, time: float) -> None:
+        """A key press reported by the source."""
+
+    def call_ended(self, summary: CallSummary) -> None:
+        """A call ended and every one of its utterances has been transcribed (or dropped)."""
+
+
+#: The transcription step: one utterance (and a language, None = detect) to its final segments.
+TranscribeFn = Callable[[Utterance, "str | None"], list[Segment]]
+#: The batched step: several utterances decoded together, segments per utterance in order.
+TranscribeBatchFn = Callable[[Sequence[Utterance], "str | None"], list[list[Segment]]]

@@ -23,10 +23,9 @@ from qa.commands._output import (
 )
 from qa.config import RunConfig, check_ports, load_config
 from qa.errors import ConfigError
-from qa.pipeline import CallSummary, PipelineListener, PipelineOptions
+from qa.pipeline import PipelineOptions
 from qa.redact import redact
-from qa.sources.base import CallInfo
-from qa.types import Event, Segment, Speaker
+from qa.types import CallInfo, CallSummary, Event, PipelineListener, Segment, Speaker
 
 log = logging.getLogger("qa.commands.run")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from qa.commands._output import dumps, event_dict, event_line, scorecard_dict, scorecard_lines
 from qa.errors import QAError
 from qa.models import DEFAULT_MODEL
-from qa.pipeline import CallSummary, PipelineListener, PipelineOptions
-from qa.types import Event
+from qa.pipeline import PipelineOptions
+from qa.types import CallSummary, Event, PipelineListener
 
 
 def register(sub: argparse._SubParsersAction) -> None:

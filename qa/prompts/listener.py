@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from qa.pipeline import CallSummary, PipelineListener
 from qa.prompts.messages import (
     call_ended_message,
     call_started_message,
@@ -12,8 +11,7 @@ from qa.prompts.messages import (
     transcript_message,
 )
 from qa.prompts.server import PromptServer
-from qa.sources.base import CallInfo
-from qa.types import Event, Segment
+from qa.types import CallInfo, CallSummary, Event, PipelineListener, Segment
 
 __all__ = ["PromptListener"]
 

@@ -26,8 +26,7 @@ from __future__ import annotations
 import json
 
 from qa.redact import redact
-from qa.sources.base import CallInfo
-from qa.types import Event, EventKind, Segment
+from qa.types import CallInfo, Event, EventKind, Segment
 
 __all__ = [
     "call_ended_message",

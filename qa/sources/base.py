@@ -9,31 +9,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
-from qa.types import AudioChunk, Speaker
-
-
-@dataclass(frozen=True, slots=True)
-class CallInfo:
-    """A call as its source first sees it.
-
-    Attributes:
-        call_id: Unique id of the call (the source makes it).
-        agent_id: The agent handling it, from configuration or the source ('' if unknown).
-        source: A short description of where the audio comes from (`rtp://...`, `file:...`).
-        started_at: Wall-clock time (epoch seconds) of the call's first sample, for the store.
-        channels: The channels this call will carry.
-        sample_rate: The rate of the chunks the source will deliver.
-    """
-
-    call_id: str
-    agent_id: str
-    source: str
-    started_at: float
-    channels: tuple[Speaker, ...]
-    sample_rate: int
+from qa.types import AudioChunk, CallInfo, Speaker
 
 
 class SourceSink(Protocol):

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from qa.ids import new_call_id
 from qa.sources.audio import open_audio
-from qa.sources.base import CallInfo, SourceSink
+from qa.sources.base import SourceSink
 from qa.sources.wav import iter_chunks
-from qa.types import channel_speakers
+from qa.types import CallInfo, channel_speakers
 
 log = logging.getLogger("qa.sources.file")
 

@@ -64,9 +64,9 @@ import numpy as np
 from qa._native import g711
 from qa.errors import ConfigError, RtpPacketError, SourceError
 from qa.ids import new_call_id
-from qa.sources.base import CallInfo, SourceSink
+from qa.sources.base import SourceSink
 from qa.sources.jitter import JitterBuffer, Verdict, extend_ts
-from qa.types import AudioChunk, Speaker
+from qa.types import AudioChunk, CallInfo, Speaker
 
 log = logging.getLogger("qa.sources.rtp")
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from qa.errors import DependencyError, SourceError
 from qa.ids import new_call_id
-from qa.sources.base import CallInfo, SourceSink
-from qa.types import AudioChunk, Speaker, channel_speakers
+from qa.sources.base import SourceSink
+from qa.types import AudioChunk, CallInfo, Speaker, channel_speakers
 
 log = logging.getLogger("qa.sources.soundcard")
 

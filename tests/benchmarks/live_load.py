@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.pipeline import CallSummary, Pipeline, PipelineListener, PipelineOptions
+from qa.pipeline import Pipeline, PipelineOptions
 from qa.sources.file import FileOptions, FileSource
 from qa.textnorm import wer
-from qa.types import Segment
+from qa.types import CallSummary, PipelineListener, Segment
 
 #: (speaker, clip) turns of one call; references from the shared references.json.
 TURNS = (

@@ -31,9 +31,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qa.frontend import ChannelFrontEnd, FrontEndOptions
-from qa.pipeline import CallSummary, PipelineListener
-from qa.sources.base import CallInfo
-from qa.types import SAMPLE_RATE, AudioChunk, Speaker, Utterance
+from qa.types import (
+    SAMPLE_RATE,
+    AudioChunk,
+    CallInfo,
+    CallSummary,
+    PipelineListener,
+    Speaker,
+    Utterance,
+)
 
 
 def common_prefix(a: list[str], b: list[str]) -> list[str]:

@@ -21,10 +21,20 @@ import time
 from prometheus_client import CollectorRegistry, generate_latest
 
 from qa.metrics import MetricsListener, MetricsOptions, QAMetrics
-from qa.pipeline import CallSummary, Pipeline, PipelineListener, PipelineOptions
-from qa.sources.base import CallInfo
+from qa.pipeline import Pipeline, PipelineOptions
 from qa.sources.file import FileOptions, FileSource
-from qa.types import Event, EventKind, Scorecard, Segment, Severity, Speaker, Utterance
+from qa.types import (
+    CallInfo,
+    CallSummary,
+    Event,
+    EventKind,
+    PipelineListener,
+    Scorecard,
+    Segment,
+    Severity,
+    Speaker,
+    Utterance,
+)
 
 CALLS = 200
 AGENTS = 100

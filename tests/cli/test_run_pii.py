@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 
 from qa.commands.run import Printer
 from qa.types import Speaker
-from tests.live.conftest import QaRun
+from tests.pipeline.conftest import QaRun
 
 REPO = Path(__file__).resolve().parents[2]
 #: The account number the customer dictates in examples/sample_call.wav.

@@ -6,8 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from qa.metrics import MetricsListener, MetricsOptions, QAMetrics
-from qa.sources.base import CallInfo
-from qa.types import Speaker
+from qa.types import CallInfo, Speaker
 
 
 @pytest.fixture

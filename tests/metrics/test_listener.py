@@ -14,8 +14,7 @@ from qa.metrics import (
     QAMetrics,
     end_reason,
 )
-from qa.pipeline import CallSummary
-from qa.types import Event, EventKind, Scorecard, Segment, Severity, Speaker
+from qa.types import CallSummary, Event, EventKind, Scorecard, Segment, Severity, Speaker
 
 from .conftest import call_info
 

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from qa.metrics import MetricsServer
 from qa.sources.rtp import COUNTERS, RtpOptions, RtpSource
-from tests.rtp.conftest import RecordingSink, rtp, telephone_event
+from tests.sources.rtp.conftest import RecordingSink, rtp, telephone_event
 
 #: Each counter of `RtpSource.stats()` and the series it is exported as.
 EXPORTED = {

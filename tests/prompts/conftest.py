@@ -7,8 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from qa.prompts import PromptListener, PromptOptions, PromptServer
-from qa.sources.base import CallInfo
-from qa.types import Speaker
+from qa.types import CallInfo, Speaker
 
 #: Agents and their tokens, as the configuration would give them.
 TOKENS = (("agent-1", "tok-one-3f9a"), ("agent-2", "tok-two-81c2"))

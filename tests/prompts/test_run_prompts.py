@@ -9,7 +9,7 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
-from tests.live.conftest import QaRun
+from tests.pipeline.conftest import QaRun
 
 
 def _free_port() -> int:

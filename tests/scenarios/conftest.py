@@ -12,9 +12,8 @@ import pytest
 from qa.commands.backtest import CallOutcome, run_backtest
 from qa.commands.score import CallResults
 from qa.monitor import Monitor, MonitorOptions
-from qa.pipeline import CallSummary, PipelineListener
 from qa.rules import RulePack, load_pack
-from qa.types import Event, Segment
+from qa.types import CallSummary, Event, PipelineListener, Segment
 from tests.scenarios.calls import PACK, RenderedCall, render_calls
 
 

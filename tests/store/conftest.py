@@ -6,9 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from qa.sources.base import CallInfo
 from qa.store import CallStore, StoreOptions
-from qa.types import Event, EventKind, Scorecard, ScoreItem, Segment, Severity, Speaker, Word
+from qa.types import (
+    CallInfo,
+    Event,
+    EventKind,
+    Scorecard,
+    ScoreItem,
+    Segment,
+    Severity,
+    Speaker,
+    Word,
+)
 
 CALL_ID = "call-0001"
 #: Epoch seconds of 2024-05-06 07:08:09 UTC.

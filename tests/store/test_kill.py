@@ -22,7 +22,7 @@ ACKS_BEFORE_KILL = 25
 WRITER = """
 import sys
 from pathlib import Path
-from qa.sources.base import CallInfo
+from qa.types import CallInfo
 from qa.store import CallStore, StoreOptions
 from qa.types import Segment, Speaker
 

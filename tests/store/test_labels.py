@@ -11,9 +11,8 @@ import pytest
 from qa.cli import main
 from qa.errors import StoreError
 from qa.rules import load_pack
-from qa.sources.base import CallInfo
 from qa.store import CallStore, StoreOptions
-from qa.types import Event, EventKind, Scorecard, ScoreItem, Segment, Severity, Speaker
+from qa.types import CallInfo, Event, EventKind, Scorecard, ScoreItem, Segment, Severity, Speaker
 
 REPO = Path(__file__).resolve().parents[2]
 CALL = "file-labels-1"

@@ -21,9 +21,8 @@ from qa.errors import StoreError
 from qa.ids import new_call_id
 from qa.rules import load_pack
 from qa.rules.scoring import score
-from qa.sources.base import CallInfo
 from qa.store import _SCHEMA, INTERRUPTED, SCHEMA_VERSION, CallStore, StoreOptions
-from qa.types import Event, EventKind, Segment, Severity, Speaker
+from qa.types import CallInfo, Event, EventKind, Segment, Severity, Speaker
 
 from .conftest import CALL_ID, SAMPLE_INFO, fill
 
@@ -147,7 +146,7 @@ def test_a_replay_cut_short_writes_nothing_twice(db_path: Path) -> None:
 DIES = """
 import os, sys
 from pathlib import Path
-from qa.sources.base import CallInfo
+from qa.types import CallInfo
 from qa.store import CallStore, StoreOptions
 from qa.types import Event, EventKind, Segment, Severity, Speaker
 store = CallStore(StoreOptions(path=Path(sys.argv[1])))

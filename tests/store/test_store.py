@@ -11,9 +11,8 @@ import pytest
 
 from qa.errors import CallNotFoundError, QAError, StoreError
 from qa.rules.scoring import band
-from qa.sources.base import CallInfo
 from qa.store import SCHEMA_VERSION, CallStore, StoreOptions, default_db_path
-from qa.types import Event, EventKind, Segment, Speaker, Word
+from qa.types import CallInfo, Event, EventKind, Segment, Speaker, Word
 
 from .conftest import (
     CALL_ID,

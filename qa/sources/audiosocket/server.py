@@ -38,8 +38,8 @@ import numpy as np
 from qa.errors import ConfigError, SignallingError, SourceError
 from qa.ids import new_call_id
 from qa.sources.audiosocket.frames import SLIN_RATE, FrameReader, Kind, parse_uuid
-from qa.sources.base import CallInfo, SourceSink
-from qa.types import AudioChunk, Speaker
+from qa.sources.base import SourceSink
+from qa.types import AudioChunk, CallInfo, Speaker
 
 log = logging.getLogger("qa.sources.audiosocket")
 

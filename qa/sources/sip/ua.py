@@ -45,11 +45,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from qa.errors import ConfigError, SignallingError, SourceError
 from qa.ids import new_call_id
-from qa.sources.base import CallInfo, SourceSink
+from qa.sources.base import SourceSink
 from qa.sources.rtp import CLOCK_RATE, RtpOptions, RtpSource
 from qa.sources.sip import message as sipmsg
 from qa.sources.sip import sdp, siprec
-from qa.types import AudioChunk, Speaker
+from qa.types import AudioChunk, CallInfo, Speaker
 
 log = logging.getLogger("qa.sources.sip")
 

@@ -17,9 +17,9 @@ import numpy as np
 
 from qa._native import g711
 from qa.errors import SignallingError
-from qa.sources.base import CallInfo, SourceSink
+from qa.sources.base import SourceSink
 from qa.sources.wsmedia import formats
-from qa.types import AudioChunk, Speaker
+from qa.types import AudioChunk, CallInfo, Speaker
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,8 @@ from qa.sources.wsmedia import WsMediaOptions, WsMediaSource
 from qa.sources.wsmedia.formats import twilio_signature
 from qa.textnorm import wer
 from qa.types import Speaker
-from tests.live.conftest import text_of
-from tests.telephony.conftest import RecordingSink, clip_8k, read_pcm
+from tests.pipeline.conftest import text_of
+from tests.sources.telephony.conftest import RecordingSink, clip_8k, read_pcm
 
 LIBRI = "en_librispeech_1995-1837-0001.wav"
 AUSTEN = "en_librivox_austen_0870.wav"

@@ -6,7 +6,7 @@ import pytest
 
 from qa.errors import QAError, RtpPacketError
 from qa.sources.rtp import parse_rtp, parse_telephone_event
-from tests.rtp.conftest import rtp, telephone_event
+from tests.sources.rtp.conftest import rtp, telephone_event
 
 
 def test_plain_header():

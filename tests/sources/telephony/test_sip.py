@@ -14,8 +14,8 @@ from qa._native import g711
 from qa.sources.sip import RoleRule
 from qa.textnorm import wer
 from qa.types import Speaker
-from tests.live.conftest import text_of
-from tests.telephony.conftest import (
+from tests.pipeline.conftest import text_of
+from tests.sources.telephony.conftest import (
     SipClient,
     answered_port,
     clip_8k,

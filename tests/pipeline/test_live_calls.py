@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qa.textnorm import wer
-from tests.live.conftest import rtp_ports, send_rtp, text_of, write_stereo
+from tests.pipeline.conftest import rtp_ports, send_rtp, text_of, write_stereo
 
 JFK = "en_jfk_inaugural_16k_mono.wav"
 AUSTEN = "en_librivox_austen_0870.wav"

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from qa.sources.sip import SipOptions, SipSource
-from tests.live.conftest import qa_run  # noqa: F401  (the `qa run` fixture, reused)
-from tests.rtp.conftest import RecordingSink, rtp, telephone_event  # noqa: F401
+from tests.pipeline.conftest import qa_run  # noqa: F401  (the `qa run` fixture, reused)
+from tests.sources.rtp.conftest import RecordingSink, rtp, telephone_event  # noqa: F401
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, *, pair: bool = False) -> int:

@@ -20,7 +20,7 @@ from qa._native import g711
 from qa.sources.rtp import RtpOptions, RtpSource
 from qa.types import Speaker
 from tests.reference.frontend import read_wav
-from tests.rtp.conftest import RecordingSink, rtp
+from tests.sources.rtp.conftest import RecordingSink, rtp
 
 CLIP = "8k/en_jfk_inaugural_8k_ulaw.wav"
 AGENT_SSRC, CUSTOMER_SSRC, FORGED_SSRC = 0x5EED1, 0x5EED2, 0xBAD

@@ -8,8 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from qa.sources.base import CallInfo
-from qa.types import AudioChunk, Speaker
+from qa.types import AudioChunk, CallInfo, Speaker
 
 #: Rate of the null sink and of the captures in these tests.
 SINK_RATE = 48_000

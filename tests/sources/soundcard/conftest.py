@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.pulse import PulseServer
-from tests.soundcard.support import SINK_RATE
+from tests.sources.soundcard.support import SINK_RATE
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from qa.sources.base import CallInfo
 from qa.sources.rtp import RtpOptions, RtpSource
-from qa.types import AudioChunk, Speaker
+from qa.types import AudioChunk, CallInfo, Speaker
 
 
 @dataclass

@@ -12,10 +12,10 @@ import pytest
 from websockets.sync.client import connect
 
 from qa.textnorm import wer
-from tests.live.conftest import text_of
-from tests.telephony.conftest import clip_8k, read_pcm
-from tests.telephony.test_audiosocket import Kind, frame, leg, stream
-from tests.telephony.test_wsmedia import twilio_session
+from tests.pipeline.conftest import text_of
+from tests.sources.telephony.conftest import clip_8k, read_pcm
+from tests.sources.telephony.test_audiosocket import Kind, frame, leg, stream
+from tests.sources.telephony.test_wsmedia import twilio_session
 
 LIBRI = "en_librispeech_1995-1837-0001.wav"
 AUSTEN = "en_librivox_austen_0870.wav"

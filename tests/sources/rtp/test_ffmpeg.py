@@ -25,7 +25,7 @@ import pytest
 from qa._native import g711
 from qa.sources.rtp import RtpOptions
 from qa.types import Speaker
-from tests.rtp.conftest import RecordingSink
+from tests.sources.rtp.conftest import RecordingSink
 
 CLIP = "en_jfk_inaugural_16k_mono.wav"
 

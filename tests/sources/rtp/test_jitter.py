@@ -12,7 +12,7 @@ from qa._native import g711
 from qa.sources.jitter import JitterBuffer, Verdict, extend_seq, extend_ts
 from qa.sources.rtp import RtpOptions, RtpSource
 from qa.types import Speaker
-from tests.rtp.conftest import RecordingSink, rtp, telephone_event
+from tests.sources.rtp.conftest import RecordingSink, rtp, telephone_event
 
 AGENT, CUSTOMER = Speaker.AGENT, Speaker.CUSTOMER
 

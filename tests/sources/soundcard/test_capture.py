@@ -18,7 +18,7 @@ from qa._native.ring import RingBuffer
 from qa.sources.soundcard import SoundcardOptions, SoundcardSource, resolve_device
 from qa.types import Speaker
 from tests.pulse import PulseServer
-from tests.soundcard.support import (
+from tests.sources.soundcard.support import (
     SINK_RATE,
     CollectingSink,
     best_correlation,

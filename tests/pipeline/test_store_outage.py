@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.live.conftest import QaRun
+from tests.pipeline.conftest import QaRun
 
 #: Seconds the other process holds the database's write lock.
 OUTAGE_S = 10.0

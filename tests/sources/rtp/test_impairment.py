@@ -18,7 +18,7 @@ import pytest
 from qa._native import g711
 from qa.sources.rtp import RtpOptions
 from qa.types import Speaker
-from tests.rtp.conftest import RecordingSink, rtp, telephone_event
+from tests.sources.rtp.conftest import RecordingSink, rtp, telephone_event
 
 DTMF_PT = 101
 PACE_S = 0.002

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from qa.pipeline import CallSummary, Pipeline, PipelineListener, PipelineOptions
+from qa.pipeline import Pipeline, PipelineOptions
 from qa.sources.file import FileOptions, FileSource
-from qa.types import Segment
-from tests.live.conftest import write_stereo
+from qa.types import CallSummary, PipelineListener, Segment
+from tests.pipeline.conftest import write_stereo
 
 
 class Collector(PipelineListener):

@@ -14,8 +14,8 @@ from qa._native import g711
 from qa.sources.sip.siprec import assign, parse_metadata, split_multipart
 from qa.textnorm import wer
 from qa.types import Speaker
-from tests.live.conftest import text_of
-from tests.telephony.conftest import SipClient, clip_8k, header, read_pcm, to_tag
+from tests.pipeline.conftest import text_of
+from tests.sources.telephony.conftest import SipClient, clip_8k, header, read_pcm, to_tag
 
 LIBRI = "en_librispeech_1995-1837-0001.wav"
 AUSTEN = "en_librivox_austen_0870.wav"
