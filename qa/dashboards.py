@@ -1,7 +1,10 @@
 """The Grafana dashboards, generated from code (`qa dashboards` writes grafana/dashboards/).
 
 Three boards over the metrics of `qa.metrics`: Floor (supervisors), Agent (one agent, chosen
-with the `$agent` variable) and Pipeline (ASR and capture health). The JSON is Grafana's
+with the `$agent` variable) and Pipeline (ASR and capture health). Every board aggregates over
+all the nodes Prometheus scrapes and can be narrowed to some with the `$node` variable: every
+series carries the `node` label of its target (grafana/prometheus/nodes/, file-based service
+discovery), and every query here is scoped by it (`scoped`). The JSON is Grafana's
 dashboard model (schema 39); every panel queries the provisioned Prometheus datasource by
 its fixed uid. The committed files must equal what `build_dashboards()` returns (a test
 checks), so edit this module, never the JSON.
@@ -10,6 +13,7 @@ checks), so edit this module, never the JSON.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,12 +49,31 @@ class Query:
     fmt: str = "time_series"
 
 
+#: A metric named in a query, with its label matchers if it has any.
+_SELECTOR = re.compile(r"\b((?:qa_[a-z0-9_]+)|up)\b(\{[^}]*\})?(?!\s*\()")
+#: The matcher every query carries: the nodes chosen on the board (all by default).
+NODE_MATCHER = 'node=~"$node"'
+
+
+def scoped(expr: str) -> str:
+    """`expr` with every metric selector narrowed to the board's `$node` choice."""
+
+    def narrow(match: re.Match[str]) -> str:
+        name, matchers = match.group(1), match.group(2)
+        if matchers is None:
+            return f"{name}{{{NODE_MATCHER}}}"
+        inner = matchers[1:-1].strip()
+        return f"{name}{{{NODE_MATCHER}{', ' + inner if inner else ''}}}"
+
+    return _SELECTOR.sub(narrow, expr)
+
+
 def _target(query: Query, ref: str) -> JSON:
     return {
         "datasource": DATASOURCE,
         "editorMode": "code",
         "exemplar": query.exemplar,
-        "expr": query.expr,
+        "expr": scoped(query.expr),
         "format": query.fmt,
         "legendFormat": query.legend or "__auto",
         "range": True,
@@ -110,6 +133,33 @@ class _Board:
         self._row_h = max(self._row_h, height)
 
 
+def _variable(name: str, label: str, query: str, *, every: bool) -> JSON:
+    """A query variable over label values (`every`: several at once, `All` = every value)."""
+    variable: JSON = {
+        "current": {},
+        "datasource": DATASOURCE,
+        "definition": query,
+        "includeAll": every,
+        "label": label,
+        "multi": every,
+        "name": name,
+        "options": [],
+        "query": {"qryType": 1, "query": query,
+                  "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "refresh": 2,
+        "sort": 1,
+        "type": "query",
+    }
+    if every:
+        variable["allValue"] = ".*"
+        variable["current"] = {"selected": True, "text": ["All"], "value": ["$__all"]}
+    return variable
+
+
+#: The node filter every board has: all nodes unless narrowed.
+NODE_VARIABLE = _variable("node", "Node", "label_values(qa_build_info, node)", every=True)
+
+
 def _dashboard(uid: str, title: str, description: str, board: _Board,
                variables: list[JSON] | None = None) -> JSON:
     return {
@@ -123,7 +173,7 @@ def _dashboard(uid: str, title: str, description: str, board: _Board,
         "refresh": "10s",
         "schemaVersion": SCHEMA_VERSION,
         "tags": ["qa"],
-        "templating": {"list": variables or []},
+        "templating": {"list": [NODE_VARIABLE, *(variables or [])]},
         "time": {"from": "now-6h", "to": "now"},
         "timezone": "browser",
         "title": title,
@@ -232,21 +282,8 @@ def agent() -> JSON:
           12, 8, unit="percentunit", minmax=(0, 1),
           thresholds=[(None, "orange"), (UTILISATION_LOW, "green"),
                       (UTILISATION_HIGH, "red")])
-    variable = {
-        "current": {},
-        "datasource": DATASOURCE,
-        "definition": "label_values(qa_agent_calls_total, agent)",
-        "includeAll": False,
-        "label": "Agent",
-        "multi": False,
-        "name": "agent",
-        "options": [],
-        "query": {"qryType": 1, "query": "label_values(qa_agent_calls_total, agent)",
-                  "refId": "PrometheusVariableQueryEditor-VariableQuery"},
-        "refresh": 2,
-        "sort": 1,
-        "type": "query",
-    }
+    variable = _variable("agent", "Agent",
+                         scoped("label_values(qa_agent_calls_total, agent)"), every=False)
     return _dashboard("qa-agent", "Call QA / Agent",
                       "One agent's calls, missed steps, forbidden phrases and scores.", b,
                       [variable])
@@ -296,6 +333,14 @@ def pipeline() -> JSON:
           8, 5, unit="s")
     b.add("Version", "stat", [Query("max by (version) (qa_build_info)", "{{version}}")], 8, 5,
           options={**_STAT, "textMode": "name", "colorMode": "none", "graphMode": "none"})
+    b.add("Nodes up", "stat", [Query('sum(up{job="qa"})', "up"),
+                               Query('count(up{job="qa"})', "scraped")], 8, 5,
+          options=_STAT, description="Nodes answering the scrape, of those discovered.")
+    b.add("ASR latency p95 by node", "timeseries",
+          [Query("histogram_quantile(0.95, sum by (le, node) "
+                 "(rate(qa_asr_latency_seconds_bucket[5m])))", "{{node}}")],
+          16, 5, unit="s", thresholds=[(None, "green"), (3, "red")],
+          description="A node that falls behind shows here before it moves the total.")
     return _dashboard("qa-pipeline", "Call QA / Pipeline",
                       "ASR latency, queue, real-time factor, dropped audio and packets.", b)
 

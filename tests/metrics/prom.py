@@ -36,16 +36,23 @@ class PromServer:
     """A `prometheus` process scraping `target` (`host:port`) every second.
 
     Args:
-        target: The exporter to scrape, `host:port`.
+        target: The exporter to scrape, `host:port` (ignored with `config`).
         job: The job label of the scraped series.
         binary: The prometheus executable.
         rule_files: Rule files to load (copied beside the config).
         exemplars: Store scraped exemplars (`exemplar-storage`), for `exemplars()`.
+        config: A shipped Prometheus config (grafana/prometheus/prometheus.yml) to run as it
+            is, with its rule files and file-based discovery; only the intervals are made 1 s.
+        nodes: With `config`, the discovery files to write into its `nodes/` folder: file
+            name to the YAML text (target groups).
     """
 
     def __init__(self, target: str, job: str = "qa", binary: str = "prometheus",
-                 rule_files: tuple[Path, ...] = (), exemplars: bool = True) -> None:
+                 rule_files: tuple[Path, ...] = (), exemplars: bool = True,
+                 config: Path | None = None, nodes: dict[str, str] | None = None) -> None:
         self.target = target
+        self.config = config
+        self.nodes = nodes or {}
         self.job = job
         self.binary = binary
         self.rule_files = rule_files
@@ -64,18 +71,10 @@ class PromServer:
         if shutil.which(self.binary) is None:
             raise RuntimeError(f"{self.binary} not found (Debian package: prometheus)")
         self._dir = Path(tempfile.mkdtemp(prefix="qa-prom-"))
-        rules = []
-        for rule_file in self.rule_files:
-            shutil.copy(rule_file, self._dir / rule_file.name)
-            rules.append(rule_file.name)
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": rules,
-            "scrape_configs": [{"job_name": self.job,
-                                "static_configs": [{"targets": [self.target]}]}],
-        }
-        # JSON is valid YAML, so no YAML writer is needed here.
-        (self._dir / "prometheus.yml").write_text(json.dumps(config), encoding="utf-8")
+        if self.config is not None:
+            self._write_shipped_config()
+        else:
+            self._write_config()
         self.port = free_port()
         self._log = open(self._dir / "prometheus.log", "wb")  # noqa: SIM115 (closed in stop)
         command = [self.binary, f"--config.file={self._dir / 'prometheus.yml'}",
@@ -96,6 +95,34 @@ class PromServer:
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"prometheus not ready after {READY_TIMEOUT} s")
+
+    def _write_config(self) -> None:
+        assert self._dir is not None
+        rules = []
+        for rule_file in self.rule_files:
+            shutil.copy(rule_file, self._dir / rule_file.name)
+            rules.append(rule_file.name)
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": rules,
+            "scrape_configs": [{"job_name": self.job,
+                                "static_configs": [{"targets": [self.target]}]}],
+        }
+        # JSON is valid YAML, so no YAML writer is needed here.
+        (self._dir / "prometheus.yml").write_text(json.dumps(config), encoding="utf-8")
+
+    def _write_shipped_config(self) -> None:
+        import yaml
+
+        assert self.config is not None and self._dir is not None
+        config = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+        config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+        for rule_file in config.get("rule_files", []):
+            shutil.copy(self.config.parent / rule_file, self._dir / rule_file)
+        (self._dir / "nodes").mkdir()
+        for name, text in self.nodes.items():
+            (self._dir / "nodes" / name).write_text(text, encoding="utf-8")
+        (self._dir / "prometheus.yml").write_text(json.dumps(config), encoding="utf-8")
 
     def log(self) -> str:
         """What the server logged so far."""

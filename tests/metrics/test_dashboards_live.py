@@ -30,7 +30,8 @@ from tests.scenarios.calls import PACK, SCRIPTS, render_calls
 
 AGENT = "agent-7"
 #: Grafana's variables as a board viewed over the last 15 minutes would fill them in.
-VARIABLES = {"$agent": AGENT, "$__range": "15m", "$__rate_interval": "1m", "$__interval": "15s"}
+VARIABLES = {"$node": ".*", "$agent": AGENT, "$__range": "15m", "$__rate_interval": "1m",
+             "$__interval": "15s"}
 #: Wall seconds the whole replay may take on two shared cores (it takes about 45).
 REPLAY_TIMEOUT_S = 240
 

@@ -60,7 +60,8 @@ def test_queries_parse_as_promql(boards, tmp_path):
     rules = []
     for board in boards.values():
         for i, expr in enumerate(dashboards.expressions(board)):
-            expr = expr.replace("$__range", "1h").replace("$agent", "alice")
+            expr = (expr.replace("$__range", "1h").replace("$agent", "alice")
+                    .replace("$node", ".*"))
             rules.append({"record": f"dashboard:{board['uid'].replace('-', '_')}:{i}",
                           "expr": expr})
     path = tmp_path / "dashboard_queries.yml"
@@ -79,11 +80,20 @@ def test_boards_cover_what_supervisors_agents_and_operators_need(boards, repo):
         "agent.json"]
     assert {"ASR latency p50 / p95", "Utterance queue depth", "Real-time factor",
             "Dropped audio", "RTP packets per second"} <= titles["pipeline.json"]
-    variable = boards["agent.json"]["templating"]["list"][0]
+    node, variable = boards["agent.json"]["templating"]["list"]
     assert variable["name"] == "agent"
-    assert variable["definition"] == "label_values(qa_agent_calls_total, agent)"
+    assert variable["definition"] == 'label_values(qa_agent_calls_total{node=~"$node"}, agent)'
     assert all('agent="$agent"' in t["expr"] for p in boards["agent.json"]["panels"]
                for t in p["targets"])
+    # Issue 11: every board sums over all nodes and filters by node; every metric a query
+    # names is narrowed to the chosen nodes (All by default).
+    for board in boards.values():
+        assert board["templating"]["list"][0] == node
+        assert node["name"] == "node" and node["multi"] and node["includeAll"]
+        assert node["allValue"] == ".*"
+        for expr in dashboards.expressions(board):
+            for metric in re.finditer(r"\b(qa_[a-z0-9_]+|up)\b(?!\s*\()(\{[^}]*\})?", expr):
+                assert (metric.group(2) or "").startswith('{node=~"$node"'), expr
     utilisation = next(p for p in boards["floor.json"]["panels"]
                        if p["title"].startswith("Talk utilisation"))
     steps = [s["value"] for s in utilisation["fieldConfig"]["defaults"]["thresholds"]["steps"]]

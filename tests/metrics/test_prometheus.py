@@ -36,5 +36,6 @@ def test_prometheus_scrapes_the_exporter(metrics, repo):
         # Every dashboard query runs on the real server (no parse or evaluation error).
         for board in (dashboards.floor(), dashboards.agent(), dashboards.pipeline()):
             for expr in dashboards.expressions(board):
-                prom.query(expr.replace("$__range", "5m").replace("$agent", "alice"))
+                prom.query(expr.replace("$__range", "5m").replace("$agent", "alice")
+                           .replace("$node", ".*"))
         assert prom.value('sum(qa_agent_calls_total{agent="alice"})') == 2
