@@ -238,6 +238,12 @@ class QAMetrics:
         self.asr_audio = Counter("qa_asr_audio_seconds", "Audio transcribed.", registry=r)
         self.asr_busy = Counter("qa_asr_busy_seconds", "Wall time spent transcribing.",
                                 registry=r)
+        # Remote recognition (qa run --asr nats://...): the wait for a remote worker, from
+        # publishing an utterance to receiving its segments (queue + decode + network).
+        self.remote_round_trip = Histogram(
+            "qa_remote_round_trip_seconds", "Publish of an utterance to its remote result.",
+            buckets=ASR_LATENCY_BUCKETS, registry=r)
+        self._registry = r
 
         self.build = Info("qa_build", "Version of the service and of its runtime.", registry=r)
         self.build.info({"version": _version(), "python": platform.python_version()})
@@ -291,6 +297,13 @@ class QAMetrics:
         """Reads the pipeline's queue depth, dropped utterances and isolated listener and
         rule errors at every scrape."""
         self._collector.add_pipeline(pipeline)
+
+    def watch_remote(self, remote: StatsSource) -> None:
+        """Reads a remote recognition backend's counts (`RemoteTranscriber.stats`) at every
+        scrape: work queue depth on the server, utterances in flight, redeliveries,
+        duplicate results dropped, lost utterances, publish retries, disconnects and time
+        spent blocked by back-pressure."""
+        self._registry.register(_RemoteCollector(remote))
 
     def watch_store(self, store: StoreLike) -> None:
         """Reads the call store's write retries and spooled writes at every scrape."""
@@ -530,6 +543,55 @@ class _HotCollector:
         yield on_call
         yield logged
         yield ratio
+
+
+#: Remote recognition counts: stats key -> (metric, kind, help).
+_REMOTE_METRICS = {
+    "queue_depth": ("qa_remote_work_queue_depth", "gauge",
+                    "Utterances in the NATS work stream (waiting or being transcribed), all "
+                    "capture nodes."),
+    "in_flight": ("qa_remote_in_flight", "gauge",
+                  "Utterances this node handed to remote workers and has no result for."),
+    "redelivering": ("qa_remote_redelivering", "gauge",
+                     "Work messages delivered again (a worker died or was too slow), not yet "
+                     "acknowledged."),
+    "published": ("qa_remote_utterances_published", "counter",
+                  "Utterances published to the work stream."),
+    "results": ("qa_remote_results", "counter", "Utterances completed by a remote result."),
+    "duplicate_results": ("qa_remote_duplicate_results", "counter",
+                          "Second results for an utterance (after a redelivery), dropped."),
+    "lost": ("qa_remote_lost_utterances", "counter",
+             "Utterances with no result within the result timeout, counted as dropped."),
+    "publish_retries": ("qa_remote_publish_retries", "counter",
+                        "Publishes retried (server down, refused or unacknowledged)."),
+    "bad_results": ("qa_remote_bad_results", "counter", "Malformed result messages dropped."),
+    "worker_errors": ("qa_remote_worker_errors", "counter",
+                      "Utterances a worker could not transcribe (no segments)."),
+    "disconnects": ("qa_remote_disconnects", "counter", "Connections to NATS lost."),
+    "backpressure_seconds": ("qa_remote_backpressure_seconds", "counter",
+                             "Time the pipeline waited because too many utterances were in "
+                             "flight."),
+}
+
+
+class _RemoteCollector:
+    """Reads a remote recognition backend's counts at scrape time."""
+
+    def __init__(self, remote: StatsSource) -> None:
+        self._remote = remote
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families({}))
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families(self._remote.stats()))
+
+    def _families(self, stats: Mapping[str, float]) -> Iterator[Metric]:
+        for key, (name, kind, help_text) in _REMOTE_METRICS.items():
+            family = (GaugeMetricFamily if kind == "gauge" else CounterMetricFamily)(
+                name, help_text)
+            family.add_metric([], stats.get(key, 0))
+            yield family
 
 
 def _source_totals(kind: str, stats: Mapping[str, int]) -> dict[tuple[str, str], int]:
@@ -772,7 +834,7 @@ def start_metrics_server(
 
 def metric_names(metrics: QAMetrics) -> set[str]:
     """Every sample name the metrics can expose (for checking dashboards and alert rules)."""
-    families = [*metrics._collector.describe()]
+    families = [*metrics._collector.describe(), *_RemoteCollector(None).describe()]
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase):
             families += value.describe()
