@@ -126,6 +126,7 @@ class RemoteTranscriber:
         self._tasks: list[asyncio.Task] = []
         self._nc = None
         self._js = None
+        self._results = None
         # Counts read by the metrics collector at scrape time (see `stats`).
         self.published = 0
         self.results = 0
@@ -178,8 +179,11 @@ class RemoteTranscriber:
         self._tasks = [loop.create_task(coro) for coro in
                        (self._publisher(), self._receiver(), self._sweeper(), self._watch())]
 
-    def _disconnected(self) -> None:
+    def _disconnected(self) -> bool:
+        if self._closing:
+            return False
         self.disconnects += 1
+        return True
 
     def close(self, timeout: float = 2.0) -> None:
         """Stops reading and publishing, removes this node's results consumer and

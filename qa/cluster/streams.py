@@ -79,15 +79,23 @@ async def connect(url: str, name: str, connect_timeout: float, on_disconnect=Non
                   on_reconnect=None):
     """Connects to NATS, reconnecting for ever after the first connection.
 
+    Args:
+        url: The server.
+        name: The connection's name (in the server's monitoring and in our logs).
+        connect_timeout: Seconds to wait for the first connection.
+        on_disconnect: Called on each disconnection; returns False to keep it out of the
+            log (a disconnection that closing causes).
+        on_reconnect: Called on each reconnection.
+
     Raises:
         ClusterError: the server cannot be reached within `connect_timeout`.
     """
     nats = nats_module()
 
     async def disconnected() -> None:
-        log.warning("%s: disconnected from NATS %s; reconnecting", name, url)
-        if on_disconnect:
-            on_disconnect()
+        # `on_disconnect` returns False when the disconnection is our own close.
+        if on_disconnect is None or on_disconnect():
+            log.warning("%s: disconnected from NATS %s; reconnecting", name, url)
 
     async def reconnected() -> None:
         log.warning("%s: reconnected to NATS %s", name, url)

@@ -136,12 +136,12 @@ def decode_work(data: bytes) -> Work:
     if len(body) % 2:
         raise WireFormatError(what, f"odd PCM length {len(body)}", field="pcm")
     start, end = _field(header, "s0", int, what), _field(header, "s1", int, what)
+    call_id, index = _field(header, "call", str, what), _field(header, "i", int, what)
     pcm = np.frombuffer(body, dtype="<i2").astype(np.int16)
     try:
         utterance = Utterance(
-            call_id=_field(header, "call", str, what), speaker=speaker, start_sample=start,
-            end_sample=end, pcm=pcm, index=_field(header, "i", int, what),
-            forced_split=bool(header.get("split", False)),
+            call_id=call_id, speaker=speaker, start_sample=start, end_sample=end, pcm=pcm,
+            index=index, forced_split=bool(header.get("split", False)),
         )
     except ValueError as exc:
         raise WireFormatError(what, str(exc), field="pcm") from exc

@@ -142,7 +142,8 @@ class Worker:
         import nats.errors
 
         opts = self.options
-        nc = await connect(opts.url, f"qa-worker {opts.name}", 10.0)
+        nc = await connect(opts.url, f"qa-worker {opts.name}", 10.0,
+                           on_disconnect=lambda: not stop.is_set())
         try:
             js = nc.jetstream()
             await ensure_streams(js, opts.streams)
