@@ -164,20 +164,33 @@ class RemoteTranscriber:
         return self
 
     async def _setup(self) -> None:
-        from nats.js.api import AckPolicy, ConsumerConfig
-
         self._nc = await connect(self.options.url, f"qa-run {self.options.node}",
                                  self.options.connect_timeout, on_disconnect=self._disconnected)
         self._js = self._nc.jetstream()
+        await self._subscribe()
+        self._outbox = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(coro) for coro in
+                       (self._publisher(), self._receiver(), self._sweeper(), self._watch())]
+
+    async def _subscribe(self) -> None:
+        """Creates the streams (when missing) and this node's results consumer."""
+        from nats.js.api import AckPolicy, ConsumerConfig
+
         await ensure_streams(self._js, self.options.streams)
         self._results = await self._js.pull_subscribe(
             self._subject, durable=self._consumer, stream=RESULTS_STREAM,
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0,
                                   max_deliver=-1, inactive_threshold=3600.0))
-        self._outbox = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(coro) for coro in
-                       (self._publisher(), self._receiver(), self._sweeper(), self._watch())]
+
+    async def _recover(self, why: str) -> None:
+        """Re-creates the streams and the consumer: the server came back without them (its
+        store was lost or it is a new server). Work it lost is counted at its timeout."""
+        log.warning("NATS: %s; creating the streams and consumer again", why)
+        try:
+            await self._subscribe()
+        except Exception as exc:  # still down: the next failure tries again
+            log.warning("re-creating the streams failed: %r", exc)
 
     def _disconnected(self) -> bool:
         if self._closing:
@@ -290,6 +303,8 @@ class RemoteTranscriber:
                     if attempt & (attempt - 1) == 0:  # 1, 2, 4, 8...: a count, not a flood
                         log.warning("publishing utterance %s failed (%d times): %r; retrying",
                                     utterance_id, attempt, exc)
+                    if attempt % 20 == 0:  # ~15 s of refusals: the stream may be gone
+                        await self._recover(f"publishing failed {attempt} times")
                     await asyncio.sleep(min(1.0, 0.05 * attempt))
                     continue
                 self.published += 1
@@ -365,8 +380,20 @@ class RemoteTranscriber:
                 entry.done(None)
 
     async def _watch(self) -> None:
-        """Reads the work queue's depth and redeliveries from the server for the metrics."""
+        """Reads the work queue's depth and redeliveries from the server for the metrics,
+        and checks that this node's results consumer still exists (a fetch from a missing
+        consumer only times out, like an idle one)."""
+        from nats.js.errors import NotFoundError
+
         while True:
+            try:
+                await self._js.consumer_info(RESULTS_STREAM, self._consumer)
+            except asyncio.CancelledError:
+                raise
+            except NotFoundError:
+                await self._recover(f"consumer {self._consumer} is missing")
+            except Exception as exc:  # a reconnect in progress
+                log.debug("checking the results consumer: %r", exc)
             try:
                 info = await self._js.stream_info(WORK_STREAM)
                 self.queue_depth = info.state.messages

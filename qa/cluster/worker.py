@@ -153,7 +153,13 @@ class Worker:
             log.info("worker %s taking work from %s (batch %d)", opts.name, opts.url,
                      opts.batch)
             failures = 0
+            next_check = time.monotonic() + 5.0
             while not stop.is_set():
+                if time.monotonic() >= next_check:
+                    # A fetch from a missing consumer only times out, like an idle one: a
+                    # server that came back without its store needs the consumer again.
+                    next_check = time.monotonic() + 5.0
+                    subscription = await self._check(js, subscription)
                 try:
                     messages = await subscription.fetch(opts.batch, timeout=opts.fetch_wait)
                 except (TimeoutError, nats.errors.TimeoutError):
@@ -170,6 +176,25 @@ class Worker:
                 await asyncio.wait_for(nc.close(), 1.0)
             except Exception as exc:
                 log.debug("closing the NATS connection: %r", exc)
+
+    async def _check(self, js, subscription):
+        from nats.js.errors import NotFoundError
+
+        try:
+            await js.consumer_info(WORK_STREAM, WORK_CONSUMER)
+            return subscription
+        except NotFoundError:
+            log.warning("NATS: the work consumer is missing; creating the streams and "
+                        "consumer again")
+        except Exception as exc:  # a reconnect in progress
+            log.debug("checking the work consumer: %r", exc)
+            return subscription
+        try:
+            await ensure_streams(js, self.options.streams)
+            return await self._subscribe(js)
+        except Exception as exc:
+            log.warning("re-creating the streams failed: %r", exc)
+            return subscription
 
     async def _subscribe(self, js):
         from nats.js.api import AckPolicy, ConsumerConfig

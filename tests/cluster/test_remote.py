@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -131,6 +132,28 @@ def test_results_are_deduplicated_and_delivered_in_spoken_order(nats_server):
                 break
             deadline.wait(0.1)
         assert remote.duplicate_results == count
+    finally:
+        pipeline.close()
+        remote.close()
+
+
+def test_a_server_that_comes_back_empty_gets_its_streams_again(nats_server):
+    remote = RemoteTranscriber(RemoteOptions(url=nats_server.url, node="phoenix",
+                                             stats_interval=0.2)).start()
+    collector = Collector()
+    pipeline = Pipeline(None, PipelineOptions(language="en"), [collector], submit=remote.submit)
+    try:
+        # The server is replaced by one without the store (a lost disk, a new machine).
+        nats_server.stop()
+        shutil.rmtree(nats_server.directory / "store")
+        nats_server.start()
+        _replay(pipeline, "after-the-loss")
+        count = _all_published(pipeline, remote)
+        assert count >= 10
+        assert asyncio.run(_answer_backwards_twice(nats_server.url, count)) == count
+        assert pipeline.wait_idle(timeout=30)
+        assert collector.summaries["after-the-loss"].dropped_utterances == 0
+        assert len(collector.segments) == count
     finally:
         pipeline.close()
         remote.close()
