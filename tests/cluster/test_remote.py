@@ -39,11 +39,13 @@ def _replay(pipeline: Pipeline, call_id: str) -> None:
     FileSource(FileOptions(SAMPLE_CALL, call_id=call_id)).run(pipeline, threading.Event())
 
 
-def test_utterances_without_a_worker_are_counted_lost_and_the_call_ends(nats_server, caplog):
+def test_without_a_worker_utterances_wait_then_count_as_lost_and_the_call_ends(nats_server, caplog):
     registry = CollectorRegistry()
     metrics = QAMetrics(registry)
+    # At most 4 in flight: the rest wait for room (back-pressure), then time out in turn.
     remote = RemoteTranscriber(RemoteOptions(url=nats_server.url, node="lonely",
-                                             result_timeout=1.5, stats_interval=0.2),
+                                             max_in_flight=4, result_timeout=1.5,
+                                             stats_interval=0.2),
                                metrics.remote_round_trip.observe).start()
     metrics.watch_remote(remote)
     collector = Collector()
@@ -66,6 +68,7 @@ def test_utterances_without_a_worker_are_counted_lost_and_the_call_ends(nats_ser
         assert registry.get_sample_value(
             "qa_remote_utterances_published_total") == summary.utterances
         assert registry.get_sample_value("qa_remote_work_queue_depth") == summary.utterances
+        assert registry.get_sample_value("qa_remote_backpressure_seconds_total") > 1.0
     finally:
         pipeline.close()
         remote.close()
