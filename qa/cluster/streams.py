@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
+import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from qa.errors import ClusterError, DependencyError
 
@@ -65,6 +68,27 @@ def node_token(node: str) -> str:
     return token
 
 
+def probe(url: str, timeout: float) -> None:
+    """Waits up to `timeout` seconds for the server's port to accept a connection, so a
+    worker fails fast, before loading its model, when the address is wrong.
+
+    Raises:
+        ClusterError: nothing accepted a connection there in time.
+    """
+    parts = urlsplit(url)
+    address = (parts.hostname or "127.0.0.1", parts.port or 4222)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(address, timeout=1.0):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"cannot connect to NATS at {url} within {timeout:.0f} s "
+                                   f"(is nats-server running there?): {exc}") from exc
+            time.sleep(0.5)
+
+
 def nats_module():
     """Imports `nats` (nats-py) lazily, with a message that says what to install."""
     try:
@@ -105,14 +129,21 @@ async def connect(url: str, name: str, connect_timeout: float, on_disconnect=Non
     async def error(exc: Exception) -> None:
         log.debug("%s: NATS client error: %r", name, exc)
 
+    wait = 0.5  # seconds between connection attempts
     try:
-        return await nats.connect(
+        # nats-py applies `max_reconnect_attempts` to the first connection too, where -1
+        # would retry for ever: bound the first, then reconnect without limit.
+        client = await nats.connect(
             url, name=name, connect_timeout=max(1, int(connect_timeout)),
-            allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-            disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
+            allow_reconnect=True, max_reconnect_attempts=max(1, int(connect_timeout / wait)),
+            reconnect_time_wait=wait, disconnected_cb=disconnected, reconnected_cb=reconnected,
+            error_cb=error,
         )
     except Exception as exc:  # nats-py raises several unrelated types for "no server"
-        raise ClusterError(f"cannot connect to NATS at {url}: {exc!r}") from exc
+        raise ClusterError(f"cannot connect to NATS at {url} within {connect_timeout:.0f} s "
+                           f"(is nats-server running there, with -js?): {exc!r}") from exc
+    client.options["max_reconnect_attempts"] = -1
+    return client
 
 
 async def ensure_streams(js, options: StreamOptions) -> None:

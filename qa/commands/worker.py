@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from qa.asr import Transcriber, TranscriberOptions
     from qa.batching import BatchTranscriber
+    from qa.cluster.streams import probe
     from qa.cluster.worker import Worker, WorkerOptions
     from qa.errors import ConfigError
 
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("command line", f"not a NATS URL: {args.nats!r}", field="nats")
     if args.batch < 1:
         raise ConfigError("command line", "must be at least 1", field="batch")
+    probe(args.nats, 10.0)  # before the model loads (seconds), so a wrong address fails fast
     compute = args.compute_type or ("float16" if args.device == "cuda" else "int8")
     transcriber = Transcriber(TranscriberOptions(model=args.model, device=args.device,
                                                  compute_type=compute,
