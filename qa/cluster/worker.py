@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from qa.cluster.streams import (
+    RESULTS_PREFIX,
     WORK_CONSUMER,
     WORK_STREAM,
     WORK_SUBJECT,
@@ -227,6 +228,11 @@ class Worker:
         for message in messages:
             try:
                 item = decode_work(message.data)
+                if not item.reply_to.startswith(RESULTS_PREFIX + "."):
+                    # Outside the results stream a publish is never stored: it would be
+                    # retried for ever.
+                    raise WireFormatError("work message", f"not a results subject: "
+                                          f"{item.reply_to!r}", field="reply")
             except WireFormatError as exc:
                 self.stats.bad_messages += 1
                 log.error("dropped a malformed work message (not redelivered): %s", exc)
@@ -314,6 +320,11 @@ class Worker:
                 if attempt & (attempt - 1) == 0:
                     log.warning("publishing the result of %s failed (%d times): %r",
                                 item.utterance_id, attempt, exc)
+                if attempt % 20 == 0:  # ~15 s of refusals: the results stream may be gone
+                    try:
+                        await ensure_streams(js, self.options.streams)
+                    except Exception as again:
+                        log.warning("re-creating the streams failed: %r", again)
             if stop.is_set():
                 drain_until = drain_until or time.monotonic() + self.options.drain_timeout
                 if time.monotonic() >= drain_until:
