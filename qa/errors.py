@@ -100,3 +100,18 @@ class AudioCodecError(AudioFileError):
     def __init__(self, path: str, reason: str, tag: int) -> None:
         self.tag = tag
         super().__init__(path, reason)
+
+
+class WireFormatError(QAError, ValueError):
+    """A message between capture nodes and recognition workers is malformed; names the field."""
+
+    def __init__(self, what: str, reason: str, *, field: str | None = None) -> None:
+        self.what = what
+        self.reason = reason
+        self.field = field
+        where = f"{what} field '{field}'" if field else what
+        super().__init__(f"{where}: {reason}")
+
+
+class ClusterError(QAError, RuntimeError):
+    """The message server (NATS JetStream) cannot be reached or refused a request."""

@@ -53,6 +53,8 @@ class MonitorOptions:
             series exist from the first scrape.
         stop_timeout: Seconds `run` takes at most, once told to stop, to end every call with
             a summary (a stop signal must end the process within 5 s, whatever hangs).
+        asr: Remote recognition (a `qa.cluster.RemoteOptions`): utterances go to `qa worker`
+            processes through NATS JetStream and no model is loaded here; None decodes here.
     """
 
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
@@ -65,6 +67,7 @@ class MonitorOptions:
     metrics_agent_label: bool = True
     agents: tuple[str, ...] = ()
     stop_timeout: float = 3.5
+    asr: object | None = None
 
 
 class StoreListener(PipelineListener):
@@ -132,7 +135,7 @@ class Monitor:
             # Detection costs ~1 s per utterance; the pack says what the centre speaks.
             language = self.pack.language
         self.language = language
-        self.transcriber = transcriber or Transcriber(
+        self.transcriber = None if options.asr is not None else transcriber or Transcriber(
             TranscriberOptions(model=options.model, language=language)
         )
         self._closers: list = []
@@ -192,16 +195,27 @@ class Monitor:
                 return CallRules(pack, call.call_id, call.agent_id, matcher=matcher,
                                  intents=intents or False)
 
-        from qa.batching import BatchTranscriber
+        self.remote = None
+        transcribe: TranscribeFn | None = None
+        transcribe_batch: TranscribeBatchFn | None = None
+        if options.asr is not None:
+            from qa.cluster.remote import RemoteTranscriber
 
-        # Short-window batched decoding (docs/capacity.md): a lone utterance takes it too,
-        # as faster-whisper's 30 s window costs ~1 s per decode whatever the length.
-        batcher = BatchTranscriber(self.transcriber)
-        transcribe: TranscribeFn = batcher.transcribe
-        transcribe_batch: TranscribeBatchFn = batcher.transcribe_batch
-        if self.metrics is not None:
-            transcribe = self.metrics.timed(transcribe)
-            transcribe_batch = self.metrics.timed_batch(transcribe_batch)
+            self.remote = RemoteTranscriber(
+                options.asr, self.metrics.remote_round_trip.observe if self.metrics else None
+            ).start()
+            self._closers.append(self.remote.close)
+        else:
+            from qa.batching import BatchTranscriber
+
+            # Short-window batched decoding (docs/capacity.md): a lone utterance takes it
+            # too, as faster-whisper's 30 s window costs ~1 s per decode whatever the length.
+            batcher = BatchTranscriber(self.transcriber)
+            transcribe = batcher.transcribe
+            transcribe_batch = batcher.transcribe_batch
+            if self.metrics is not None:
+                transcribe = self.metrics.timed(transcribe)
+                transcribe_batch = self.metrics.timed_batch(transcribe_batch)
         self.pipeline = Pipeline(
             transcribe,
             PipelineOptions(
@@ -215,9 +229,12 @@ class Monitor:
             listeners=all_listeners,
             rules=rules,
             transcribe_batch=transcribe_batch,
+            submit=self.remote.submit if self.remote is not None else None,
         )
         if self.metrics is not None:
             self.metrics.watch_pipeline(self.pipeline)
+            if self.remote is not None:
+                self.metrics.watch_remote(self.remote)
             if self.store is not None:
                 self.metrics.watch_store(self.store)
         self._stopped = False

@@ -15,6 +15,7 @@ queue cannot starve the others and nothing is lost silently.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -45,6 +46,12 @@ from qa.types import (
 )
 
 log = logging.getLogger("qa.pipeline")
+
+#: A remote transcription backend (`qa.cluster.RemoteTranscriber.submit`): takes one utterance
+#: and a language, and later calls the callback once with its segments (None: lost, counted as
+#: dropped). It may block while the backend is saturated (back-pressure).
+SubmitFn = Callable[[Utterance, "str | None", Callable[["list[Segment] | None"], None]], None]
+
 
 @dataclass(frozen=True)
 class PipelineOptions:
@@ -88,6 +95,31 @@ class CallRulesLike(Protocol):
 
 
 RulesFactory = Callable[[CallInfo], "CallRulesLike | None"]
+
+
+def run_batch(
+    transcribe: TranscribeFn,
+    transcribe_batch: TranscribeBatchFn | None,
+    utterances: Sequence[Utterance],
+    language: str | None,
+) -> list[list[Segment]]:
+    """Transcribes utterances in one batch when a batched step is given and there are several,
+    else (or when the batch fails) one by one; an utterance that fails alone gets no segments.
+    The local pipeline and the remote workers (`qa.cluster.worker`) both decode through this.
+    """
+    if transcribe_batch is not None and len(utterances) > 1:
+        try:
+            return transcribe_batch(utterances, language)
+        except Exception:  # fall back to one by one, so one bad utterance fails alone
+            log.exception("batched transcription of %d utterances failed", len(utterances))
+    results = []
+    for utterance in utterances:
+        try:
+            results.append(transcribe(utterance, language))
+        except Exception:  # one bad utterance must not stop the worker or other calls
+            log.exception("transcription failed for call %s", utterance.call_id)
+            results.append([])
+    return results
 
 
 class _Channel:
@@ -141,18 +173,26 @@ class Pipeline:
         listeners: Receivers of segments, events and call summaries.
         rules: Makes the per-call rule state for a new call (None: no rules).
         transcribe_batch: A batched transcription step used when `options.max_batch` > 1.
+        submit: A remote backend instead of the local steps (then `transcribe` may be None):
+            each utterance is handed on as soon as a worker thread takes it (the remote
+            workers batch across capture nodes), and its result comes back through the same
+            reorder buffer, so order and the drop accounting are those of local recognition.
     """
 
     def __init__(
         self,
-        transcribe: TranscribeFn,
+        transcribe: TranscribeFn | None,
         options: PipelineOptions | None = None,
         listeners: Sequence[PipelineListener] = (),
         rules: RulesFactory | None = None,
         transcribe_batch: TranscribeBatchFn | None = None,
+        submit: SubmitFn | None = None,
     ) -> None:
+        if transcribe is None and submit is None:
+            raise ValueError("a pipeline needs a transcription step or a remote backend")
         self._transcribe = transcribe
         self._transcribe_batch = transcribe_batch
+        self._submit = submit
         self.options = options or PipelineOptions()
         self._listeners = tuple(listeners)
         self._rules = rules
@@ -281,6 +321,8 @@ class Pipeline:
 
     def _work(self) -> None:
         batch_size = max(1, self.options.max_batch) if self._transcribe_batch else 1
+        if self._submit is not None:
+            batch_size = 1
         wait = self.options.batch_wait_ms / 1000.0
         while True:
             with self._queue_cv:
@@ -300,26 +342,34 @@ class Pipeline:
                         self._queue_cv.wait(remaining)
                         continue
                     batch.append(heapq.heappop(self._queue)[1:])
+            if self._submit is not None:
+                self._hand_on(*batch[0])
+                continue
             results = self._run_batch([utterance for _, utterance in batch])
             for (call, utterance), segments in zip(batch, results, strict=True):
                 latency = time.monotonic() - utterance.closed_at if utterance.closed_at else 0.0
                 self._post(self._deliver, call, utterance, segments, latency)
 
     def _run_batch(self, utterances: list[Utterance]) -> list[list[Segment]]:
-        language = self.options.language
-        if self._transcribe_batch is not None and len(utterances) > 1:
-            try:
-                return self._transcribe_batch(utterances, language)
-            except Exception:  # fall back to one by one, so one bad utterance fails alone
-                log.exception("batched transcription of %d utterances failed", len(utterances))
-        results = []
-        for utterance in utterances:
-            try:
-                results.append(self._transcribe(utterance, language))
-            except Exception:  # one bad utterance must not stop the worker or other calls
-                log.exception("transcription failed for call %s", utterance.call_id)
-                results.append([])
-        return results
+        return run_batch(self._transcribe, self._transcribe_batch, utterances,
+                         self.options.language)
+
+    def _hand_on(self, call: _Call, utterance: Utterance) -> None:
+        """Gives one utterance to the remote backend; its result is delivered like a local
+        one, with the latency measured here, end to end."""
+        try:
+            self._submit(utterance, self.options.language,
+                         functools.partial(self._remote_done, call, utterance))
+        except Exception:  # the backend failed outright: the utterance is dropped, counted
+            log.exception("remote transcription refused utterance %d of call %s",
+                          utterance.index, utterance.call_id)
+            self._post(self._deliver, call, utterance, None, 0.0)
+
+    def _remote_done(
+        self, call: _Call, utterance: Utterance, segments: list[Segment] | None
+    ) -> None:
+        latency = time.monotonic() - utterance.closed_at if utterance.closed_at else 0.0
+        self._post(self._deliver, call, utterance, segments, latency)
 
     # -- the dispatcher: rules and listeners, in order ----------------------------------------
 

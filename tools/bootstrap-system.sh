@@ -11,8 +11,10 @@ PACKAGES=(
   prometheus                           # the real Prometheus server and promtool for metrics tests
   chromium chromium-driver             # a real headless browser for the agent page test
   baresip-core                         # a real SIP client that calls the SIP source in tests
+  nats-server                          # NATS JetStream between capture nodes and ASR workers
 )
-COMMANDS=(ffmpeg sox espeak-ng pulseaudio pactl paplay prometheus promtool chromium baresip)
+COMMANDS=(ffmpeg sox espeak-ng pulseaudio pactl paplay prometheus promtool chromium baresip
+          nats-server)
 
 missing_cmds() {
   local c

@@ -50,6 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="default: the rule pack's language, else auto")
     parser.add_argument("--model", help="model name or directory (default: base)")
     parser.add_argument("--workers", type=int, help="transcription worker threads (default 1)")
+    parser.add_argument("--asr", metavar="URL",
+                        help="recognise on `qa worker` processes through NATS JetStream "
+                        "(nats://HOST:4222) instead of loading the model here")
+    parser.add_argument("--node", help="this capture node's name with --asr (default: "
+                        "host name and process id)")
     parser.add_argument("--rules", metavar="PACK", help="rule pack (YAML) to check calls against")
     parser.add_argument("--db", help="call store (default: $QA_DB or ~/.local/share/qa/calls.db)")
     parser.add_argument("--no-store", dest="store", action="store_false", default=None,
@@ -119,6 +124,16 @@ def monitor_options(config: RunConfig, sources=()):
              *(getattr(getattr(s, "options", None), "agent_id", "") for s in sources)]
         )),
     )
+
+
+def remote_options(url: str, node: str | None):
+    """The remote recognition options for `--asr URL` (and `--node`)."""
+    from qa.cluster.remote import RemoteOptions
+
+    if not url.startswith(("nats://", "tls://")):
+        raise ConfigError("command line", f"not a NATS URL: {url!r} (nats://HOST:4222)",
+                          field="asr")
+    return RemoteOptions(url=url, node=node) if node else RemoteOptions(url=url)
 
 
 class Printer(PipelineListener):
@@ -231,8 +246,13 @@ def run(args: argparse.Namespace) -> int:
     if args.show_pii:
         log.warning("--show-pii: transcripts, evidence and key presses are printed unredacted")
     printer = Printer(config.json, many_calls=len(sources) > 1, show_pii=args.show_pii)
-    with Monitor(monitor_options(config, sources), [printer]) as monitor:
+    options = monitor_options(config, sources)
+    if args.asr:
+        options = replace(options, asr=remote_options(args.asr, args.node))
+    with Monitor(options, [printer]) as monitor:
         endpoints = {}
+        if args.asr:
+            endpoints["asr"] = args.asr
         if monitor.metrics_server is not None:
             endpoints["metrics"] = monitor.metrics_server.url
         if monitor.prompt_server is not None:

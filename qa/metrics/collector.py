@@ -192,6 +192,56 @@ class HotCollector:
         yield ratio
 
 
+#: Remote recognition counts: stats key -> (metric, kind, help).
+REMOTE_METRICS = {
+    "queue_depth": ("qa_remote_work_queue_depth", "gauge",
+                    "Utterances in the NATS work stream (waiting or being transcribed), all "
+                    "capture nodes."),
+    "in_flight": ("qa_remote_in_flight", "gauge",
+                  "Utterances this node handed to remote workers and has no result for."),
+    "redelivering": ("qa_remote_redelivering", "gauge",
+                     "Work messages delivered again (a worker died or was too slow), not yet "
+                     "acknowledged."),
+    "published": ("qa_remote_utterances_published", "counter",
+                  "Utterances published to the work stream."),
+    "results": ("qa_remote_results", "counter", "Utterances completed by a remote result."),
+    "duplicate_results": ("qa_remote_duplicate_results", "counter",
+                          "Second results for an utterance (after a redelivery), dropped."),
+    "lost": ("qa_remote_lost_utterances", "counter",
+             "Utterances with no result within the result timeout, counted as dropped."),
+    "publish_retries": ("qa_remote_publish_retries", "counter",
+                        "Publishes retried (server down, refused or unacknowledged)."),
+    "bad_results": ("qa_remote_bad_results", "counter", "Malformed result messages dropped."),
+    "worker_errors": ("qa_remote_worker_errors", "counter",
+                      "Utterances a worker could not transcribe (no segments)."),
+    "disconnects": ("qa_remote_disconnects", "counter", "Connections to NATS lost."),
+    "backpressure_seconds": ("qa_remote_backpressure_seconds", "counter",
+                             "Time the pipeline waited because too many utterances were in "
+                             "flight."),
+}
+
+
+class RemoteCollector:
+    """Reads a remote recognition backend's counts at scrape time (None: names only)."""
+
+    def __init__(self, remote: StatsSource | None) -> None:
+        self._remote = remote
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families({}))
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self._remote.stats() if self._remote is not None else {}
+        return list(self._families(stats))
+
+    def _families(self, stats: Mapping[str, float]) -> Iterator[Metric]:
+        for key, (name, kind, help_text) in REMOTE_METRICS.items():
+            family = (GaugeMetricFamily if kind == "gauge" else CounterMetricFamily)(
+                name, help_text)
+            family.add_metric([], stats.get(key, 0))
+            yield family
+
+
 def _source_totals(kind: str, stats: Mapping[str, int]) -> dict[tuple[str, str], int]:
     out: dict[tuple[str, str], int] = {}
     for key, value in stats.items():

@@ -14,7 +14,13 @@ from importlib import metadata
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, Summary
 from prometheus_client.metrics import MetricWrapperBase
 
-from qa.metrics.collector import HotCollector, PipelineLike, StatsSource, StoreLike
+from qa.metrics.collector import (
+    HotCollector,
+    PipelineLike,
+    RemoteCollector,
+    StatsSource,
+    StoreLike,
+)
 from qa.types import (
     EventKind,
     Scorecard,
@@ -164,6 +170,12 @@ class QAMetrics:
         self.asr_audio = Counter("qa_asr_audio_seconds", "Audio transcribed.", registry=r)
         self.asr_busy = Counter("qa_asr_busy_seconds", "Wall time spent transcribing.",
                                 registry=r)
+        # Remote recognition (qa run --asr nats://...): the wait for a remote worker, from
+        # publishing an utterance to receiving its segments (queue + decode + network).
+        self.remote_round_trip = Histogram(
+            "qa_remote_round_trip_seconds", "Publish of an utterance to its remote result.",
+            buckets=ASR_LATENCY_BUCKETS, registry=r)
+        self._registry = r
 
         self.build = Info("qa_build", "Version of the service and of its runtime.", registry=r)
         self.build.info({"version": _version(), "python": platform.python_version()})
@@ -217,6 +229,13 @@ class QAMetrics:
         """Reads the pipeline's queue depth, dropped utterances and isolated listener and
         rule errors at every scrape."""
         self._collector.add_pipeline(pipeline)
+
+    def watch_remote(self, remote: StatsSource) -> None:
+        """Reads a remote recognition backend's counts (`RemoteTranscriber.stats`) at every
+        scrape: work queue depth on the server, utterances in flight, redeliveries,
+        duplicate results dropped, lost utterances, publish retries, disconnects and time
+        spent blocked by back-pressure."""
+        self._registry.register(RemoteCollector(remote))
 
     def watch_store(self, store: StoreLike) -> None:
         """Reads the call store's write retries and spooled writes at every scrape."""
@@ -297,7 +316,7 @@ def _version() -> str:
 
 def metric_names(metrics: QAMetrics) -> set[str]:
     """Every sample name the metrics can expose (for checking dashboards and alert rules)."""
-    families = [*metrics._collector.describe()]
+    families = [*metrics._collector.describe(), *RemoteCollector(None).describe()]
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase):
             families += value.describe()

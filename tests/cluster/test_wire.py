@@ -1,0 +1,84 @@
+"""The wire format between capture nodes and workers: lossless, and strict on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qa.cluster.wire import (
+    Result,
+    decode_result,
+    decode_work,
+    encode_result,
+    encode_work,
+)
+from qa.errors import WireFormatError
+from qa.types import Segment, Speaker, Utterance, Word
+
+
+def _utterance() -> Utterance:
+    pcm = (np.sin(np.arange(3200) / 7.0) * 12000).astype(np.int16)
+    return Utterance("call-1", Speaker.CUSTOMER, 16000, 19200, pcm, index=3, forced_split=True)
+
+
+def test_work_round_trip_keeps_every_field_and_sample():
+    utterance = _utterance()
+    data = encode_work("0190-id", utterance, "en", "qa.results.node-1")
+    work = decode_work(data)
+    assert work.utterance_id == "0190-id"
+    assert work.language == "en" and work.reply_to == "qa.results.node-1"
+    got = work.utterance
+    assert (got.call_id, got.speaker, got.start_sample, got.end_sample, got.index,
+            got.forced_split) == ("call-1", Speaker.CUSTOMER, 16000, 19200, 3, True)
+    assert np.array_equal(got.pcm, utterance.pcm)
+    # The audio travels raw: the message is the PCM plus a small header.
+    assert len(data) - utterance.pcm.nbytes < 300
+
+
+def test_result_round_trip():
+    segment = Segment("call-1", Speaker.AGENT, 1.0, 2.5, "Thank you, 你好", (Word(1.0, 1.4,
+                      "Thank", 0.9),), True, "en", -0.2, 0.01)
+    result = decode_result(encode_result(Result("id-7", (segment,), "", "w1", 0.5)))
+    assert result.segments == (segment,)
+    assert (result.utterance_id, result.worker, result.decode_seconds) == ("id-7", "w1", 0.5)
+
+
+def _with_header(header: dict, pcm: bytes = b"\0\0") -> bytes:
+    raw = json.dumps(header).encode()
+    return b"QAU\x01" + len(raw).to_bytes(4, "big") + raw + pcm
+
+
+GOOD = {"id": "x", "call": "c", "ch": "agent", "i": 0, "s0": 0, "s1": 1, "rate": 16000,
+        "lang": None, "reply": "qa.results.n"}
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    (_with_header({**GOOD, "rate": 8000}), "rate"),
+    (_with_header({**GOOD, "ch": "boss"}), "ch"),
+    (_with_header({k: v for k, v in GOOD.items() if k != "call"}), "call"),
+    (_with_header({**GOOD, "i": "0"}), "i"),
+    (_with_header({**GOOD, "s1": 5}), "pcm"),
+    (_with_header(GOOD, b"\0\0\0"), "pcm"),
+])
+def test_bad_work_names_the_field(data, field):
+    with pytest.raises(WireFormatError) as caught:
+        decode_work(data)
+    assert caught.value.field == field
+    assert f"'{field}'" in str(caught.value)
+
+
+@pytest.mark.parametrize("data", [b"", b"QAU\x02....", b"QAU\x01\xff\xff\xff\xff{}",
+                                  b"QAU\x01\x00\x00\x00\x02[]"])
+def test_foreign_or_truncated_work_is_refused(data):
+    with pytest.raises(WireFormatError):
+        decode_work(data)
+
+
+def test_bad_result_is_refused():
+    with pytest.raises(WireFormatError):
+        decode_result(b"QAR\x01{\"id\": \"x\"}")
+    with pytest.raises(WireFormatError) as caught:
+        decode_result(b"QAR\x01" + json.dumps({"id": "x", "segments": [{"call": "c"}]}).encode())
+    assert caught.value.field == "segments"
