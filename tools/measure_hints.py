@@ -5,6 +5,8 @@ For each language the example pack (`examples/rules/{en,zh}_support.yaml`) gives
 
 - `hotwords`: the phrases of its greeting, identity check, apology and closing steps, joined
   by commas (faster-whisper's `hotwords`), at most `HINT_TOKENS` tokens;
+- `hotwords_spaced` (Mandarin only): the same phrases separated by spaces instead of `，`
+  (with `，` the model wrote stray full-width letters and repeated itself);
 - `prompt`: a short in-domain text of the first two phrases of each of those steps, one
   sentence per step (faster-whisper's `initial_prompt`);
 - `none`: no hint, the service as it is (run twice, `none` and `none2`: the difference
@@ -61,7 +63,7 @@ REPO = Path(__file__).resolve().parents[1]
 RENDERED = REPO / "tests" / "data" / "rendered"
 PACKS = {lang: REPO / "examples" / "rules" / f"{lang}_support.yaml" for lang in ("en", "zh")}
 SHARED = Path(os.environ.get("QA_SHARED_AUDIO", "/work/shared/audio"))
-CONDITIONS = ("none", "hotwords", "prompt", "none2")
+CONDITIONS = ("none", "hotwords", "hotwords_spaced", "prompt", "none2")
 PARTS = ("clips", "calls", "noise")
 #: The pack's steps whose phrases make the hints (the issue's "key phrases").
 KEY_BEHAVIOURS = ("greeting", "identity_check", "apology", "closing")
@@ -83,8 +85,10 @@ def key_phrases(pack) -> list[list[str]]:
     return [list(s.phrases) for s in pack.steps if s.behaviour in KEY_BEHAVIOURS and s.phrases]
 
 
-def hotwords_text(pack) -> str:
+def hotwords_text(pack, spaced: bool = False) -> str:
     sep = "，" if pack.language == "zh" else ", "
+    if spaced and pack.language == "zh":
+        sep = " "
     return sep.join(p for phrases in key_phrases(pack) for p in phrases)
 
 
@@ -99,8 +103,8 @@ def prompt_text(pack) -> str:
 
 
 def hint_text(condition: str, pack) -> str:
-    if condition == "hotwords":
-        return hotwords_text(pack)
+    if condition in ("hotwords", "hotwords_spaced"):
+        return hotwords_text(pack, spaced=condition == "hotwords_spaced")
     if condition == "prompt":
         return prompt_text(pack)
     return ""
@@ -303,6 +307,8 @@ def run(cache: Path, conditions: list[str], languages: list[str], parts: list[st
     transcriber = None
     for condition in conditions:
         for language in languages:
+            if condition == "hotwords_spaced" and language != "zh":
+                continue  # English hotwords are separated by ", " already
             pack = load_pack(PACKS[language])
             todo = [p for p in parts if p not in data.get(condition, {}).get(language, {})]
             if not todo:
