@@ -366,10 +366,11 @@ def _rule_counts(calls: dict) -> dict:
 
 def report(data: dict) -> str:
     lines = ["| condition | lang | clips WER/CER | calls WER/CER | steps found | forbidden found "
-             "| extra hits | category | checks held | decode s (ratio) | non-speech text |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| extra hits | category | checks held | clips CPU s (ratio) | generate s (ratio) "
+             "| non-speech text |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for language in ("en", "zh"):
-        base_cost = None
+        base_cost = base_cpu = None
         for condition in CONDITIONS:
             parts = data.get(condition, {}).get(language, {})
             if not all(p in parts for p in PARTS):
@@ -379,9 +380,11 @@ def report(data: dict) -> str:
             call_rows = {f"{n} {s}": t for n, call in calls.items()
                          for s, t in call["transcript"].items()}
             cost = parts["clips"]["generate_s"] + parts["calls"]["generate_s"]
+            cpu = clips["cpu_s"]
             if condition == "none":
-                base_cost = cost
+                base_cost, base_cpu = cost, cpu
             ratio = f"{cost / base_cost:.2f}" if base_cost else "-"
+            cpu_ratio = f"{cpu / base_cpu:.2f}" if base_cpu else "-"
             made_up = sum(bool(t) for t in parts["noise"]["texts"].values())
             lines.append(
                 f"| {condition} | {language} | {_pooled(clips['rows']):.3f} "
@@ -390,7 +393,8 @@ def report(data: dict) -> str:
                 f"| {c['forbidden_found']}/{c['forbidden_expected']} "
                 f"| {c['steps_extra'] + c['forbidden_extra']} "
                 f"| {c['category_ok']}/{c['calls']} | {c['checks_held']}/{c['checks']} "
-                f"| {cost:.0f} ({ratio}) | {made_up}/{len(parts['noise']['texts'])} |")
+                f"| {cpu:.0f} ({cpu_ratio}) | {cost:.0f} ({ratio}) "
+                f"| {made_up}/{len(parts['noise']['texts'])} |")
     return "\n".join(lines)
 
 
