@@ -55,6 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--db", help="call store (default: $QA_DB or ~/.local/share/qa/calls.db)")
     parser.add_argument("--no-store", dest="store", action="store_false", default=None,
                         help="do not store calls")
+    parser.add_argument("--no-recording", dest="recording", action="store_false", default=None,
+                        help="do not keep the calls' audio (default: kept, masked where the "
+                        "transcript is redacted; docs/recordings.md)")
+    parser.add_argument("--recording-dir", metavar="DIR",
+                        help="where recordings go (default: recordings/ beside the call store)")
+    parser.add_argument("--retention-days", type=int, metavar="DAYS",
+                        help="delete calls and recordings older than this at start "
+                        "(default 90; 0 = never)")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     parser.add_argument("--prompts-port", type=int,
                         help="serve the agent prompt page and websocket on this port")
@@ -80,6 +88,9 @@ def settings(args: argparse.Namespace) -> RunConfig:
         "store": args.store,
         "metrics_port": args.metrics_port,
         "prompts_port": args.prompts_port,
+        "recording": args.recording,
+        "recording_dir": args.recording_dir,
+        "retention_days": args.retention_days,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if not config.sources:
@@ -102,6 +113,13 @@ def monitor_options(config: RunConfig, sources=()):
 
         prompts = PromptOptions(host=config.prompts_host, port=config.prompts_port,
                                 tokens=config.tokens)
+    from qa.recordings import RecordingOptions
+
+    recordings = RecordingOptions(
+        enabled=config.recording,
+        directory=Path(config.recording_dir).expanduser() if config.recording_dir else None,
+        retention_days=config.retention_days, codec=config.recording_codec,
+    )
     # `auto`: the rule pack's language when it names one, else detection per utterance.
     language = None if config.language == "auto" else config.language
     return MonitorOptions(
@@ -111,6 +129,7 @@ def monitor_options(config: RunConfig, sources=()):
         rules=Path(config.rules) if config.rules else None,
         store=store,
         prompts=prompts,
+        recordings=recordings,
         metrics_port=config.metrics_port or None,
         metrics_host=config.metrics_host,
         agents=tuple(dict.fromkeys(
@@ -238,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
             endpoints["prompts"] = f"http://{config.prompts_host}:{monitor.prompt_server.port}"
         if monitor.store is not None:
             endpoints["store"] = str(monitor.store.options.path)
+        if monitor.recorder is not None:
+            endpoints["recordings"] = str(monitor.recorder.directory)
         stop = threading.Event()
         _on_stop_signals(stop)
         printer.ready([source.name for source in sources], endpoints)
