@@ -115,11 +115,14 @@ def monitor_options(config: RunConfig, sources=()):
                                 tokens=config.tokens)
     from qa.recordings import RecordingOptions
 
-    recordings = RecordingOptions(
-        enabled=config.recording,
-        directory=Path(config.recording_dir).expanduser() if config.recording_dir else None,
-        retention_days=config.retention_days, codec=config.recording_codec,
-    )
+    recordings = None
+    # `--no-store` keeps nothing, recordings included, unless a recording folder is named.
+    if config.store or config.recording_dir:
+        recordings = RecordingOptions(
+            enabled=config.recording,
+            directory=Path(config.recording_dir).expanduser() if config.recording_dir else None,
+            retention_days=config.retention_days, codec=config.recording_codec,
+        )
     # `auto`: the rule pack's language when it names one, else detection per utterance.
     language = None if config.language == "auto" else config.language
     return MonitorOptions(

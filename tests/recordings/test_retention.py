@@ -112,3 +112,26 @@ def test_recording_survives_a_reopened_store(setup):
     assert recording is not None and recording.path == str(path)
     assert recording.bytes == path.stat().st_size
     assert np.isclose(recording.duration, 1.0)
+
+
+def test_an_older_store_is_upgraded_to_take_recordings(tmp_path: Path):
+    import sqlite3
+
+    from qa.store import _SCHEMA
+    from qa.types import MaskedSpan, Recording
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(_SCHEMA + "INSERT INTO schema_version VALUES (1);"
+                      "INSERT INTO calls (call_id, agent_id, source, started_at, channels,"
+                      " sample_rate, ended_at) VALUES ('c', 'a', 'file:x', 1.0, 'agent', 8000,"
+                      " 2.0);")
+    old.close()
+    span = MaskedSpan(Speaker.AGENT, 1.0, 2.5, "CARD")
+    with CallStore(StoreOptions(path=path)) as store:
+        store.add_recording(Recording("c", "/x/c.flac", "flac", 8000, 1, 3.0, 10, (span,), 5.0))
+        assert store.recording("c") == Recording("c", "/x/c.flac", "flac", 8000, 1, 3.0, 10,
+                                                 (span,), 5.0)
+        assert store.expired_calls(before=1.5) == ["c"]
+        assert store.delete_call("c") is True
+        assert store.recording("c") is None and store.expired_calls(before=1.5) == []
