@@ -27,13 +27,13 @@ def qa(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProces
                           **kwargs)
 
 
-def decode(path: Path, channels: int = 2) -> tuple[np.ndarray, int]:
+def decode(path: Path, channels: int = 2, rate: int | None = None) -> tuple[np.ndarray, int]:
     """Decodes any audio file with the ffmpeg command to int16 samples (frames x channels)
-    at the file's own rate."""
+    at the file's own rate, or at `rate`."""
     probe = json.loads(subprocess.run(
         ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)],
         capture_output=True, text=True, check=True).stdout)["streams"][0]
-    rate = int(probe["sample_rate"])
+    rate = rate or int(probe["sample_rate"])
     raw = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-acodec", "pcm_s16le",
          "-ac", str(channels), "-ar", str(rate), "-"],
