@@ -109,6 +109,8 @@ def test_recorder_masks_the_card_number_and_keeps_the_rest(tmp_path: Path):
     assert recording is not None and recorder.written == 1
     path = Path(recording.path)
     assert path.name == "rtp-call_1.flac"  # a '/' in a call id never makes a folder
+    assert path.parent.relative_to(tmp_path / "rec").parts == tuple(
+        time.strftime(f, time.gmtime(info.started_at)) for f in ("%Y", "%m", "%d"))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert (recording.codec, recording.channels, recording.sample_rate) == ("flac", 2, RATE)
