@@ -12,7 +12,8 @@ How a call is recorded:
    call's recording as failed: the call goes on.
 2. The recorder is also a pipeline listener. Each final segment says which times the
    transcript redacts (`mask_spans`): the redacted words with a guard margin when the
-   recogniser gave word times, else the whole segment (safe before narrow).
+   recogniser gave word times, else the whole segment (safe before narrow). Key presses the
+   source reports (RFC 4733) are masked too.
 3. The call's summary (after its last segment) hands the call to one background thread,
    which masks those spans with a 1 kHz tone on the channel that spoke them, encodes the
    file, renames it atomically into `<directory>/YYYY/MM/DD/<call_id>.flac` (0600 files,
@@ -291,6 +292,15 @@ class Recorder(PipelineListener):
                 return
         self._failed(capture, "capture", failure)
 
+    def key_press(self, call_id: str, channel: Speaker, time: float, duration: float) -> None:
+        """Masks a key press: during identity checks keys are PINs and card numbers, and an
+        in-band tone left in the audio can be decoded back into the digit."""
+        capture = self._calls.get(call_id)
+        if capture is not None:
+            guard = self.options.guard_s
+            capture.spans.append(MaskedSpan(channel, max(0.0, time - guard),
+                                            time + duration + guard, "DTMF"))
+
     # -- the transcript (the pipeline's dispatcher) -------------------------------------------
 
     def segment(self, segment: Segment, latency: float) -> None:
@@ -453,6 +463,7 @@ class RecordingSink:
     def dtmf(
         self, call_id: str, channel: Speaker, digit: str, time: float, duration: float
     ) -> None:
+        self._recorder.key_press(call_id, channel, time, duration)
         self._sink.dtmf(call_id, channel, digit, time, duration)
 
     def call_ended(self, call_id: str, reason: str) -> None:

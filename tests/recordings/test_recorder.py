@@ -134,6 +134,26 @@ def test_recorder_masks_the_card_number_and_keeps_the_rest(tmp_path: Path):
     store.close()
 
 
+def test_key_presses_are_masked(tmp_path: Path):
+    info = CallInfo("keys", "", "rtp://x", time.time(), (Speaker.AGENT, Speaker.CUSTOMER), RATE)
+    recorder = Recorder(RecordingOptions(guard_s=0.1), tmp_path)
+    sink = RecordingSink(NullSink(), recorder)
+    sink.call_started(info)
+    customer = signal(2.0, 330, 6)
+    for speaker, pcm in ((Speaker.AGENT, signal(2.0, 220, 7)), (Speaker.CUSTOMER, customer)):
+        sink.audio(AudioChunk("keys", speaker, pcm, RATE, 0))
+    sink.dtmf("keys", Speaker.CUSTOMER, "7", 1.0, 0.2)
+    recorder.call_ended(summary("keys", 2.0))
+    assert recorder.wait_idle(30)
+    (path,) = tmp_path.glob("*/*/*/keys.flac")
+    pcm, _ = decode(path)
+    first, last = int(0.9 * RATE), int(1.3 * RATE)
+    assert not np.array_equal(pcm[first:last, 1], customer[first:last])
+    assert np.array_equal(pcm[:first, 1], customer[:first])
+    assert np.array_equal(pcm[last:, 1], customer[last:])
+    recorder.close()
+
+
 def test_mono_call_gives_one_channel_and_opus_decodes(tmp_path: Path):
     info = CallInfo("mono", "", "file:x", time.time(), (Speaker.UNKNOWN,), RATE)
     recorder = Recorder(RecordingOptions(codec="opus"), tmp_path, store=None)
