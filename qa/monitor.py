@@ -225,7 +225,7 @@ class Monitor:
             self.store.options.path if self.store is not None else None)
         recorder = Recorder(options, directory, self.store) if options.enabled else None
         if recorder is not None:
-            self._closers.append(lambda: recorder.close(1.0 if self._stopped else None))
+            self._closers.append(lambda: recorder.close(0.5 if self._stopped else None))
             listeners.append(recorder)
         prune(self.store, directory, options.retention_days, recorder=recorder)
         return recorder

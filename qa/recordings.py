@@ -36,6 +36,7 @@ was written).
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import math
 import os
@@ -183,10 +184,11 @@ def _merge(spans: Iterable[MaskedSpan]) -> list[MaskedSpan]:
 class _Capture:
     """One call being recorded: a spool file per channel."""
 
-    __slots__ = ("info", "fds", "paths", "frames", "lock", "closed", "failed", "spans")
+    __slots__ = ("info", "stem", "fds", "paths", "frames", "lock", "closed", "failed", "spans")
 
-    def __init__(self, info: CallInfo) -> None:
+    def __init__(self, info: CallInfo, pid: int | None = None) -> None:
         self.info = info
+        self.stem = f"{_UNSAFE.sub('_', info.call_id)}.{os.getpid() if pid is None else pid}"
         self.fds: dict[Speaker, int] = {}
         self.paths: dict[Speaker, Path] = {}
         self.frames: dict[Speaker, int] = {}  # samples written through, per channel
@@ -194,6 +196,48 @@ class _Capture:
         self.closed = False
         self.failed = False
         self.spans: list[MaskedSpan] = []
+
+    def save(self, path: Path) -> None:
+        """Writes what finishing needs (the call, its spool files' lengths, the masks) to
+        `path`, owner-only and atomically."""
+        info = self.info
+        data = {
+            "call_id": info.call_id, "agent_id": info.agent_id, "source": info.source,
+            "started_at": info.started_at, "sample_rate": info.sample_rate,
+            "channels": [str(c) for c in info.channels],
+            "spool": {str(c): [str(p), self.frames.get(c, 0)] for c, p in self.paths.items()},
+            "spans": [[str(m.channel), m.start, m.end, m.kind] for m in self.spans],
+        }
+        temporary = path.with_name(path.name + ".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: Path) -> _Capture:
+        """The ended call `save` wrote (its spool files closed)."""
+        data = json.loads(path.read_text(encoding="utf-8"))
+        info = CallInfo(data["call_id"], data["agent_id"], data["source"],
+                        float(data["started_at"]), tuple(Speaker(c) for c in data["channels"]),
+                        int(data["sample_rate"]))
+        capture = cls(info, pid=_pid_of(path))
+        for channel, (spool, frames) in data["spool"].items():
+            capture.paths[Speaker(channel)] = Path(spool)
+            capture.frames[Speaker(channel)] = int(frames)
+        capture.spans = [MaskedSpan(Speaker(c), float(a), float(b), str(k))
+                         for c, a, b, k in data["spans"]]
+        capture.closed = True
+        return capture
+
+
+def _pid_of(path: Path) -> int:
+    """The process id in a spool file's name (`<call>.<pid>.<channel>.s16`,
+    `<call>.<pid>.ended`), 0 when there is none."""
+    parts = path.name.split(".")
+    index = -3 if path.suffix == ".s16" else -2
+    return int(parts[index]) if len(parts) >= -index + 1 and parts[index].isdigit() else 0
 
 
 class Recorder(PipelineListener):
@@ -224,21 +268,38 @@ class Recorder(PipelineListener):
         self._idle = threading.Condition()
         self._busy = 0
         self._partial = self.directory / ".partial"
-        self._drop_stale_spools()
         self._thread = threading.Thread(target=self._finisher, name="qa-recordings",
                                         daemon=True)
         self._thread.start()
+        self._recover()
 
-    def _drop_stale_spools(self) -> None:
-        """Deletes the spool files of processes that died mid-call: they hold the audio
-        unmasked (masking happens at call end), so they are never kept or encoded."""
+    def _recover(self) -> None:
+        """Finishes, or drops, what processes that are gone left in the spool folder.
+
+        A call that had ended (its transcript complete, so its masks known: the `.ended`
+        file written at call end) is finished now, as a stop that ran out of time leaves it.
+        A call whose process died before the call ended is dropped: its spool files hold the
+        audio unmasked and nothing says what to mask, so they are never kept or encoded.
+        """
         if not self._partial.is_dir():
             return
-        for path in self._partial.glob("*.s16"):
-            parts = path.name.split(".")
-            pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else 0
-            if pid and _alive(pid):
+        ended = set()
+        for marker in sorted(self._partial.glob("*.ended")):
+            if _alive(_pid_of(marker)):
                 continue  # another process recording into the same folder
+            try:
+                capture = _Capture.load(marker)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.error("cannot read %s (%s): its call's recording is dropped", marker, exc)
+                marker.unlink(missing_ok=True)
+                continue
+            ended.update(capture.paths.values())
+            log.warning("finishing the recording of call %s, left by a process that stopped "
+                        "before it was written", capture.info.call_id)
+            self._queue(capture, "recovered")
+        for path in self._partial.glob("*.s16"):
+            if path in ended or _alive(_pid_of(path)):
+                continue
             log.warning("dropping %s: the unmasked audio of a call whose process died "
                         "before the call ended", path.name)
             path.unlink(missing_ok=True)
@@ -251,9 +312,8 @@ class Recorder(PipelineListener):
         capture = _Capture(call)
         try:
             _private_dirs(self.directory, self._partial)
-            stem = _UNSAFE.sub("_", call.call_id)
             for speaker in call.channels:
-                path = self._partial / f"{stem}.{os.getpid()}.{speaker}.s16"
+                path = self._partial / f"{capture.stem}.{speaker}.s16"
                 capture.paths[speaker] = path
                 capture.fds[speaker] = os.open(
                     path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -313,9 +373,20 @@ class Recorder(PipelineListener):
             capture = self._calls.pop(summary.call_id, None)
         if capture is None:
             return
+        if not capture.failed:
+            try:
+                # What a later start needs to finish this call if this process stops first.
+                capture.save(self._partial / f"{capture.stem}.ended")
+            except OSError as exc:
+                log.warning("call %s: cannot write %s/%s.ended (%s); its recording is lost if "
+                            "the process stops before it is written", summary.call_id,
+                            self._partial, capture.stem, exc)
+        self._queue(capture, summary.reason)
+
+    def _queue(self, capture: _Capture, reason: str) -> None:
         with self._idle:
             self._busy += 1
-        self._jobs.put((capture, summary.reason))
+        self._jobs.put((capture, reason))
 
     # -- finishing (the recorder's thread) ----------------------------------------------------
 
@@ -361,7 +432,7 @@ class Recorder(PipelineListener):
                     # The file stays: the dated-folder sweep of `prune` removes it in time.
                     self._failed(capture, "store", exc)
         finally:
-            for path in capture.paths.values():
+            for path in (*capture.paths.values(), self._partial / f"{capture.stem}.ended"):
                 try:
                     path.unlink(missing_ok=True)
                 except OSError as exc:
@@ -418,7 +489,8 @@ class Recorder(PipelineListener):
 
     def close(self, timeout: float | None = None) -> bool:
         """Finishes the recordings of ended calls (at most `timeout` seconds), then stops.
-        Calls that never ended are dropped with their spool files.
+        Calls that never ended are dropped with their spool files; ended calls not written
+        in time are finished by the next recorder started on this folder.
 
         Returns:
             True when everything was written in time.
@@ -427,6 +499,9 @@ class Recorder(PipelineListener):
         self._jobs.put(None)
         if done:
             self._thread.join(timeout)
+        else:
+            log.warning("%d recordings not written in time; the next start on %s finishes "
+                        "them", self._busy, self.directory)
         with self._lock:
             left, self._calls = list(self._calls.values()), {}
         for capture in left:
@@ -546,6 +621,10 @@ def _tone(column: np.ndarray, offset: int, rate: int, span: MaskedSpan, hz: floa
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
