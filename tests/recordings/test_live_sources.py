@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from qa.store import CallStore, StoreOptions
-from tests.live.conftest import QaRun, rtp_ports, send_rtp
-from tests.recordings.conftest import SAMPLE, decode, probe
+from tests.recordings.conftest import SAMPLE, QaRun, decode, probe, rtp_ports, send_rtp
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +45,7 @@ def test_rtp_call_is_recorded_at_8khz_with_the_dictated_number_masked(
     agent, customer = split_channels(tmp_path)
     db = tmp_path / "calls.db"
     run = QaRun("--source", "rtp://127.0.0.1:0,0?timeout=1.5", "--language", "en",
-                "--db", str(db), store=True)
+                "--db", str(db))
     runs.append(run)
     ready = run.wait_for("ready", timeout=120)[0]
     assert ready["recordings"] == str(tmp_path / "recordings")
@@ -90,8 +89,7 @@ def test_rtp_call_is_recorded_at_8khz_with_the_dictated_number_masked(
 
 def test_a_call_stopped_halfway_keeps_what_was_recorded(runs, tmp_path: Path):
     db = tmp_path / "calls.db"
-    run = QaRun("--source", f"file:{SAMPLE}?realtime=1", "--language", "en", "--db", str(db),
-                store=True)
+    run = QaRun("--source", f"file:{SAMPLE}?realtime=1", "--language", "en", "--db", str(db))
     runs.append(run)
     run.wait_for("ready", timeout=120)
     began = time.monotonic()
