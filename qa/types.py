@@ -288,4 +288,3 @@ class Scorecard:
     items: tuple[ScoreItem, ...] = field(default_factory=tuple)
     total: float = 0.0
     band: str = ""
-
