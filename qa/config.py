@@ -81,10 +81,10 @@ class RunConfig:
 
 
 _TYPES = {"sources": list, "agent": str, "language": str, "model": str, "workers": int,
+          "recording": bool, "recording_dir": str, "retention_days": int, "recording_codec": str,
           "queue_size": int, "json": bool, "rules": str, "db": str, "store": bool,
           "metrics_port": int, "metrics_host": str, "prompts_port": int, "prompts_host": str,
-          "tokens": dict, "recording": bool, "recording_dir": str, "retention_days": int,
-          "recording_codec": str}
+          "tokens": dict}
 
 
 def load_config(path: str | Path) -> RunConfig:

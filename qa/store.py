@@ -36,24 +36,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from qa import types as _types
 from qa.errors import CallNotFoundError, StoreError
 from qa.redact import redact
 from qa.redact import redact_words as _redact_words
 from qa.rules.scoring import band
 from qa.sources.base import CallInfo
 from qa.spool import Spool
-from qa.types import (
-    Event,
-    EventKind,
-    MaskedSpan,
-    Recording,
-    Scorecard,
-    ScoreItem,
-    Segment,
-    Severity,
-    Speaker,
-    Word,
-)
+from qa.types import Event, EventKind, Scorecard, ScoreItem, Segment, Severity, Speaker, Word
 
 __all__ = [
     "CallRecord",
@@ -938,7 +928,7 @@ class CallStore:
 
     # -- recordings and retention (schema version 4; qa.recordings) -------------------------
 
-    def add_recording(self, recording: Recording) -> None:
+    def add_recording(self, recording: _types.Recording) -> None:
         """Records where a call's audio file is (replacing an earlier row of the call).
 
         Raises:
@@ -967,7 +957,7 @@ class CallStore:
                 raise StoreError(f"{self.options.path}: recording of call "
                                  f"'{recording.call_id}' not stored: {exc}") from exc
 
-    def recording(self, call_id: str) -> Recording | None:
+    def recording(self, call_id: str) -> _types.Recording | None:
         """The call's recording, or None when its audio was not kept."""
         with self._lock:
             row = self._db.execute(
@@ -977,8 +967,8 @@ class CallStore:
             ).fetchone()
         if row is None:
             return None
-        spans = tuple(MaskedSpan(Speaker(c), a, b, k) for c, a, b, k in json.loads(row[7]))
-        return Recording(*row[:7], masked_spans=spans, created_at=row[8])
+        spans = tuple(_types.MaskedSpan(Speaker(c), a, b, k) for c, a, b, k in json.loads(row[7]))
+        return _types.Recording(*row[:7], masked_spans=spans, created_at=row[8])
 
     def expired_calls(self, before: float) -> list[str]:
         """Ended calls that started before `before` (epoch seconds) and were not purged

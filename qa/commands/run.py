@@ -53,8 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, help="transcription worker threads (default 1)")
     parser.add_argument("--rules", metavar="PACK", help="rule pack (YAML) to check calls against")
     parser.add_argument("--db", help="call store (default: $QA_DB or ~/.local/share/qa/calls.db)")
-    parser.add_argument("--no-store", dest="store", action="store_false", default=None,
-                        help="do not store calls")
     parser.add_argument("--no-recording", dest="recording", action="store_false", default=None,
                         help="do not keep the calls' audio (default: kept, masked where the "
                         "transcript is redacted; docs/recordings.md)")
@@ -63,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--retention-days", type=int, metavar="DAYS",
                         help="delete calls and recordings older than this at start "
                         "(default 90; 0 = never)")
+    parser.add_argument("--no-store", dest="store", action="store_false", default=None,
+                        help="do not store calls")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     parser.add_argument("--prompts-port", type=int,
                         help="serve the agent prompt page and websocket on this port")
@@ -129,10 +129,10 @@ def monitor_options(config: RunConfig, sources=()):
         pipeline=PipelineOptions(workers=config.workers, queue_size=config.queue_size,
                                  language=language),
         model=config.model,
+        recordings=recordings,
         rules=Path(config.rules) if config.rules else None,
         store=store,
         prompts=prompts,
-        recordings=recordings,
         metrics_port=config.metrics_port or None,
         metrics_host=config.metrics_host,
         agents=tuple(dict.fromkeys(
