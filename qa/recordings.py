@@ -297,6 +297,9 @@ class Recorder(PipelineListener):
             log.warning("finishing the recording of call %s, left by a process that stopped "
                         "before it was written", capture.info.call_id)
             self._queue(capture, "recovered")
+        for path in self._partial.glob("*.ended.tmp"):  # a save cut short
+            if not _alive(_pid_of(path.with_suffix(""))):
+                path.unlink(missing_ok=True)
         for path in self._partial.glob("*.s16"):
             if path in ended or _alive(_pid_of(path)):
                 continue
