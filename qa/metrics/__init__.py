@@ -16,7 +16,7 @@ The package: `definitions` (the metrics and their options), `collector` (what is
 time), `listener` (the pipeline's notifications), `server` (the HTTP endpoint).
 """
 
-from qa.metrics.collector import SOURCE_COUNTERS, HotCollector
+from qa.metrics.collector import RECORDING_FAILURE_STAGES, SOURCE_COUNTERS, HotCollector
 from qa.metrics.definitions import (
     ALL_AGENTS,
     ASR_LATENCY_BUCKETS,
@@ -40,6 +40,7 @@ __all__ = [
     "END_REASONS",
     "HANDLE_TIME_FRACTIONS",
     "OTHER_AGENTS",
+    "RECORDING_FAILURE_STAGES",
     "RTF_BUCKETS",
     "SCORE_BUCKETS",
     "SOURCE_COUNTERS",

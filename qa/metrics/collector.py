@@ -41,6 +41,17 @@ class StoreLike(Protocol):
     write_retries: int  # failed write attempts that were retried
 
 
+class RecorderLike(Protocol):
+    """What the collector reads from a `qa.recordings.Recorder` at scrape time."""
+
+    written: int  # recordings written
+    failures: Mapping[str, int]  # failed recordings by stage (capture, encode, store, prune)
+
+
+#: Stages a recording can fail at (`qa.recordings.FAILURE_STAGES`), the bounded label set.
+RECORDING_FAILURE_STAGES = ("capture", "encode", "store", "prune")
+
+
 class StatsSource(Protocol):
     """Anything with `Source.stats()`: counters since start, read at scrape time."""
 
@@ -94,6 +105,7 @@ class HotCollector:
         self._sources: list[tuple[str, StatsSource]] = []
         self._retired: dict[tuple[str, str], int] = {}
         self.store: StoreLike | None = None
+        self.recorder: RecorderLike | None = None
 
     def add_pipeline(self, pipeline: PipelineLike) -> None:
         with self._lock:
@@ -165,6 +177,19 @@ class HotCollector:
         spooled.add_metric([], self.store.spooled if self.store is not None else 0)
         yield retries
         yield spooled
+        # Recordings (qa.recordings): a failure never stops the call, so it must show here.
+        written = CounterMetricFamily("qa_recordings_written", "Call recordings written.")
+        failures = CounterMetricFamily(
+            "qa_recording_failures", "Call recordings that failed, by stage (capture: the "
+            "spool file could not be opened or written; encode; store: the path could not be "
+            "recorded; prune: a retention delete failed); each was logged and the call went "
+            "on.", labels=["stage"])
+        recorder = self.recorder
+        written.add_metric([], recorder.written if recorder is not None else 0)
+        for stage in RECORDING_FAILURE_STAGES:
+            failures.add_metric([stage], recorder.failures.get(stage, 0) if recorder else 0)
+        yield written
+        yield failures
 
         families = {
             name: CounterMetricFamily(name, help_text, labels=["source"])

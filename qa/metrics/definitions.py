@@ -17,6 +17,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from qa.metrics.collector import (
     HotCollector,
     PipelineLike,
+    RecorderLike,
     RemoteCollector,
     StatsSource,
     StoreLike,
@@ -240,6 +241,10 @@ class QAMetrics:
     def watch_store(self, store: StoreLike) -> None:
         """Reads the call store's write retries and spooled writes at every scrape."""
         self._collector.store = store
+
+    def watch_recorder(self, recorder: RecorderLike) -> None:
+        """Reads the recorder's written and failed recordings at every scrape."""
+        self._collector.recorder = recorder
 
     def watch_source(self, kind: str, source: StatsSource) -> None:
         """Reads `source.stats()` at every scrape, summed into the series of `kind`.
