@@ -53,10 +53,18 @@ import numpy as np
 
 from qa.errors import CallNotFoundError, ConfigError, StoreError
 from qa.metrics import RECORDING_FAILURE_STAGES as FAILURE_STAGES
-from qa.pipeline import CallSummary, PipelineListener
 from qa.redact import redact, redact_words
-from qa.sources.base import CallInfo, SourceSink
-from qa.types import AudioChunk, MaskedSpan, Recording, Segment, Speaker
+from qa.sources.base import SourceSink
+from qa.types import (
+    AudioChunk,
+    CallInfo,
+    CallSummary,
+    MaskedSpan,
+    PipelineListener,
+    Recording,
+    Segment,
+    Speaker,
+)
 
 __all__ = [
     "CODECS",

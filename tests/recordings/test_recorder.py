@@ -14,11 +14,9 @@ from prometheus_client import CollectorRegistry
 
 from qa.errors import ConfigError
 from qa.metrics import QAMetrics
-from qa.pipeline import CallSummary
 from qa.recordings import Recorder, RecordingOptions, RecordingSink, mask_spans
-from qa.sources.base import CallInfo
 from qa.store import CallStore, StoreOptions
-from qa.types import AudioChunk, Segment, Speaker, Word
+from qa.types import AudioChunk, CallInfo, CallSummary, Segment, Speaker, Word
 from tests.recordings.conftest import decode, probe
 
 RATE = 8000  # a telephone call (RTP, G.711)

@@ -14,18 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from qa.recordings import Recorder, RecordingOptions
-from qa.sources.base import CallInfo
 from qa.store import CallStore, StoreOptions
-from qa.types import Speaker
+from qa.types import CallInfo, Speaker
 from tests.recordings.conftest import REPO, decode
 
 CHILD = """
 import os, sys, time
 import numpy as np
 from pathlib import Path
-from qa.pipeline import CallSummary
+from qa.types import CallSummary
 from qa.recordings import Recorder, RecordingOptions
-from qa.sources.base import CallInfo
+from qa.types import CallInfo
 from qa.types import AudioChunk, Segment, Speaker, Word
 
 folder, ended, started = Path(sys.argv[1]), sys.argv[2] == "ended", float(sys.argv[3])

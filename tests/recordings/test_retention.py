@@ -13,9 +13,8 @@ import pytest
 
 from qa.errors import CallNotFoundError
 from qa.recordings import Recorder, RecordingOptions, prune
-from qa.sources.base import CallInfo
 from qa.store import CallStore, StoreOptions
-from qa.types import Event, EventKind, Scorecard, ScoreItem, Segment, Speaker
+from qa.types import CallInfo, Event, EventKind, Scorecard, ScoreItem, Segment, Speaker
 from tests.recordings.conftest import qa
 from tests.recordings.test_recorder import RATE, record, signal
 
