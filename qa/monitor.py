@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING
 
 from qa.models import DEFAULT_MODEL
 from qa.pipeline import Pipeline, PipelineOptions
-from qa.sources.base import Source
+from qa.sources.base import Source, SourceSink
 from qa.types import (
+    AudioChunk,
     CallInfo,
     CallSummary,
     Event,
     PipelineListener,
     Segment,
+    Speaker,
     TranscribeBatchFn,
     TranscribeFn,
 )
@@ -326,15 +328,20 @@ class Monitor:
         log.info("stopped in %.2f s", time.monotonic() - began)
 
     def _run_source(self, source: Source, stop: threading.Event) -> None:
-        try:
-            sink = self.pipeline
-            if self.recorder is not None:
-                from qa.recordings import RecordingSink
+        sink: SourceSink = self.pipeline
+        if self.recorder is not None:
+            from qa.recordings import RecordingSink
 
-                sink = RecordingSink(self.pipeline, self.recorder)
-            source.run(sink, stop)
-        except Exception:  # one failing source must not stop the others
+            sink = RecordingSink(self.pipeline, self.recorder)
+        tracked = _OpenCalls(sink)
+        try:
+            source.run(tracked, stop)
+        except Exception as exc:  # one failing source must not stop the others
             log.exception("source %s failed", source.name)
+            # Its calls would stay open for ever and the run would never finish: end them
+            # with the reason, so they are summarised, stored and scored from what was heard.
+            for call_id in tracked.open_calls():
+                tracked.call_ended(call_id, f"error: source failed: {exc!r}"[:200])
 
     def close(self) -> None:
         """Stops the workers and the servers, closes the store (after a stop: without
@@ -358,3 +365,34 @@ def _kind(source: Source) -> str:
         if name.startswith(prefix):
             return kind
     return "file"
+
+
+class _OpenCalls:
+    """A sink in front of the pipeline that knows which of its source's calls are open."""
+
+    def __init__(self, sink: SourceSink) -> None:
+        self._sink = sink
+        self._open: dict[str, None] = {}
+        self._lock = threading.Lock()
+
+    def open_calls(self) -> list[str]:
+        with self._lock:
+            return list(self._open)
+
+    def call_started(self, call: CallInfo) -> None:
+        self._sink.call_started(call)
+        with self._lock:
+            self._open[call.call_id] = None
+
+    def audio(self, chunk: AudioChunk) -> None:
+        self._sink.audio(chunk)
+
+    def dtmf(
+        self, call_id: str, channel: Speaker, digit: str, time: float, duration: float
+    ) -> None:
+        self._sink.dtmf(call_id, channel, digit, time, duration)
+
+    def call_ended(self, call_id: str, reason: str) -> None:
+        with self._lock:
+            self._open.pop(call_id, None)
+        self._sink.call_ended(call_id, reason)
