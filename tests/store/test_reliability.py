@@ -22,10 +22,10 @@ from qa.ids import new_call_id
 from qa.rules import load_pack
 from qa.rules.scoring import score
 from qa.sources.base import CallInfo
-from qa.store import _SCHEMA, INTERRUPTED, SCHEMA_VERSION, CallStore, StoreOptions
+from qa.store import BASE, INTERRUPTED, SCHEMA_VERSION, CallStore, StoreOptions
 from qa.types import Event, EventKind, Segment, Severity, Speaker
 
-from .conftest import CALL_ID, SAMPLE_INFO, fill
+from .conftest import CALL_ID, SAMPLE_INFO, fill, raw_connect
 
 PACK = Path(__file__).resolve().parents[2] / "examples" / "rules" / "en_support.yaml"
 
@@ -64,23 +64,31 @@ def test_a_stored_call_is_never_overwritten(filled: CallStore) -> None:
     assert {c.call_id for c in filled.calls()} == {CALL_ID, fresh}
 
 
-def test_a_version_1_database_is_upgraded_in_place(db_path: Path) -> None:
-    db_path.parent.mkdir(parents=True)
-    old = sqlite3.connect(db_path)
-    old.executescript(_SCHEMA + "INSERT INTO schema_version VALUES (1);"
-                      "INSERT INTO calls (call_id, agent_id, source, started_at, channels,"
-                      " sample_rate) VALUES ('old-call', 'a', 'file:x', 1.0, 'agent', 16000);")
+def test_a_version_1_database_is_upgraded_in_place(db: Path | str) -> None:
+    """Version 1 in each dialect's form, as the first release wrote it, goes through every
+    migration step when opened."""
+    if isinstance(db, Path):
+        db.parent.mkdir(parents=True)
+    old, _ = raw_connect(db)
+    for statement in BASE.statements("sqlite" if isinstance(db, Path) else "postgresql"):
+        old.execute(statement)
+    old.execute("INSERT INTO schema_version VALUES (1)")
+    old.execute("INSERT INTO calls (call_id, agent_id, source, started_at, channels,"
+                " sample_rate) VALUES ('old-call', 'a', 'file:x', 1.0, 'agent', 16000)")
     old.close()
-    with CallStore(StoreOptions(path=db_path)) as store:
+    with CallStore(StoreOptions(path=db)) as store:
+        assert store.upgraded_from == 1
         assert store.call("old-call").info.agent_id == "a"
         store.start_call(CallInfo("new-call", "b", "rtp://x", 2.0, (Speaker.AGENT,), 8000))
-    db = sqlite3.connect(db_path)
+    raw, _ = raw_connect(db)
     try:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-        owner = db.execute("SELECT owner_pid, owner_host FROM calls WHERE call_id = 'new-call'")
-        assert owner.fetchone() == (os.getpid(), socket.gethostname())
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        owner = raw.execute("SELECT owner_pid, owner_host FROM calls WHERE call_id = 'new-call'")
+        assert tuple(owner.fetchone()) == (os.getpid(), socket.gethostname())
+        # Version 3's labels table and its trigger exist.
+        assert raw.execute("SELECT count(*) FROM labels").fetchone()[0] == 0
     finally:
-        db.close()
+        raw.close()
 
 
 def test_writes_during_a_held_lock_are_spooled_then_stored_once(db_path: Path) -> None:
@@ -150,7 +158,8 @@ from pathlib import Path
 from qa.sources.base import CallInfo
 from qa.store import CallStore, StoreOptions
 from qa.types import Event, EventKind, Segment, Severity, Speaker
-store = CallStore(StoreOptions(path=Path(sys.argv[1])))
+from qa.db import parse_location
+store = CallStore(StoreOptions(path=parse_location(sys.argv[1])))
 store.start_call(CallInfo("dead-call", "agent-1", "test", 0.0, (Speaker.AGENT,), 16000))
 store.add_segment(Segment("dead-call", Speaker.AGENT, 0.5, 3.0, "thank you for calling"))
 store.add_event(Event("dead-call", 2.0, EventKind.STEP_DONE, "greeting", Severity.INFO))
@@ -158,12 +167,13 @@ os._exit(0)  # dies without ending the call
 """
 
 
-def test_calls_of_a_dead_process_are_closed_as_interrupted(db_path: Path, repo: Path) -> None:
+def test_calls_of_a_dead_process_are_closed_as_interrupted(db: Path | str, repo: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    db_path.parent.mkdir(parents=True)
-    subprocess.run([sys.executable, "-c", DIES, str(db_path)], check=True, env=env)
+    if isinstance(db, Path):
+        db.parent.mkdir(parents=True)
+    subprocess.run([sys.executable, "-c", DIES, str(db)], check=True, env=env)
     pack = load_pack(PACK)
-    with CallStore(StoreOptions(path=db_path)) as store:
+    with CallStore(StoreOptions(path=db)) as store:
         fill(store)  # this process's own ended call is left alone
         store.start_call(CallInfo("live-call", "agent-2", "test", 0.0, (), 16000))
         closed = store.close_interrupted(
