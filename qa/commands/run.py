@@ -52,7 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="model name or directory (default: base)")
     parser.add_argument("--workers", type=int, help="transcription worker threads (default 1)")
     parser.add_argument("--rules", metavar="PACK", help="rule pack (YAML) to check calls against")
-    parser.add_argument("--db", help="call store (default: $QA_DB or ~/.local/share/qa/calls.db)")
+    parser.add_argument("--db", metavar="PATH|URL",
+                        help="call store: an SQLite file or a postgresql://user:password@host/db "
+                        "URL shared by many nodes (default: $QA_DB or "
+                        "~/.local/share/qa/calls.db)")
     parser.add_argument("--no-store", dest="store", action="store_false", default=None,
                         help="do not store calls")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
@@ -93,9 +96,10 @@ def monitor_options(config: RunConfig, sources=()):
 
     store = None
     if config.store:
+        from qa.db import parse_location
         from qa.store import StoreOptions
 
-        store = StoreOptions(path=Path(config.db).expanduser()) if config.db else StoreOptions()
+        store = StoreOptions(path=parse_location(config.db)) if config.db else StoreOptions()
     prompts = None
     if config.prompts_port:
         from qa.prompts import PromptOptions
@@ -237,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
         if monitor.prompt_server is not None:
             endpoints["prompts"] = f"http://{config.prompts_host}:{monitor.prompt_server.port}"
         if monitor.store is not None:
-            endpoints["store"] = str(monitor.store.options.path)
+            endpoints["store"] = monitor.store.options.where  # no password
         stop = threading.Event()
         _on_stop_signals(stop)
         printer.ready([source.name for source in sources], endpoints)

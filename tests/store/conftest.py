@@ -14,8 +14,8 @@ import pytest
 
 from qa.sources.base import CallInfo
 from qa.store import CallStore, StoreOptions
-from tests.pgserver import PostgresServer, PostgresUnavailable
 from qa.types import Event, EventKind, Scorecard, ScoreItem, Segment, Severity, Speaker, Word
+from tests.pgserver import PostgresServer, PostgresUnavailable
 
 CALL_ID = "call-0001"
 #: Epoch seconds of 2024-05-06 07:08:09 UTC.
