@@ -71,7 +71,10 @@ __all__ = [
     "Step",
     "StoreOptions",
     "default_db_path",
+    "check_schema",
+    "migrate",
     "open_backend",
+    "upgrade",
 ]
 
 log = logging.getLogger("qa.store")
@@ -336,6 +339,22 @@ def upgrade(db: Backend) -> int:
     return found
 
 
+def check_schema(db: Backend) -> None:
+    """Refuses a database that is not a qa call store of this program's schema version.
+
+    Raises:
+        StoreError: Tables missing, or another schema version.
+    """
+    missing = _STORE_TABLES - db.tables()
+    if missing:
+        kind = "PostgreSQL" if db.dialect == "postgresql" else "SQLite"
+        raise StoreError(f"not a qa call store (an {kind} database without the tables "
+                         f"{', '.join(sorted(missing))})")
+    version = db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"schema version {version}, this program reads {SCHEMA_VERSION}")
+
+
 def _data_dir() -> Path:
     data = os.environ.get("XDG_DATA_HOME") or os.path.join("~", ".local", "share")
     return Path(data).expanduser() / "qa"
@@ -415,6 +434,38 @@ def open_backend(options: StoreOptions) -> Backend:
 
     return SQLiteBackend(Path(options.path), busy_timeout=options.busy_timeout,
                          wal=options.wal, read_only=options.read_only)
+
+
+def migrate(options: StoreOptions) -> int:
+    """Creates or upgrades the schema of the store `options` name, and nothing else (`qa db
+    migrate`); an SQLite file must exist already.
+
+    Returns:
+        The schema version found (0: the database was empty; `SCHEMA_VERSION`: nothing to do).
+
+    Raises:
+        StoreError: No such file, the database cannot be opened, or its schema is newer.
+    """
+    if not options.is_postgresql and not Path(options.path).exists():
+        raise StoreError(f"{options.where}: no call store here")
+    db = open_backend(replace(options, read_only=False))
+    try:
+        db.begin()
+        try:
+            found = upgrade(db)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+    except StoreError as exc:
+        raise StoreError(f"{options.where}: {exc}") from None
+    except db.errors as exc:
+        raise StoreError(f"{options.where}: cannot upgrade the call store: {exc}") from exc
+    finally:
+        db.close()
+    if found < SCHEMA_VERSION:
+        log.info("call store %s: schema version %d -> %d", options.where, found, SCHEMA_VERSION)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -620,7 +671,7 @@ class CallStore:
         self.upgraded_from = SCHEMA_VERSION
         try:
             if self.options.read_only:
-                self._check_read_only()
+                check_schema(self._db)
             else:
                 with self._transaction():
                     self.upgraded_from = upgrade(self._db)
@@ -650,17 +701,6 @@ class CallStore:
             with self._lock:
                 self._replay(patient=True)
         log.debug("opened call store %s", where)
-
-    def _check_read_only(self) -> None:
-        """Refuses a database that is not a qa call store of this program's version."""
-        missing = _STORE_TABLES - self._db.tables()
-        if missing:
-            kind = "PostgreSQL" if self._db.dialect == "postgresql" else "SQLite"
-            raise StoreError(f"not a qa call store (an {kind} database without the tables "
-                             f"{', '.join(sorted(missing))})")
-        version = self._db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
-            raise StoreError(f"schema version {version}, this program reads {SCHEMA_VERSION}")
 
     @contextmanager
     def _transaction(self) -> Iterator[Backend]:
