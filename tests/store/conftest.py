@@ -94,9 +94,9 @@ def pg_server():
 
 
 @pytest.fixture
-def pg_url(pg_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh database's URL; the store's default spool for it lands in `tmp_path`."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+def pg_url(pg_server: PostgresServer) -> str:
+    """A fresh database's URL (a store on it spools to the default place only if the server
+    fails, which only the restart test makes happen, with a spool of its own)."""
     return pg_server.database()
 
 

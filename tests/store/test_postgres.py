@@ -34,6 +34,11 @@ def test_urls_are_told_from_paths_and_masked() -> None:
     assert mask_url(f"postgresql://h/db?user=qa&password={PASSWORD}") == \
         "postgresql://h/db?user=qa&password=***"
     assert StoreOptions(path=url).where == mask_url(url)
+    # One local spool per database, named without the password (any password, same spool).
+    spool = StoreOptions(path=url).spool_path
+    assert spool.parent.name == "spool" and spool.name.startswith("postgresql-")
+    assert spool == StoreOptions(path=url.replace(PASSWORD, "other")).spool_path
+    assert spool != StoreOptions(path=url.replace("/calls", "/other")).spool_path
     assert PASSWORD not in scrub(f"cannot reach {url}; conninfo password={PASSWORD} host=h")
 
 
@@ -53,7 +58,7 @@ def test_the_server_restarting_mid_call_loses_nothing(
     retried for `busy_timeout`, spooled to the local spool, and replayed in order, once each,
     when the server is back; the store reconnects by itself."""
     caplog.set_level(logging.DEBUG)
-    options = StoreOptions(path=pg_url, busy_timeout=0.5)
+    options = StoreOptions(path=pg_url, busy_timeout=0.5, spool=tmp_path / "pg.spool")
     store = CallStore(options)
     try:
         store.start_call(SAMPLE_INFO)
@@ -64,7 +69,6 @@ def test_the_server_restarting_mid_call_loses_nothing(
                 store.add_segment(Segment(CALL_ID, Speaker.AGENT, i, i + 0.5, f"segment {i}"))
             store.end_call(CALL_ID, duration=9.0, category=None, reason="hangup")
             assert store.spooled == 5 and store.write_retries >= 1
-            assert options.spool_path.is_relative_to(tmp_path)  # XDG_DATA_HOME, per database
             assert len(options.spool_path.read_text().splitlines()) == 5
         finally:
             pg_server.start()

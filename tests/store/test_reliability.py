@@ -189,18 +189,19 @@ def test_calls_of_a_dead_process_are_closed_as_interrupted(db: Path | str, repo:
 
 
 def test_scoring_one_file_twice_with_two_agents_stores_two_calls(
-    repo: Path, tmp_path: Path, shared_audio: Path
+    repo: Path, db: Path | str, shared_audio: Path
 ) -> None:
     """`qa score` twice on the same recording: before, both runs used `file-<stem>-1` and the
-    second overwrote the first call's agent and appended its segments to it."""
-    db = tmp_path / "calls.db"
+    second overwrote the first call's agent and appended its segments to it. (On PostgreSQL:
+    `qa score --db postgresql://...` stores through the real command.)"""
     clip = shared_audio / "en_librivox_austen_0870.wav"
     for agent in ("agent-a", "agent-b"):
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "qa", "score", str(clip), "--rules", str(PACK),
              "--language", "en", "--agent", agent, "--db", str(db), "--json"],
-            cwd=repo, check=True, capture_output=True, timeout=300,
+            cwd=repo, capture_output=True, text=True, timeout=300,
         )
+        assert done.returncode == 0, done.stderr
     with CallStore(StoreOptions(path=db)) as store:
         calls = store.calls()
         assert sorted(c.agent_id for c in calls) == ["agent-a", "agent-b"]
