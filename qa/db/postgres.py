@@ -33,6 +33,8 @@ log = logging.getLogger("qa.db.postgres")
 _SCHEMA_LOCK = 0x71612D73746F7265
 #: libpq refuses connect timeouts under 2 seconds.
 _MIN_CONNECT_TIMEOUT_S = 2
+#: Seconds of silence before TCP probes a server connection (and between probes).
+_KEEPALIVE_IDLE_S = 5
 
 
 def import_psycopg():
@@ -90,12 +92,21 @@ class PostgresBackend:
         return text.replace(str(secret), "***") if secret else text
 
     def _connect(self):
-        options = "-c default_transaction_read_only=on" if self._read_only else None
-        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": self._connect_timeout,
-                                  "application_name": "qa"}
-        if options:
-            kwargs["options"] = options
-        return self._psycopg.connect(self.url, **kwargs)
+        # A server that vanishes without closing the connection (a cut cable, a dead host)
+        # must fail a statement within about busy_timeout, not TCP's quarter of an hour;
+        # the URL's own settings win.
+        defaults: dict[str, Any] = {
+            "connect_timeout": self._connect_timeout, "application_name": "qa",
+            "tcp_user_timeout": self._connect_timeout * 1000, "keepalives": 1,
+            "keepalives_idle": _KEEPALIVE_IDLE_S, "keepalives_interval": _KEEPALIVE_IDLE_S,
+            "keepalives_count": 2,
+        }
+        given = self._psycopg.conninfo.conninfo_to_dict(self.url)
+        kwargs = {k: v for k, v in defaults.items() if k not in given}
+        if self._read_only:
+            kwargs["options"] = (given.get("options", "") +
+                                 " -c default_transaction_read_only=on").strip()
+        return self._psycopg.connect(self.url, autocommit=True, **kwargs)
 
     def _live(self):
         """The connection, replaced by a new one if the old one was lost."""
