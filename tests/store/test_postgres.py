@@ -189,3 +189,11 @@ def test_nodes_opening_a_new_database_at_once_create_one_schema(pg_url: str,
         assert p.returncode == 0, err
     with CallStore(StoreOptions(path=pg_url, read_only=True)) as store:
         assert store.calls() == []
+
+
+def test_without_psycopg_the_message_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa.errors import DependencyError
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
+    with pytest.raises(DependencyError, match=r"pip install 'qa\[postgres\]'"):
+        CallStore(StoreOptions(path="postgresql://qa@127.0.0.1:1/qa"))
