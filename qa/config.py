@@ -8,7 +8,7 @@
     queue_size: 64
     json: false
     rules: examples/rules/en_support.yaml   # check every call against this pack
-    db: ~/.local/share/qa/calls.db         # the call store ('' = default path)
+    db: ~/.local/share/qa/calls.db         # the call store: a file or postgresql:// URL
     store: true                            # store calls, segments, events, scorecards
     metrics_port: 9464                     # Prometheus exporter (null = off, 0 = any free port)
     prompts_port: 8765                     # agent prompt page and websocket (null = off)
@@ -47,7 +47,8 @@ class RunConfig:
         queue_size: Utterances that may wait for a worker before the drop policy applies.
         json: Print JSON lines instead of text.
         rules: Rule pack to check every call against ('' = none).
-        db: Call store path ('' = `$QA_DB` or `~/.local/share/qa/calls.db`).
+        db: Call store: an SQLite path or a `postgresql://` URL ('' = `$QA_DB` or
+            `~/.local/share/qa/calls.db`).
         store: Store calls at all.
         metrics_port: Port of the Prometheus exporter (None = off; 0 = any free port, as
             everywhere a port is asked for: the one bound is logged and printed).

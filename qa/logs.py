@@ -16,14 +16,18 @@ __all__ = ["SecretFilter", "scrub", "install"]
 # `token=` / `access_token=` query parameters, and Authorization / Cookie header values.
 _SECRETS = re.compile(
     r"(?P<key>(?:[?&;]|\b)(?:access_)?token=)[^&\s\"'#]+"
-    r"|(?P<header>\b(?:authorization|cookie|set-cookie)\s*[:=]\s*)[^\r\n]+",
+    r"|(?P<header>\b(?:authorization|cookie|set-cookie)\s*[:=]\s*)[^\r\n]+"
+    # The password of a URL's user (a postgresql:// call store) and libpq's `password=`.
+    r"|(?P<userinfo>\b[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)[^@/\s]+(?=@)"
+    r"|(?P<password>\bpassword=)[^&\s\"']+",
     re.IGNORECASE,
 )
 
 
 def scrub(text: str) -> str:
     """`text` with token values and credential headers replaced by `[REDACTED]`."""
-    return _SECRETS.sub(lambda m: (m["key"] or m["header"]) + "[REDACTED]", text)
+    return _SECRETS.sub(
+        lambda m: (m["key"] or m["header"] or m["userinfo"] or m["password"]) + "[REDACTED]", text)
 
 
 class SecretFilter(logging.Filter):

@@ -1,33 +1,47 @@
-"""The call store: calls, segments, events, scorecards and reviewer overrides in SQLite.
+"""The call store: calls, segments, events, scorecards and reviewer overrides, in SQLite (the
+embedded default) or PostgreSQL (one server shared by many nodes).
+
+`StoreOptions.path` is a file path or a `postgresql://user:password@host:port/database` URL;
+both backends (`qa.db.sqlite`, `qa.db.postgres`) hold the same logical schema, migrated by the
+same steps, and the store behaves the same on either. Passwords never reach a log line or a
+message (`StoreOptions.where` is the location with the password masked).
 
 Every write is its own committed transaction, so a process killed mid-call loses at most
-what it had not yet handed to the store (the utterance in flight). WAL mode with
-`synchronous=NORMAL` is durable against a killed process (not against power loss, which
-would cost the last commits only, never the file's integrity), and lets review commands read
-while a live pipeline writes. The database file and its `-wal`/`-shm` companions are created
-owner-only (SQLite gives the companions the main file's mode).
+what it had not yet handed to the store (the utterance in flight). On SQLite, WAL mode with
+`synchronous=NORMAL` is durable against a killed process and lets review commands read while
+a live pipeline writes; the file and its `-wal`/`-shm` companions are owner-only.
 
 Writes that fail for a passing reason (another process holds the lock, the disk is full, an
-I/O error) are retried with backoff for `StoreOptions.busy_timeout` seconds, then spooled to
-`<database>.spool` (`qa.spool`) and replayed in order once the database takes writes again,
-so a failing store never stops the live pipeline and loses nothing. Each call records the
-process that started it, so a later run can close the calls of a process that was killed
-(`close_interrupted`).
+I/O error, the PostgreSQL server restarting or out of reach) are retried with backoff for
+`StoreOptions.busy_timeout` seconds, then spooled to a local file (`qa.spool`) and replayed in
+order once the database takes writes again, so a failing store never stops the live pipeline
+and loses nothing. Each call records the host and process that started it, so a later run on
+the same host can close the calls of a process that was killed (`close_interrupted`); other
+nodes' calls are never touched.
 
 Personal data is redacted (`qa.redact`) before it reaches the disk unless the options say
-otherwise. Overrides are an append-only audit trail (triggers refuse to change them); the
-automatic scorecard is kept as the scorer wrote it and the effective one is computed on read.
+otherwise. Overrides and labels are append-only audit trails (triggers refuse to change them,
+on either backend); the automatic scorecard is kept as the scorer wrote it and the effective
+one is computed on read.
+
+Schema changes: `MIGRATIONS` is the list of steps from version 1 (`BASE`) up to
+`SCHEMA_VERSION`. To change the schema, append one `Step` with the next version number: its
+`sql` runs on both dialects (write SQLite's types; `REAL` becomes `DOUBLE PRECISION` and an
+`INTEGER PRIMARY KEY` an identity column on PostgreSQL), its `sqlite` and `postgresql`
+statements run on that dialect only (triggers: see `_append_only`). Never edit a released
+step. A new table that `qa db copy` should carry goes into `COPY_TABLES` (parents before the
+tables that reference them). Opening a store for writing upgrades it, all steps in one
+transaction; `qa db migrate` does only that.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
 import socket
-import sqlite3
-import stat
 import threading
 import time
 import uuid
@@ -37,6 +51,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qa import types as _types
+from qa.db import Backend, is_url, mask_url, parse_location
 from qa.errors import CallNotFoundError, StoreError
 from qa.redact import redact
 from qa.redact import redact_words as _redact_words
@@ -55,22 +70,26 @@ from qa.types import (
 )
 
 __all__ = [
+    "BASE",
+    "COPY_TABLES",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
     "CallRecord",
     "CallStore",
     "CallSummary",
     "Label",
     "Override",
+    "Step",
     "StoreOptions",
     "default_db_path",
+    "check_schema",
+    "migrate",
+    "open_backend",
+    "upgrade",
 ]
 
 log = logging.getLogger("qa.store")
 
-#: Version of the schema; `_SCHEMA` is version 1 and `_migrate` upgrades it step by step.
-SCHEMA_VERSION = 4
-#: SQLite errors worth retrying, by primary result code: BUSY, LOCKED, NOMEM, READONLY,
-#: IOERR, FULL, CANTOPEN, PROTOCOL (another process's lock, a full disk, a failing device).
-_TRANSIENT = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
 #: Seconds one write attempt waits for a lock; the retry loop adds backoff between attempts,
 #: so a stop request is noticed within about this long.
 _ATTEMPT_WAIT_S = 0.25
@@ -78,12 +97,86 @@ _ATTEMPT_WAIT_S = 0.25
 _REPLAY_INTERVAL_S = 1.0
 #: Column names the spool may carry (it is replayed into SQL).
 _COLUMN = re.compile(r"^[a-z_]+$")
+#: Spool keys deleted per statement once replayed (well under SQLite's variable limit).
+_KEYS_PER_DELETE = 500
 #: end_reason of a call whose process died before it ended.
 INTERRUPTED = "interrupted"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS calls (
+
+# --- the schema: version 1 and the steps after it -------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One schema version, as statements for each dialect.
+
+    Attributes:
+        version: The version this step upgrades to (the previous step's plus one).
+        why: What the step is for (shown by `qa db migrate`).
+        sql: Statements for both dialects, in SQLite's types (translated for PostgreSQL).
+        sqlite: Statements for SQLite only, run after `sql`.
+        postgresql: Statements for PostgreSQL only, run after `sql`.
+    """
+
+    version: int
+    why: str
+    sql: tuple[str, ...] = ()
+    sqlite: tuple[str, ...] = ()
+    postgresql: tuple[str, ...] = ()
+
+    def statements(self, dialect: str) -> tuple[str, ...]:
+        """The step's statements for `dialect` (`sqlite` or `postgresql`)."""
+        if dialect == "postgresql":
+            return tuple(_for_postgresql(s) for s in self.sql) + self.postgresql
+        return self.sql + self.sqlite
+
+
+def _for_postgresql(sql: str) -> str:
+    """SQLite DDL in PostgreSQL's types: REAL is single precision there, and an integer key
+    is an identity column that still accepts explicit ids (so `qa db copy` keeps them)."""
+    sql = re.sub(r"\bINTEGER PRIMARY KEY(?: AUTOINCREMENT)?",
+                 "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", sql)
+    return re.sub(r"\bREAL\b", "DOUBLE PRECISION", sql)
+
+
+#: PostgreSQL's trigger function behind every append-only table; its error is an integrity
+#: violation, like SQLite's RAISE(ABORT).
+_PG_APPEND_ONLY = """CREATE OR REPLACE FUNCTION qa_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'integrity_constraint_violation',
+        MESSAGE = TG_TABLE_NAME || ' are an append-only audit trail';
+END $$"""
+
+
+def _append_only(table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(SQLite, PostgreSQL) statements that refuse UPDATE and DELETE (and, on PostgreSQL,
+    TRUNCATE) of `table`'s rows."""
+    message = f"'{table} are an append-only audit trail'"
+    sqlite = tuple(
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table}\n"
+        f"BEGIN SELECT RAISE(ABORT, {message}); END"
+        for verb in ("UPDATE", "DELETE")
+    )
+    postgresql = (
+        _PG_APPEND_ONLY,
+        f"CREATE OR REPLACE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table}"
+        " FOR EACH ROW EXECUTE FUNCTION qa_append_only()",
+        f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}"
+        " FOR EACH STATEMENT EXECUTE FUNCTION qa_append_only()",
+    )
+    return sqlite, postgresql
+
+
+_OVERRIDES_APPEND_ONLY = _append_only("overrides")
+_LABELS_APPEND_ONLY = _append_only("labels")
+
+#: Version 1, the schema every store starts from; `MIGRATIONS` take it to `SCHEMA_VERSION`.
+BASE = Step(
+    1,
+    "calls, segments, events, scorecards and the overrides audit trail",
+    sql=(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS calls (
     call_id TEXT PRIMARY KEY,
     agent_id TEXT NOT NULL,
     source TEXT NOT NULL,
@@ -94,8 +187,8 @@ CREATE TABLE IF NOT EXISTS calls (
     duration REAL,
     category TEXT,
     end_reason TEXT
-);
-CREATE TABLE IF NOT EXISTS segments (
+)""",
+        """CREATE TABLE IF NOT EXISTS segments (
     id INTEGER PRIMARY KEY,
     call_id TEXT NOT NULL REFERENCES calls(call_id),
     speaker TEXT NOT NULL,
@@ -106,9 +199,9 @@ CREATE TABLE IF NOT EXISTS segments (
     language TEXT NOT NULL,
     avg_logprob REAL NOT NULL,
     no_speech_prob REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS segments_call ON segments(call_id, start);
-CREATE TABLE IF NOT EXISTS events (
+)""",
+        "CREATE INDEX IF NOT EXISTS segments_call ON segments(call_id, start)",
+        """CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     call_id TEXT NOT NULL REFERENCES calls(call_id),
     time REAL NOT NULL,
@@ -120,15 +213,15 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL,
     speaker TEXT NOT NULL,
     "end" REAL
-);
-CREATE INDEX IF NOT EXISTS events_call ON events(call_id, time);
-CREATE TABLE IF NOT EXISTS scorecards (
+)""",
+        "CREATE INDEX IF NOT EXISTS events_call ON events(call_id, time)",
+        """CREATE TABLE IF NOT EXISTS scorecards (
     call_id TEXT PRIMARY KEY REFERENCES calls(call_id),
     total REAL NOT NULL,
     band TEXT NOT NULL,
     saved_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS score_items (
+)""",
+        """CREATE TABLE IF NOT EXISTS score_items (
     call_id TEXT NOT NULL REFERENCES scorecards(call_id),
     position INTEGER NOT NULL,
     rule_id TEXT NOT NULL,
@@ -138,8 +231,8 @@ CREATE TABLE IF NOT EXISTS score_items (
     evidence TEXT NOT NULL,
     times TEXT NOT NULL,
     PRIMARY KEY (call_id, position)
-);
-CREATE TABLE IF NOT EXISTS overrides (
+)""",
+        """CREATE TABLE IF NOT EXISTS overrides (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     call_id TEXT NOT NULL REFERENCES calls(call_id),
     rule_id TEXT NOT NULL,
@@ -148,21 +241,164 @@ CREATE TABLE IF NOT EXISTS overrides (
     reviewer TEXT NOT NULL,
     reason TEXT NOT NULL,
     created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS overrides_call ON overrides(call_id, id);
-CREATE TRIGGER IF NOT EXISTS overrides_no_update BEFORE UPDATE ON overrides
-BEGIN SELECT RAISE(ABORT, 'overrides are an append-only audit trail'); END;
-CREATE TRIGGER IF NOT EXISTS overrides_no_delete BEFORE DELETE ON overrides
-BEGIN SELECT RAISE(ABORT, 'overrides are an append-only audit trail'); END;
-"""
+)""",
+        "CREATE INDEX IF NOT EXISTS overrides_call ON overrides(call_id, id)",
+    ),
+    sqlite=_OVERRIDES_APPEND_ONLY[0],
+    postgresql=_OVERRIDES_APPEND_ONLY[1],
+)
+
+#: The version 1 schema as one SQLite script (to build old stores in tests).
+_SCHEMA = "".join(f"{s};\n" for s in BASE.statements("sqlite"))
+
+#: The steps after version 1, oldest first; append new ones at the end (see the docstring).
+MIGRATIONS: tuple[Step, ...] = (
+    Step(
+        2,
+        "who started each call (to close a dead process's calls); spooled writes replayed",
+        sql=(
+            "ALTER TABLE calls ADD COLUMN owner_pid INTEGER",
+            "ALTER TABLE calls ADD COLUMN owner_host TEXT",
+            "ALTER TABLE calls ADD COLUMN owner_token TEXT",
+            # Keys of spooled writes already replayed, so a cut-short replay never writes twice.
+            "CREATE TABLE IF NOT EXISTS spool_applied (key TEXT PRIMARY KEY)",
+        ),
+    ),
+    Step(
+        3,
+        "how each rule event matched (exact, fuzzy, pinyin, intent); reviewers' labels",
+        sql=(
+            "ALTER TABLE events ADD COLUMN match_kind TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE events ADD COLUMN match_score REAL",
+            "ALTER TABLE events ADD COLUMN match_example TEXT NOT NULL DEFAULT ''",
+            """CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL REFERENCES calls(call_id),
+    segment_id INTEGER NOT NULL,
+    rule_id TEXT NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('yes', 'no')),
+    text TEXT NOT NULL,
+    speaker TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL
+)""",
+            "CREATE INDEX IF NOT EXISTS labels_rule ON labels(rule_id, id)",
+        ),
+        sqlite=_LABELS_APPEND_ONLY[0],
+        postgresql=_LABELS_APPEND_ONLY[1],
+    ),
+    Step(
+        4,
+        "each call's recording (qa.recordings); calls purged by retention but kept for an "
+        "audit trail",
+        sql=(
+            # The file lives outside the database; `masked_spans` is JSON:
+            # [[channel, start, end, kind], ...].
+            """CREATE TABLE IF NOT EXISTS recordings (
+    call_id TEXT PRIMARY KEY REFERENCES calls(call_id),
+    path TEXT NOT NULL,
+    codec TEXT NOT NULL,
+    sample_rate INTEGER NOT NULL,
+    channels INTEGER NOT NULL,
+    duration_s REAL NOT NULL,
+    bytes INTEGER NOT NULL,
+    masked_spans TEXT NOT NULL,
+    created_at REAL NOT NULL
+)""",
+            "ALTER TABLE calls ADD COLUMN purged_at REAL",
+        ),
+    ),
+)
+
+#: Version of the schema this program reads and writes.
+SCHEMA_VERSION = MIGRATIONS[-1].version if MIGRATIONS else BASE.version
+
+#: Tables `qa db copy` carries, parents first: table -> (key columns, append-only, the
+#: generated integer id or ''). Append-only rows are copied once and must match after that;
+#: the others take the source's values.
+COPY_TABLES: dict[str, tuple[tuple[str, ...], bool, str]] = {
+    "calls": (("call_id",), False, ""),
+    "segments": (("id",), True, "id"),
+    "events": (("id",), True, "id"),
+    "scorecards": (("call_id",), False, ""),
+    "score_items": (("call_id", "position"), False, ""),
+    "overrides": (("id",), True, "id"),
+    "labels": (("id",), True, "id"),
+    "recordings": (("call_id",), False, ""),
+}
+
+#: Tables a qa call store has; a database without them is someone else's.
+_STORE_TABLES = frozenset(
+    {"schema_version", "calls", "segments", "events", "scorecards", "score_items", "overrides"}
+)
 
 
-def default_db_path() -> Path:
-    """`$QA_DB`, else `${XDG_DATA_HOME:-~/.local/share}/qa/calls.db`."""
-    if os.environ.get("QA_DB"):
-        return Path(os.environ["QA_DB"]).expanduser()
+def _check_steps() -> None:
+    versions = [BASE.version] + [s.version for s in MIGRATIONS]
+    if versions != list(range(1, len(versions) + 1)):
+        raise AssertionError(f"qa.store.MIGRATIONS must number versions 2, 3, ...: {versions}")
+
+
+_check_steps()
+
+
+def upgrade(db: Backend) -> int:
+    """Creates the schema or upgrades it to `SCHEMA_VERSION`, inside the caller's write
+    transaction (a failed step leaves the database as it was).
+
+    Returns:
+        The version found (0 for a new database).
+
+    Raises:
+        StoreError: The database has a newer schema than this program reads.
+    """
+    db.lock_schema()
+    found = 0
+    if "schema_version" in db.tables():
+        found = db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+    if found > SCHEMA_VERSION:
+        raise StoreError(f"schema version {found}, this program reads {SCHEMA_VERSION}")
+    if found == 0:
+        for statement in BASE.statements(db.dialect):
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version (version) VALUES (1)")
+    for step in MIGRATIONS:
+        if step.version > max(found, 1):
+            for statement in step.statements(db.dialect):
+                db.execute(statement)
+    if max(found, 1) < SCHEMA_VERSION:
+        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+    return found
+
+
+def check_schema(db: Backend) -> None:
+    """Refuses a database that is not a qa call store of this program's schema version.
+
+    Raises:
+        StoreError: Tables missing, or another schema version.
+    """
+    missing = _STORE_TABLES - db.tables()
+    if missing:
+        kind = "PostgreSQL" if db.dialect == "postgresql" else "SQLite"
+        raise StoreError(f"not a qa call store (an {kind} database without the tables "
+                         f"{', '.join(sorted(missing))})")
+    version = db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"schema version {version}, this program reads {SCHEMA_VERSION}")
+
+
+def _data_dir() -> Path:
     data = os.environ.get("XDG_DATA_HOME") or os.path.join("~", ".local", "share")
-    return Path(data).expanduser() / "qa" / "calls.db"
+    return Path(data).expanduser() / "qa"
+
+
+def default_db_path() -> Path | str:
+    """`$QA_DB` (a path or a `postgresql://` URL), else
+    `${XDG_DATA_HOME:-~/.local/share}/qa/calls.db`."""
+    if os.environ.get("QA_DB"):
+        return parse_location(os.environ["QA_DB"])
+    return _data_dir() / "calls.db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,28 +406,99 @@ class StoreOptions:
     """How the call store opens its database.
 
     Attributes:
-        path: The SQLite file; created owner-only with its folder if missing.
+        path: The SQLite file (created owner-only with its folder if missing), or a
+            `postgresql://user:password@host:port/database` URL (a string).
         redact: Replace personal data in transcripts, evidence, messages and override reasons
             before they are stored (on by default; see `qa.redact`).
-        wal: Use write-ahead logging (readers never block the live writer). Off only for
-            file systems without shared memory (some network mounts).
+        wal: SQLite: use write-ahead logging (readers never block the live writer). Off only
+            for file systems without shared memory (some network mounts).
         busy_timeout: Seconds a write keeps retrying (waiting for another process's lock,
-            or after a full disk or I/O error, with backoff) before it is spooled.
+            or after a full disk, an I/O error or a lost server, with backoff) before it is
+            spooled.
         read_only: Open an existing store for reading only (`qa review list/show/export`):
-            the file is never created, chmod-ed, switched to WAL or given tables, and a file
-            that is not a qa call store is refused.
+            nothing is created or changed (SQLite: no chmod, no WAL switch; PostgreSQL: every
+            transaction read-only), and a database that is not a qa call store is refused.
+        spool: Where writes wait while the database fails; None: `<path>.spool` beside an
+            SQLite file, `${XDG_DATA_HOME:-~/.local/share}/qa/spool/postgresql-<hash>.spool`
+            for a server (one per database, local to this machine).
     """
 
-    path: Path = field(default_factory=default_db_path)
+    path: Path | str = field(default_factory=default_db_path)
     redact: bool = True
     wal: bool = True
     busy_timeout: float = 5.0
     read_only: bool = False
+    spool: Path | None = None
+
+    @property
+    def is_postgresql(self) -> bool:
+        """Whether `path` is a PostgreSQL URL."""
+        return is_url(self.path)
+
+    @property
+    def where(self) -> str:
+        """The location for messages: the path, or the URL without its password."""
+        return mask_url(str(self.path))
 
     @property
     def spool_path(self) -> Path:
-        """Where writes wait while the database fails: `<path>.spool`."""
+        """Where writes wait while the database fails (see `spool`)."""
+        if self.spool is not None:
+            return Path(self.spool)
+        if self.is_postgresql:
+            digest = hashlib.sha256(self.where.encode()).hexdigest()[:16]
+            return _data_dir() / "spool" / f"postgresql-{digest}.spool"
         return Path(f"{self.path}.spool")
+
+
+def open_backend(options: StoreOptions) -> Backend:
+    """A connection to the database `options` name, without schema checks or changes.
+
+    Raises:
+        DependencyError: A PostgreSQL URL without psycopg installed.
+        StoreError: The database cannot be opened.
+    """
+    if options.is_postgresql:
+        from qa.db.postgres import PostgresBackend
+
+        return PostgresBackend(str(options.path), busy_timeout=options.busy_timeout,
+                               read_only=options.read_only)
+    from qa.db.sqlite import SQLiteBackend
+
+    return SQLiteBackend(Path(options.path), busy_timeout=options.busy_timeout,
+                         wal=options.wal, read_only=options.read_only)
+
+
+def migrate(options: StoreOptions) -> int:
+    """Creates or upgrades the schema of the store `options` name, and nothing else (`qa db
+    migrate`); an SQLite file must exist already.
+
+    Returns:
+        The schema version found (0: the database was empty; `SCHEMA_VERSION`: nothing to do).
+
+    Raises:
+        StoreError: No such file, the database cannot be opened, or its schema is newer.
+    """
+    if not options.is_postgresql and not Path(options.path).exists():
+        raise StoreError(f"{options.where}: no call store here")
+    db = open_backend(replace(options, read_only=False))
+    try:
+        db.begin()
+        try:
+            found = upgrade(db)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+    except StoreError as exc:
+        raise StoreError(f"{options.where}: {exc}") from None
+    except db.errors as exc:
+        raise StoreError(f"{options.where}: cannot upgrade the call store: {exc}") from exc
+    finally:
+        db.close()
+    if found < SCHEMA_VERSION:
+        log.info("call store %s: schema version %d -> %d", options.where, found, SCHEMA_VERSION)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,67 +614,6 @@ class CallRecord:
     effective: Scorecard | None
 
 
-#: Columns that record how a rule event matched its evidence (issue: rules by meaning); added
-#: in place to stores written before they existed. Idempotent, so it needs no version step.
-_MATCH_COLUMNS = (
-    ("match_kind", "TEXT NOT NULL DEFAULT ''"),
-    ("match_score", "REAL"),
-    ("match_example", "TEXT NOT NULL DEFAULT ''"),
-)
-_LABELS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS labels (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    call_id TEXT NOT NULL REFERENCES calls(call_id),
-    segment_id INTEGER NOT NULL,
-    rule_id TEXT NOT NULL,
-    verdict TEXT NOT NULL CHECK (verdict IN ('yes', 'no')),
-    text TEXT NOT NULL,
-    speaker TEXT NOT NULL,
-    reviewer TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS labels_rule ON labels(rule_id, id);
-CREATE TRIGGER IF NOT EXISTS labels_no_update BEFORE UPDATE ON labels
-BEGIN SELECT RAISE(ABORT, 'labels are an append-only audit trail'); END;
-CREATE TRIGGER IF NOT EXISTS labels_no_delete BEFORE DELETE ON labels
-BEGIN SELECT RAISE(ABORT, 'labels are an append-only audit trail'); END;
-"""
-
-#: One row per call whose audio is kept (schema version 4; see `qa.recordings`). The file
-#: lives outside the database; `masked_spans` is JSON: [[channel, start, end, kind], ...].
-_RECORDINGS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS recordings (
-    call_id TEXT PRIMARY KEY REFERENCES calls(call_id),
-    path TEXT NOT NULL,
-    codec TEXT NOT NULL,
-    sample_rate INTEGER NOT NULL,
-    channels INTEGER NOT NULL,
-    duration_s REAL NOT NULL,
-    bytes INTEGER NOT NULL,
-    masked_spans TEXT NOT NULL,
-    created_at REAL NOT NULL
-)
-"""
-
-
-def _create_private(path: Path) -> None:
-    """Creates the database file owner-only before SQLite opens it, or tightens an old one."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o600)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            # Never chmod a device or a FIFO (`--db /dev/zero` as root made it 0600).
-            raise StoreError(f"{path}: not a regular file, cannot hold a call store")
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            log.warning("tightening permissions of %s from %o to 600", path, mode)
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
 def _effective(card: Scorecard, overrides: tuple[Override, ...]) -> Scorecard:
     latest = {o.rule_id: o.new_points for o in overrides}
     if not latest:
@@ -385,30 +631,6 @@ def _effective(card: Scorecard, overrides: tuple[Override, ...]) -> Scorecard:
     return replace(card, items=tuple(items), total=total, band=band(total))
 
 
-def _migrate(db: sqlite3.Connection, from_version: int) -> None:
-    """Upgrades a database in place from `from_version` to `SCHEMA_VERSION`, one step per
-    version, inside the caller's transaction (a failed step leaves the file as it was)."""
-    if from_version < 2:
-        # Who started each call, so a later run can tell a call left open by a dead process.
-        db.execute("ALTER TABLE calls ADD COLUMN owner_pid INTEGER")
-        db.execute("ALTER TABLE calls ADD COLUMN owner_host TEXT")
-        db.execute("ALTER TABLE calls ADD COLUMN owner_token TEXT")
-        # Keys of spooled writes already replayed, so a cut-short replay never writes twice.
-        db.execute("CREATE TABLE IF NOT EXISTS spool_applied (key TEXT PRIMARY KEY)")
-    if from_version < 3:
-        # How each rule event matched its evidence (exact, fuzzy, pinyin, intent), and
-        # reviewers' labels that become rules' examples.
-        for name, decl in _MATCH_COLUMNS:
-            db.execute(f"ALTER TABLE events ADD COLUMN {name} {decl}")
-        for statement in _LABELS_SCHEMA.split(";\n"):
-            if statement.strip():
-                db.execute(statement)
-    if from_version < 4:
-        # Each call's audio file (qa.recordings), and when retention purged a call that an
-        # audit trail (overrides, labels) still refers to, so it is kept as a bare row.
-        db.execute(_RECORDINGS_SCHEMA)
-        db.execute("ALTER TABLE calls ADD COLUMN purged_at REAL")
-    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
 
 def _process_token(pid: int) -> str:
@@ -435,100 +657,78 @@ def _call_of(record: dict) -> str:
     return record.get("call_id") or record.get("row", {}).get("call_id", "?")
 
 
-def _transient(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:  # older Pythons: fall back on the message
-        return any(w in str(exc) for w in ("locked", "busy", "disk", "I/O", "full"))
-    return code & 0xFF in _TRANSIENT
-
-
 class CallStore:
-    """The SQLite call store. Thread-safe: one connection behind a lock.
+    """The call store, on SQLite or PostgreSQL. Thread-safe: one connection behind a lock.
 
     Args:
         options: Where the database is and whether to redact; defaults to `StoreOptions()`.
 
+    Attributes:
+        upgraded_from: The schema version found when the store was opened for writing (0 for
+            a new database; `SCHEMA_VERSION` when nothing needed upgrading).
+
     Raises:
-        StoreError: The database cannot be created or opened.
+        StoreError: The database cannot be created or opened, or is not a qa call store.
+        DependencyError: A PostgreSQL URL without psycopg installed.
     """
 
     def __init__(self, options: StoreOptions | None = None) -> None:
         self.options = options or StoreOptions()
         self._lock = threading.Lock()
-        path = Path(self.options.path)
-        if self.options.read_only:
-            self._db = _open_read_only(path, self.options.busy_timeout)
-            return
+        where = self.options.where
+        self._db = open_backend(self.options)
+        self.upgraded_from = SCHEMA_VERSION
         try:
-            _create_private(path)
-            self._db = sqlite3.connect(
-                path,
-                timeout=self.options.busy_timeout,
-                isolation_level=None,  # autocommit; transactions are explicit below
-                check_same_thread=False,  # the lock serialises every use
-            )
-            self._db.execute("PRAGMA foreign_keys = ON")
-            if self.options.wal:
-                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if mode.lower() != "wal":
-                    raise StoreError(f"{path}: cannot use WAL mode (got {mode})")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            # executescript commits an open transaction first, so the script opens its own,
-            # which stays open for the migration: a new file is created as version 1 and
-            # upgraded like any old one.
-            self._db.executescript(
-                f"BEGIN IMMEDIATE;{_SCHEMA}INSERT INTO schema_version SELECT 1"
-                " WHERE NOT EXISTS (SELECT 1 FROM schema_version);"
-            )
-            try:
-                version = self._db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-                if version < SCHEMA_VERSION:
-                    _migrate(self._db, version)
-                    log.info("upgraded call store %s from schema version %d to %d",
-                             path, version, SCHEMA_VERSION)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open the call store: {exc}") from exc
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot create the call store: {exc.strerror}") from exc
-        if version > SCHEMA_VERSION:
+            if self.options.read_only:
+                check_schema(self._db)
+            else:
+                with self._transaction():
+                    self.upgraded_from = upgrade(self._db)
+        except StoreError as exc:
             self._db.close()
-            raise StoreError(
-                f"{path}: schema version {version}, this program reads {SCHEMA_VERSION}"
-            )
+            raise StoreError(f"{where}: {exc}") from None
+        except self._db.errors as exc:
+            self._db.close()
+            raise StoreError(f"{where}: cannot open the call store: {exc}") from exc
+        except BaseException:
+            self._db.close()
+            raise
+        if self.upgraded_from and self.upgraded_from < SCHEMA_VERSION:
+            log.info("upgraded call store %s from schema version %d to %d",
+                     where, self.upgraded_from, SCHEMA_VERSION)
         self._stopping = threading.Event()
-        self._spool = Spool(self.options.spool_path)
-        self._next_replay = 0.0
         self.spooled = 0  # writes that went to the spool (read by the metrics)
         self.write_retries = 0  # failed write attempts that were retried
+        if self.options.read_only:
+            log.debug("opened call store %s read-only", where)
+            return
+        if self.options.is_postgresql and self.options.spool is None:
+            self.options.spool_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._spool = Spool(self.options.spool_path)
+        self._next_replay = 0.0
         if len(self._spool):
             with self._lock:
                 self._replay(patient=True)
-        log.debug("opened call store %s", path)
+        log.debug("opened call store %s", where)
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front, so a reader upgrading never deadlocks.
-        self._db.execute("BEGIN IMMEDIATE")
+    def _transaction(self) -> Iterator[Backend]:
+        self._db.begin()
         try:
             yield self._db
-            self._db.execute("COMMIT")
+            self._db.commit()
         except BaseException:
-            # A failed COMMIT leaves the transaction open, a full disk may have rolled it
-            # back already: either way none of it was written.
-            if self._db.in_transaction:
-                with suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
+            self._db.rollback()
             raise
 
     def _text(self, text: str, language: str | None = None) -> str:
         return redact(text, language or None).text if self.options.redact else text
 
-    def _require_call(self, call_id: str) -> None:
-        row = self._db.execute("SELECT 1 FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+    def _require_call(self, call_id: str, *, lock: bool = False) -> None:
+        """Raises CallNotFoundError unless the call is stored; `lock` (in a write
+        transaction) holds other writers of this call off until the transaction ends."""
+        row = self._db.execute("SELECT 1 FROM calls WHERE call_id = ?"
+                               + (self._db.for_update if lock else ""), (call_id,)).fetchone()
         if row is None:
             raise CallNotFoundError(call_id)
 
@@ -627,7 +827,7 @@ class CallStore:
             ],
         })
 
-    def _apply(self, db: sqlite3.Connection, record: dict) -> None:
+    def _apply(self, db: Backend, record: dict) -> None:
         """Performs one write record inside an open transaction."""
         op = record["op"]
         if op in ("call", "segment", "event"):
@@ -643,8 +843,8 @@ class CallStore:
                     f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(row))})",
                     tuple(row.values()),
                 )
-            except sqlite3.IntegrityError as exc:
-                if op == "call":
+            except db.errors as exc:
+                if op == "call" and db.integrity(exc):
                     raise StoreError(
                         f"call '{row['call_id']}' is already in the store (a call id is never "
                         "reused)"
@@ -664,8 +864,9 @@ class CallStore:
             self._require_call(call_id)
             db.execute("DELETE FROM score_items WHERE call_id = ?", (call_id,))
             db.execute(
-                "INSERT OR REPLACE INTO scorecards (call_id, total, band, saved_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO scorecards (call_id, total, band, saved_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (call_id) DO UPDATE SET total = excluded.total,"
+                " band = excluded.band, saved_at = excluded.saved_at",
                 (call_id, record["total"], record["band"], record["saved_at"]),
             )
             db.executemany(
@@ -687,31 +888,31 @@ class CallStore:
                     return
             try:
                 self._retrying(lambda db: self._apply(db, record))
-            except sqlite3.Error as exc:
-                if not _transient(exc):  # a fault in the record, not in the database
-                    raise StoreError(f"{self.options.path}: {record['op']} write refused: "
+            except self._db.errors as exc:
+                if not self._db.transient(exc):  # a fault in the record, not in the database
+                    raise StoreError(f"{self.options.where}: {record['op']} write refused: "
                                      f"{exc}") from exc
                 log.warning("call store %s failing (%s): spooling writes to %s until it is back",
-                            self.options.path, exc, self._spool.path)
+                            self.options.where, str(exc).strip(), self._spool.path)
                 self._spool_record(record)
 
     def _spool_record(self, record: dict) -> None:
         self._spool.append(record)
         self.spooled += 1
 
-    def _retrying(self, work: Callable[[sqlite3.Connection], object]) -> object:
+    def _retrying(self, work: Callable[[Backend], object]) -> object:
         """Runs `work` in one transaction, retrying transient failures with backoff for
         `busy_timeout` seconds (less once `interrupt` was called); raises the last error."""
         deadline = time.monotonic() + self.options.busy_timeout
         delay = 0.05
         while True:
             wait = max(0.001, min(_ATTEMPT_WAIT_S, deadline - time.monotonic()))
-            self._db.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            self._db.set_wait(wait)
             try:
                 with self._transaction() as db:
                     return work(db)
-            except sqlite3.Error as exc:
-                if not _transient(exc):
+            except self._db.errors as exc:
+                if not self._db.transient(exc):
                     raise
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stopping.is_set():
@@ -722,7 +923,8 @@ class CallStore:
                     raise
                 delay = min(delay * 2, 1.0)
             finally:
-                self._db.execute(f"PRAGMA busy_timeout = {int(self.options.busy_timeout * 1000)}")
+                with suppress(*self._db.errors):
+                    self._db.set_wait(self.options.busy_timeout)
 
     def _replay(self, *, patient: bool) -> None:
         """Writes the spooled records in order (store lock held); each one once, keyed.
@@ -733,10 +935,10 @@ class CallStore:
         self._next_replay = now + _REPLAY_INTERVAL_S
         records = self._spool.records()
 
-        def replay_one(db: sqlite3.Connection, record: dict) -> None:
-            try:
-                db.execute("INSERT INTO spool_applied (key) VALUES (?)", (record["key"],))
-            except sqlite3.IntegrityError:
+        def replay_one(db: Backend, record: dict) -> None:
+            cur = db.execute("INSERT INTO spool_applied (key) VALUES (?)"
+                             " ON CONFLICT (key) DO NOTHING", (record["key"],))
+            if cur.rowcount == 0:
                 return  # written by a replay that was cut short
             self._apply(db, record)
 
@@ -745,15 +947,15 @@ class CallStore:
                 if patient:
                     self._retrying(lambda db, r=record: replay_one(db, r))
                 else:
-                    self._db.execute(f"PRAGMA busy_timeout = {int(_ATTEMPT_WAIT_S * 1000)}")
+                    self._db.set_wait(_ATTEMPT_WAIT_S)
                     try:
                         with self._transaction() as db:
                             replay_one(db, record)
                     finally:
-                        self._db.execute(
-                            f"PRAGMA busy_timeout = {int(self.options.busy_timeout * 1000)}")
-            except sqlite3.Error as exc:
-                if _transient(exc):
+                        with suppress(*self._db.errors):
+                            self._db.set_wait(self.options.busy_timeout)
+            except self._db.errors as exc:
+                if self._db.transient(exc):
                     log.debug("store still failing (%s); %d writes wait in the spool",
                               exc, len(self._spool))
                     return
@@ -763,9 +965,15 @@ class CallStore:
                 log.error("spooled %s write cannot be stored and is dropped: %s",
                           record.get("op"), exc)
         self._spool.clear()
-        with suppress(sqlite3.Error), self._transaction() as db:
-            db.execute("DELETE FROM spool_applied")  # only needed until the spool is empty
-        log.info("call store %s is back: %d spooled writes replayed", self.options.path,
+        # The keys are only needed until the spool is empty; other processes' keys (a shared
+        # server) stay until their own replay ends.
+        keys = [r["key"] for r in records if isinstance(r.get("key"), str)]
+        with suppress(*self._db.errors), self._transaction() as db:
+            for i in range(0, len(keys), _KEYS_PER_DELETE):
+                chunk = keys[i:i + _KEYS_PER_DELETE]
+                marks = ", ".join("?" * len(chunk))
+                db.execute(f"DELETE FROM spool_applied WHERE key IN ({marks})", chunk)
+        log.info("call store %s is back: %d spooled writes replayed", self.options.where,
                  len(records))
 
     def interrupt(self) -> None:
@@ -841,7 +1049,8 @@ class CallStore:
         if not reviewer.strip() or not reason.strip():
             raise StoreError("an override needs a reviewer and a reason")
         with self._lock, self._transaction() as db:
-            self._require_call(call_id)
+            # Locked, so two reviewers on two nodes each see the other's points as "old".
+            self._require_call(call_id, lock=True)
             item = db.execute(
                 "SELECT points_possible, points_awarded FROM score_items"
                 " WHERE call_id = ? AND rule_id = ?",
@@ -865,10 +1074,10 @@ class CallStore:
                    time.time())  # fmt: skip
             cur = db.execute(
                 "INSERT INTO overrides (call_id, rule_id, old_points, new_points, reviewer,"
-                " reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 row,
             )
-            return Override(cur.lastrowid or 0, *row)
+            return Override(cur.fetchone()[0], *row)
 
     def add_label(
         self, call_id: str, segment: int | str, rule_id: str, verdict: str, *, reviewer: str,
@@ -895,7 +1104,7 @@ class CallStore:
         if not reviewer.strip() or not reason.strip():
             raise StoreError("a label needs a reviewer and a reason")
         with self._lock, self._transaction() as db:
-            self._require_call(call_id)
+            self._require_call(call_id, lock=True)
             rows = db.execute(
                 "SELECT speaker, text FROM segments WHERE call_id = ? ORDER BY start, id",
                 (call_id,),
@@ -916,10 +1125,10 @@ class CallStore:
                    self._text(reason), time.time())  # fmt: skip
             cur = db.execute(
                 "INSERT INTO labels (call_id, segment_id, rule_id, verdict, text, speaker,"
-                " reviewer, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " reviewer, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 row,
             )
-            return Label(cur.lastrowid or 0, *row)
+            return Label(cur.fetchone()[0], *row)
 
     def labels(self, rule_id: str | None = None) -> list[Label]:
         """Reviewers' labels, oldest first (of one rule, or all)."""
@@ -947,7 +1156,7 @@ class CallStore:
         spans = json.dumps([[str(s.channel), s.start, s.end, s.kind]
                             for s in recording.masked_spans])
 
-        def work(db: sqlite3.Connection) -> None:
+        def work(db: Backend) -> None:
             self._require_call(recording.call_id)
             db.execute("DELETE FROM recordings WHERE call_id = ?", (recording.call_id,))
             db.execute(
@@ -962,8 +1171,8 @@ class CallStore:
         with self._lock:
             try:
                 self._retrying(work)
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.options.path}: recording of call "
+            except self._db.errors as exc:
+                raise StoreError(f"{self.options.where}: recording of call "
                                  f"'{recording.call_id}' not stored: {exc}") from exc
 
     def recording(self, call_id: str) -> _types.Recording | None:
@@ -1005,7 +1214,7 @@ class CallStore:
             StoreError: The database refused the delete.
         """
 
-        def work(db: sqlite3.Connection) -> bool:
+        def work(db: Backend) -> bool:
             self._require_call(call_id)
             for table in ("recordings", "segments", "events", "score_items", "scorecards"):
                 db.execute(f"DELETE FROM {table} WHERE call_id = ?", (call_id,))
@@ -1014,7 +1223,9 @@ class CallStore:
             try:
                 db.execute("DELETE FROM calls WHERE call_id = ?", (call_id,))
                 return True
-            except sqlite3.IntegrityError:
+            except db.errors as exc:
+                if not db.integrity(exc):
+                    raise
                 db.execute("ROLLBACK TO SAVEPOINT drop_call")
                 db.execute("UPDATE calls SET purged_at = ? WHERE call_id = ?",
                            (time.time(), call_id))
@@ -1025,8 +1236,8 @@ class CallStore:
         with self._lock:
             try:
                 return bool(self._retrying(work))
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.options.path}: call '{call_id}' not deleted: "
+            except self._db.errors as exc:
+                raise StoreError(f"{self.options.where}: call '{call_id}' not deleted: "
                                  f"{exc}") from exc
 
     def calls(self, *, limit: int | None = 100) -> list[CallSummary]:
@@ -1035,14 +1246,17 @@ class CallStore:
         Args:
             limit: The most calls to return; None for all.
         """
+        query = (
+            "SELECT call_id, agent_id, source, started_at, duration, category, end_reason,"
+            " (SELECT count(*) FROM events e WHERE e.call_id = c.call_id),"
+            " (SELECT count(*) FROM overrides o WHERE o.call_id = c.call_id)"
+            " FROM calls c ORDER BY started_at DESC, call_id"
+        )
         with self._lock:
-            rows = self._db.execute(
-                "SELECT call_id, agent_id, source, started_at, duration, category, end_reason,"
-                " (SELECT count(*) FROM events e WHERE e.call_id = c.call_id),"
-                " (SELECT count(*) FROM overrides o WHERE o.call_id = c.call_id)"
-                " FROM calls c ORDER BY started_at DESC, call_id LIMIT ?",
-                (-1 if limit is None else limit,),  # SQLite reads -1 as no limit
-            ).fetchall()
+            if limit is None:
+                rows = self._db.execute(query).fetchall()
+            else:
+                rows = self._db.execute(query + " LIMIT ?", (limit,)).fetchall()
             cards = {r[0]: self._scores(r[0]) for r in rows}
         out = []
         for row in rows:
@@ -1171,7 +1385,7 @@ class CallStore:
         with self._lock:
             if not self.options.read_only and len(self._spool):
                 self._next_replay = 0.0  # a last try, whenever the one before was
-                with suppress(sqlite3.Error):
+                with suppress(*self._db.errors):
                     self._replay(patient=not self._stopping.is_set())
                 if len(self._spool):
                     log.warning("%d writes remain in %s; they are stored when the call store "
@@ -1185,62 +1399,3 @@ class CallStore:
         self.close()
 
 
-# --- read-only opening (qa review list/show/export) ---------------------------------------
-
-#: The first 16 bytes of every SQLite 3 database file.
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-#: Tables a qa call store has; a file without them is someone else's database.
-_STORE_TABLES = frozenset(
-    {"schema_version", "calls", "segments", "events", "scorecards", "score_items", "overrides"}
-)
-
-
-def _open_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """Opens an existing call store for reading without changing the file or its folder.
-
-    SQLite's `mode=ro` never writes the database; a store in WAL mode still needs its `-shm`
-    file, which cannot be created in a read-only folder, so there the store is opened as
-    `immutable` (nobody can be writing to a file in a folder no one may write to).
-
-    Raises:
-        StoreError: no such file, not a regular file, not an SQLite database, or an SQLite
-            database without the call store's tables or with another schema version.
-    """
-    import urllib.parse
-
-    from qa.files import open_regular
-
-    name = str(path)
-    with open_regular(name, lambda _p, reason: StoreError(f"{name}: {reason}")) as handle:
-        head = handle.read(len(_SQLITE_MAGIC))
-    if head != _SQLITE_MAGIC:
-        what = "an empty file" if not head else "not an SQLite database"
-        raise StoreError(f"{name}: not a qa call store ({what})")
-    uri = "file:" + urllib.parse.quote(os.path.abspath(name))
-    db = None
-    for query in ("?mode=ro", "?mode=ro&immutable=1"):
-        try:
-            db = sqlite3.connect(uri + query, uri=True, timeout=busy_timeout,
-                                 isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA query_only = ON")
-            tables = {row[0] for row in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            break
-        except sqlite3.DatabaseError as exc:
-            if db is not None:
-                db.close()
-                db = None
-            error = exc
-    if db is None:
-        raise StoreError(f"{name}: cannot open the call store read-only: {error}") from None
-    missing = _STORE_TABLES - tables
-    if missing:
-        db.close()
-        raise StoreError(f"{name}: not a qa call store (an SQLite database without the "
-                         f"tables {', '.join(sorted(missing))})")
-    version = db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-    if version != SCHEMA_VERSION:
-        db.close()
-        raise StoreError(f"{name}: schema version {version}, this program reads {SCHEMA_VERSION}")
-    log.debug("opened call store %s read-only", name)
-    return db

@@ -12,6 +12,7 @@ PACKAGES=(
   chromium chromium-driver             # a real headless browser for the agent page test
   baresip-core                         # a real SIP client that calls the SIP source in tests
   nats-server                          # NATS JetStream between capture nodes and ASR workers
+  postgresql                           # the shared call store; tests start a private server
 )
 COMMANDS=(ffmpeg sox espeak-ng pulseaudio pactl paplay prometheus promtool chromium baresip
           nats-server)
@@ -21,6 +22,9 @@ missing_cmds() {
   for c in "${COMMANDS[@]}"; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done
   [ -e /usr/include/portaudio.h ] || echo "portaudio.h"
   ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so >/dev/null 2>&1 || echo "alsa-pulse"
+  # Debian keeps the server binaries off PATH, under /usr/lib/postgresql/<version>/bin.
+  command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+    || echo "postgresql (initdb)"
 }
 
 if [ -z "$(missing_cmds)" ]; then
@@ -34,8 +38,9 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
-# Debian's prometheus package starts a server on :9090 where an init system runs it; tests
-# start their own on other ports, so a running one is harmless.
+# Debian's prometheus package starts a server on :9090 where an init system runs it, and its
+# postgresql package one on :5432; tests start their own on other ports, so running ones are
+# harmless.
 missing="$(missing_cmds)"
 if [ -n "$missing" ]; then
   echo "Still missing after apt-get: $missing" >&2

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from qa.clock import format_clock
 from qa.commands._output import match_note
+from qa.db import is_url, mask_url, parse_location
 from qa.errors import QAError, StoreError
 from qa.report import format_started, render_call
 from qa.store import CallRecord, CallStore, CallSummary, StoreOptions, default_db_path
@@ -40,9 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--db",
-        type=Path,
+        type=parse_location,
         default=None,
-        help=f"call store database (default: $QA_DB or {default_db_path()})",
+        metavar="PATH|URL",
+        help="call store: an SQLite file or a postgresql://user:password@host/db URL "
+        f"(default: $QA_DB or {mask_url(str(default_db_path()))})",
     )
     parser = subparsers.add_parser("review", help="review stored calls and their scorecards")
     sub = parser.add_subparsers(dest="review_command", metavar="ACTION", required=True)
@@ -92,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Opens the store named by `--db` and runs the chosen action."""
     path = args.db if args.db is not None else default_db_path()
-    if not path.exists():
+    if not is_url(path) and not path.exists():
         # Reading commands must not leave an empty database behind a mistyped path.
         raise StoreError(f"{path}: no call store here (set --db or $QA_DB)")
     # Only `override` and `label` write; every other action opens the file read-only (no

@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tune.add_argument("labels", nargs="*", metavar="LABELS", help="labelled utterances (.jsonl)")
     tune.add_argument("--precision", type=float, default=0.95,
                       help="precision each rule must reach (default 0.95)")
-    tune.add_argument("--db", help="fold reviewers' labels from this call store into the pack")
+    tune.add_argument("--db", metavar="PATH|URL",
+                      help="fold reviewers' labels from this call store (an SQLite file or a "
+                      "postgresql:// URL) into the pack")
     tune.add_argument("--write", action="store_true", help="save the thresholds (and examples)")
     tune.set_defaults(func=run)
 
@@ -150,14 +152,13 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _reviewer_examples(db: str, pack):
-    from pathlib import Path
-
+    from qa.db import parse_location
     from qa.rules.normalize import normalize
     from qa.rules.packedit import Addition
     from qa.store import CallStore, StoreOptions
 
     rules = {r.id: r for r in pack.matchable()}
-    with CallStore(StoreOptions(path=Path(db))) as store:
+    with CallStore(StoreOptions(path=parse_location(db))) as store:
         labels = store.labels()
     out, seen = [], set()
     for label in labels:

@@ -56,7 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--node", help="this capture node's name with --asr (default: "
                         "host name and process id)")
     parser.add_argument("--rules", metavar="PACK", help="rule pack (YAML) to check calls against")
-    parser.add_argument("--db", help="call store (default: $QA_DB or ~/.local/share/qa/calls.db)")
+    parser.add_argument("--db", metavar="PATH|URL",
+                        help="call store: an SQLite file or a postgresql://user:password@host/db "
+                        "URL shared by many nodes (default: $QA_DB or "
+                        "~/.local/share/qa/calls.db)")
     parser.add_argument("--no-recording", dest="recording", action="store_false", default=None,
                         help="do not keep the calls' audio (default: kept, masked where the "
                         "transcript is redacted; docs/recordings.md)")
@@ -110,9 +113,10 @@ def monitor_options(config: RunConfig, sources=()):
 
     store = None
     if config.store:
+        from qa.db import parse_location
         from qa.store import StoreOptions
 
-        store = StoreOptions(path=Path(config.db).expanduser()) if config.db else StoreOptions()
+        store = StoreOptions(path=parse_location(config.db)) if config.db else StoreOptions()
     prompts = None
     if config.prompts_port is not None:
         from qa.prompts import PromptOptions
@@ -280,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         if monitor.prompt_server is not None:
             endpoints["prompts"] = f"http://{config.prompts_host}:{monitor.prompt_server.port}"
         if monitor.store is not None:
-            endpoints["store"] = str(monitor.store.options.path)
+            endpoints["store"] = monitor.store.options.where  # no password
         if monitor.recorder is not None:
             endpoints["recordings"] = str(monitor.recorder.directory)
         stop = threading.Event()

@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="default: the rule pack's language")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model name or directory")
     parser.add_argument("--agent", default="", help="agent id recorded on the call")
-    parser.add_argument("--db", help="also store the call, its events and scorecard here")
+    parser.add_argument("--db", metavar="PATH|URL",
+                        help="also store the call, its events and scorecard here (an SQLite "
+                        "file or a postgresql:// URL)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document with `events` and `scorecard`")
     parser.set_defaults(func=run)
@@ -57,9 +59,10 @@ def run(args: argparse.Namespace) -> int:
     source = FileSource(FileOptions(Path(args.file), agent_id=args.agent))
     store = None
     if args.db:
+        from qa.db import parse_location
         from qa.store import StoreOptions
 
-        store = StoreOptions(path=Path(args.db))
+        store = StoreOptions(path=parse_location(args.db))
     language = None if args.language in (None, "auto") else args.language
     results = CallResults()
     options = MonitorOptions(pipeline=PipelineOptions(language=language), model=args.model,

@@ -1,4 +1,10 @@
-"""Fixtures for the call-store tests: a fresh store in a temporary folder and one sample call."""
+"""Fixtures for the call-store tests: a fresh store on each backend and one sample call.
+
+`db` is a store location, once an SQLite file in a temporary folder and once a fresh database
+on a real PostgreSQL server (`tests.pgserver`, one server per session); `store` and `filled`
+follow it, so every test written against them runs on both backends. `db_path` is always the
+SQLite file, for the tests of SQLite's own behaviour (WAL, file modes, its lock).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from qa.types import (
     Speaker,
     Word,
 )
+from tests.pgserver import PostgresServer, PostgresUnavailable
 
 CALL_ID = "call-0001"
 #: Epoch seconds of 2024-05-06 07:08:09 UTC.
@@ -82,14 +89,54 @@ def fill(store: CallStore) -> None:
     store.save_scorecard(SAMPLE_SCORECARD)
 
 
+@pytest.fixture(scope="session")
+def pg_server():
+    """A private PostgreSQL server for the whole session (skipped where none is installed)."""
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> str:
+    """A fresh database's URL (a store on it spools to the default place only if the server
+    fails, which only the restart test makes happen, with a spool of its own)."""
+    return pg_server.database()
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "calls.db"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, db_path: Path) -> Path | str:
+    """A store location on each backend: an SQLite file, a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return db_path
+    return request.getfixturevalue("pg_url")
+
+
+def raw_connect(db: Path | str):
+    """A plain driver connection to the store at `db` (autocommit), and the driver's
+    integrity error class: to check what the database itself enforces."""
+    if isinstance(db, Path):
+        import sqlite3
+
+        return sqlite3.connect(db, isolation_level=None), sqlite3.IntegrityError
+    import psycopg
+
+    return psycopg.connect(db, autocommit=True), psycopg.IntegrityError
+
+
 @pytest.fixture
-def store(db_path: Path):
-    with CallStore(StoreOptions(path=db_path)) as s:
+def store(db: Path | str):
+    with CallStore(StoreOptions(path=db)) as s:
         yield s
 
 

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 CALL = "file-labels-1"
 
 
-def _store(path: Path) -> None:
+def _store(path: Path | str) -> None:
     with CallStore(StoreOptions(path=path)) as store:
         store.start_call(CallInfo(CALL, "a-1", "file:x.wav", 1.7e9,
                                   (Speaker.AGENT, Speaker.CUSTOMER), 16000))
@@ -40,8 +40,7 @@ def _store(path: Path) -> None:
         ), 90.0, "85-90"))
 
 
-def test_labels_and_overrides_become_examples_in_the_pack(tmp_path, capsys):
-    db = tmp_path / "calls.db"
+def test_labels_and_overrides_become_examples_in_the_pack(tmp_path, capsys, db):
     _store(db)
     pack = tmp_path / "en_support.yaml"
     shutil.copy(REPO / "examples" / "rules" / "en_support.yaml", pack)

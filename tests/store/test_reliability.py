@@ -21,10 +21,10 @@ from qa.errors import StoreError
 from qa.ids import new_call_id
 from qa.rules import load_pack
 from qa.rules.scoring import score
-from qa.store import _SCHEMA, INTERRUPTED, SCHEMA_VERSION, CallStore, StoreOptions
+from qa.store import BASE, INTERRUPTED, SCHEMA_VERSION, CallStore, StoreOptions
 from qa.types import CallInfo, Event, EventKind, Segment, Severity, Speaker
 
-from .conftest import CALL_ID, SAMPLE_INFO, fill
+from .conftest import CALL_ID, SAMPLE_INFO, fill, raw_connect
 
 PACK = Path(__file__).resolve().parents[2] / "examples" / "rules" / "en_support.yaml"
 
@@ -63,23 +63,31 @@ def test_a_stored_call_is_never_overwritten(filled: CallStore) -> None:
     assert {c.call_id for c in filled.calls()} == {CALL_ID, fresh}
 
 
-def test_a_version_1_database_is_upgraded_in_place(db_path: Path) -> None:
-    db_path.parent.mkdir(parents=True)
-    old = sqlite3.connect(db_path)
-    old.executescript(_SCHEMA + "INSERT INTO schema_version VALUES (1);"
-                      "INSERT INTO calls (call_id, agent_id, source, started_at, channels,"
-                      " sample_rate) VALUES ('old-call', 'a', 'file:x', 1.0, 'agent', 16000);")
+def test_a_version_1_database_is_upgraded_in_place(db: Path | str) -> None:
+    """Version 1 in each dialect's form, as the first release wrote it, goes through every
+    migration step when opened."""
+    if isinstance(db, Path):
+        db.parent.mkdir(parents=True)
+    old, _ = raw_connect(db)
+    for statement in BASE.statements("sqlite" if isinstance(db, Path) else "postgresql"):
+        old.execute(statement)
+    old.execute("INSERT INTO schema_version VALUES (1)")
+    old.execute("INSERT INTO calls (call_id, agent_id, source, started_at, channels,"
+                " sample_rate) VALUES ('old-call', 'a', 'file:x', 1.0, 'agent', 16000)")
     old.close()
-    with CallStore(StoreOptions(path=db_path)) as store:
+    with CallStore(StoreOptions(path=db)) as store:
+        assert store.upgraded_from == 1
         assert store.call("old-call").info.agent_id == "a"
         store.start_call(CallInfo("new-call", "b", "rtp://x", 2.0, (Speaker.AGENT,), 8000))
-    db = sqlite3.connect(db_path)
+    raw, _ = raw_connect(db)
     try:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-        owner = db.execute("SELECT owner_pid, owner_host FROM calls WHERE call_id = 'new-call'")
-        assert owner.fetchone() == (os.getpid(), socket.gethostname())
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        owner = raw.execute("SELECT owner_pid, owner_host FROM calls WHERE call_id = 'new-call'")
+        assert tuple(owner.fetchone()) == (os.getpid(), socket.gethostname())
+        # Version 3's labels table and its trigger exist.
+        assert raw.execute("SELECT count(*) FROM labels").fetchone()[0] == 0
     finally:
-        db.close()
+        raw.close()
 
 
 def test_writes_during_a_held_lock_are_spooled_then_stored_once(db_path: Path) -> None:
@@ -149,7 +157,8 @@ from pathlib import Path
 from qa.types import CallInfo
 from qa.store import CallStore, StoreOptions
 from qa.types import Event, EventKind, Segment, Severity, Speaker
-store = CallStore(StoreOptions(path=Path(sys.argv[1])))
+from qa.db import parse_location
+store = CallStore(StoreOptions(path=parse_location(sys.argv[1])))
 store.start_call(CallInfo("dead-call", "agent-1", "test", 0.0, (Speaker.AGENT,), 16000))
 store.add_segment(Segment("dead-call", Speaker.AGENT, 0.5, 3.0, "thank you for calling"))
 store.add_event(Event("dead-call", 2.0, EventKind.STEP_DONE, "greeting", Severity.INFO))
@@ -157,12 +166,13 @@ os._exit(0)  # dies without ending the call
 """
 
 
-def test_calls_of_a_dead_process_are_closed_as_interrupted(db_path: Path, repo: Path) -> None:
+def test_calls_of_a_dead_process_are_closed_as_interrupted(db: Path | str, repo: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    db_path.parent.mkdir(parents=True)
-    subprocess.run([sys.executable, "-c", DIES, str(db_path)], check=True, env=env)
+    if isinstance(db, Path):
+        db.parent.mkdir(parents=True)
+    subprocess.run([sys.executable, "-c", DIES, str(db)], check=True, env=env)
     pack = load_pack(PACK)
-    with CallStore(StoreOptions(path=db_path)) as store:
+    with CallStore(StoreOptions(path=db)) as store:
         fill(store)  # this process's own ended call is left alone
         store.start_call(CallInfo("live-call", "agent-2", "test", 0.0, (), 16000))
         closed = store.close_interrupted(
@@ -178,18 +188,19 @@ def test_calls_of_a_dead_process_are_closed_as_interrupted(db_path: Path, repo: 
 
 
 def test_scoring_one_file_twice_with_two_agents_stores_two_calls(
-    repo: Path, tmp_path: Path, shared_audio: Path
+    repo: Path, db: Path | str, shared_audio: Path
 ) -> None:
     """`qa score` twice on the same recording: before, both runs used `file-<stem>-1` and the
-    second overwrote the first call's agent and appended its segments to it."""
-    db = tmp_path / "calls.db"
+    second overwrote the first call's agent and appended its segments to it. (On PostgreSQL:
+    `qa score --db postgresql://...` stores through the real command.)"""
     clip = shared_audio / "en_librivox_austen_0870.wav"
     for agent in ("agent-a", "agent-b"):
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "qa", "score", str(clip), "--rules", str(PACK),
              "--language", "en", "--agent", agent, "--db", str(db), "--json"],
-            cwd=repo, check=True, capture_output=True, timeout=300,
+            cwd=repo, capture_output=True, text=True, timeout=300,
         )
+        assert done.returncode == 0, done.stderr
     with CallStore(StoreOptions(path=db)) as store:
         calls = store.calls()
         assert sorted(c.agent_id for c in calls) == ["agent-a", "agent-b"]

@@ -1,4 +1,5 @@
-"""`qa review ...` through the installed command, in a subprocess, on a real store."""
+"""`qa review ...` through the installed command, in a subprocess, on a real store: an SQLite
+file and a PostgreSQL server (`--db postgresql://...`)."""
 
 from __future__ import annotations
 
@@ -13,26 +14,29 @@ from pathlib import Path
 import pytest
 
 from qa.store import CallStore, StoreOptions
+from tests.pgserver import PASSWORD
 
 from .conftest import CALL_ID, fill
 
 
 @pytest.fixture
-def review(repo: Path, db_path: Path):
-    with CallStore(StoreOptions(path=db_path)) as store:
+def review(repo: Path, db: Path | str):
+    with CallStore(StoreOptions(path=db)) as store:
         fill(store)
     # PYTHONPATH makes the command import this checkout whatever the editable install maps.
     env = {**os.environ, "PYTHONPATH": str(repo)}
     env.pop("QA_DB", None)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(repo / ".venv" / "bin" / "qa"), "review", *args, "--db", str(db_path)],
+        done = subprocess.run(
+            [str(repo / ".venv" / "bin" / "qa"), "review", *args, "--db", str(db)],
             capture_output=True,
             text=True,
             env=env,
             timeout=60,
         )
+        assert PASSWORD not in done.stdout + done.stderr  # a URL's password is never shown
+        return done
 
     return run
 

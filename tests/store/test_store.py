@@ -1,4 +1,5 @@
-"""The SQLite call store: round trips, WAL, permissions, redaction, the override audit trail."""
+"""The call store on both backends: round trips, redaction, the override audit trail; and
+SQLite's own WAL mode and permissions."""
 
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ from .conftest import (
     SAMPLE_SCORECARD,
     SAMPLE_SEGMENTS,
     fill,
+    raw_connect,
 )
 
 
-def test_round_trip_of_every_type(filled: CallStore, db_path: Path) -> None:
-    # A second connection proves the values came from the file, not from memory.
-    with CallStore(StoreOptions(path=db_path)) as again:
+def test_round_trip_of_every_type(filled: CallStore, db: Path | str) -> None:
+    # A second connection proves the values came from the database, not from memory (and,
+    # on PostgreSQL, that times are double precision: REAL there would round the start).
+    with CallStore(StoreOptions(path=db)) as again:
         record = again.call(CALL_ID)
     assert record.info == SAMPLE_INFO
     assert record.segments == SAMPLE_SEGMENTS
@@ -48,7 +51,9 @@ def test_summary_lists_calls_newest_first(filled: CallStore) -> None:
     assert [s.call_id for s in filled.calls(limit=1)] == ["call-0002"]
 
 
-def test_wal_mode_and_schema_version(filled: CallStore, db_path: Path) -> None:
+def test_wal_mode_and_schema_version(db_path: Path) -> None:
+    with CallStore(StoreOptions(path=db_path)) as store:
+        fill(store)
     db = sqlite3.connect(db_path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -57,11 +62,13 @@ def test_wal_mode_and_schema_version(filled: CallStore, db_path: Path) -> None:
         db.close()
 
 
-def test_files_are_owner_only(filled: CallStore, db_path: Path) -> None:
-    for name in ("calls.db", "calls.db-wal", "calls.db-shm"):
-        path = db_path.parent / name
-        assert path.exists(), name
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+def test_files_are_owner_only(db_path: Path) -> None:
+    with CallStore(StoreOptions(path=db_path)) as store:
+        fill(store)
+        for name in ("calls.db", "calls.db-wal", "calls.db-shm"):  # the last close removes two
+            path = db_path.parent / name
+            assert path.exists(), name
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
     assert stat.S_IMODE(db_path.parent.stat().st_mode) == 0o700
 
 
@@ -81,7 +88,7 @@ def test_default_path_follows_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert default_db_path() == Path("/tmp/x.db")
 
 
-def test_overrides_are_an_audit_trail(filled: CallStore, db_path: Path) -> None:
+def test_overrides_are_an_audit_trail(filled: CallStore, db: Path | str) -> None:
     first = filled.add_override(
         CALL_ID, "no_shirking", points=15, reviewer="ann", reason="phrase was quoted"
     )
@@ -105,14 +112,19 @@ def test_overrides_are_an_audit_trail(filled: CallStore, db_path: Path) -> None:
     filled.save_scorecard(SAMPLE_SCORECARD)
     assert filled.call(CALL_ID).effective.total == 95.0
 
-    db = sqlite3.connect(db_path)
+    # The database itself refuses to change the trail, whoever connects.
+    raw, integrity_error = raw_connect(db)
     try:
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            db.execute("UPDATE overrides SET new_points = 0")
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            db.execute("DELETE FROM overrides")
+        with pytest.raises(integrity_error, match="overrides are an append-only audit trail"):
+            raw.execute("UPDATE overrides SET new_points = 0")
+        with pytest.raises(integrity_error, match="append-only"):
+            raw.execute("DELETE FROM overrides")
+        if not isinstance(db, Path):  # PostgreSQL's TRUNCATE skips row triggers
+            with pytest.raises(integrity_error, match="append-only"):
+                raw.execute("TRUNCATE overrides CASCADE")
+        assert raw.execute("SELECT count(*) FROM overrides").fetchone()[0] == 2
     finally:
-        db.close()
+        raw.close()
 
 
 def test_override_is_checked(filled: CallStore) -> None:
@@ -174,8 +186,8 @@ def test_redaction_is_on_by_default(store: CallStore) -> None:
     assert record.events[0].message == "Confirm [PHONE] back to the caller"
 
 
-def test_redaction_can_be_turned_off(tmp_path: Path) -> None:
-    with CallStore(StoreOptions(path=tmp_path / "raw.db", redact=False)) as store:
+def test_redaction_can_be_turned_off(db: Path | str) -> None:
+    with CallStore(StoreOptions(path=db, redact=False)) as store:
         store.start_call(SAMPLE_INFO)
         store.add_segment(Segment(CALL_ID, Speaker.CUSTOMER, 1.0, 2.0, "13812345678"))
         assert store.call(CALL_ID).segments[0].text == "13812345678"
@@ -217,8 +229,8 @@ def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
         CallStore(StoreOptions(path=garbage))
 
 
-def test_reopening_keeps_calls(db_path: Path) -> None:
-    with CallStore(StoreOptions(path=db_path)) as store:
+def test_reopening_keeps_calls(db: Path | str) -> None:
+    with CallStore(StoreOptions(path=db)) as store:
         fill(store)
-    with CallStore(StoreOptions(path=db_path)) as store:
+    with CallStore(StoreOptions(path=db)) as store:
         assert [c.call_id for c in store.calls()] == [CALL_ID]
