@@ -351,12 +351,14 @@ class Pipeline:
                 self._post(self._deliver, call, utterance, segments, latency)
 
     def _run_batch(self, utterances: list[Utterance]) -> list[list[Segment]]:
+        assert self._transcribe is not None  # local recognition (no `submit`)
         return run_batch(self._transcribe, self._transcribe_batch, utterances,
                          self.options.language)
 
     def _hand_on(self, call: _Call, utterance: Utterance) -> None:
         """Gives one utterance to the remote backend; its result is delivered like a local
         one, with the latency measured here, end to end."""
+        assert self._submit is not None
         try:
             self._submit(utterance, self.options.language,
                          functools.partial(self._remote_done, call, utterance))

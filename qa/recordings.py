@@ -48,9 +48,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from qa.db import is_url
 from qa.errors import CallNotFoundError, ConfigError, StoreError
 from qa.metrics import RECORDING_FAILURE_STAGES as FAILURE_STAGES
 from qa.redact import redact, redact_words
@@ -135,12 +137,14 @@ class RecordingOptions:
                               field="guard_s")
 
 
-def default_directory(store_path: Path | None) -> Path:
-    """`recordings/` beside the call store, else beside the default store path."""
-    if store_path is None:
-        from qa.store import default_db_path
+def default_directory(store_path: Path | str | None) -> Path:
+    """`recordings/` beside the call store; for a PostgreSQL store (a URL) or none, beside
+    the default store path, on this node (recordings are files on the capturing machine)."""
+    from qa.store import _data_dir, default_db_path
 
-        store_path = default_db_path()
+    store_path = default_db_path() if store_path is None else store_path
+    if isinstance(store_path, str) and is_url(store_path):
+        return _data_dir() / "recordings"
     return Path(store_path).expanduser().parent / "recordings"
 
 
@@ -291,7 +295,7 @@ class Recorder(PipelineListener):
         """
         if not self._partial.is_dir():
             return
-        ended = set()
+        ended: set[Path] = set()
         for marker in sorted(self._partial.glob("*.ended")):
             if _alive(_pid_of(marker)):
                 continue  # another process recording into the same folder
@@ -352,7 +356,9 @@ class Recorder(PipelineListener):
                 return
             try:
                 # The chunk's own buffer goes to the kernel: no copy, no allocation.
-                os.pwrite(fd, chunk.pcm, chunk.first_sample * _SAMPLE_BYTES)
+                # (an ndarray is a buffer; numpy's stubs do not say so to this Python's typeshed)
+                os.pwrite(fd, chunk.pcm,  # type: ignore[arg-type]
+                          chunk.first_sample * _SAMPLE_BYTES)
             except OSError as exc:
                 capture.failed = True
                 failure = exc
@@ -581,7 +587,7 @@ def _encode_file(handle, sources: list[np.ndarray], channels: list[Speaker], fra
     amplitude = 32767.0 * 10 ** (options.tone_dbfs / 20.0)
     block = max(1, int(_BLOCK_S * rate))
     with av.open(handle, "w", format=container_format) as container:
-        stream = container.add_stream(encoder, rate=out_rate, layout=layout)
+        stream: Any = container.add_stream(encoder, rate=out_rate, layout=layout)  # audio
         stream.format = "s16"
         if options.codec == "opus":
             stream.bit_rate = options.opus_bitrate

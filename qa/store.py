@@ -36,6 +36,7 @@ transaction; `qa db migrate` does only that.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -76,7 +77,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CallRecord",
     "CallStore",
-    "CallSummary",
+    "CallListing",
     "Label",
     "Override",
     "Step",
@@ -559,8 +560,8 @@ class Label:
 
 
 @dataclass(frozen=True, slots=True)
-class CallSummary:
-    """One line of the call list.
+class CallListing:
+    """One line of the call list (`qa review list`); not the pipeline's `qa.types.CallSummary`.
 
     Attributes:
         call_id, agent_id, source, started_at: As the source reported the call.
@@ -945,7 +946,7 @@ class CallStore:
         for record in records:
             try:
                 if patient:
-                    self._retrying(lambda db, r=record: replay_one(db, r))
+                    self._retrying(functools.partial(replay_one, record=record))
                 else:
                     self._db.set_wait(_ATTEMPT_WAIT_S)
                     try:
@@ -1186,7 +1187,9 @@ class CallStore:
         if row is None:
             return None
         spans = tuple(_types.MaskedSpan(Speaker(c), a, b, k) for c, a, b, k in json.loads(row[7]))
-        return _types.Recording(*row[:7], masked_spans=spans, created_at=row[8])
+        return _types.Recording(call_id=row[0], path=row[1], codec=row[2], sample_rate=row[3],
+                                channels=row[4], duration=row[5], bytes=row[6],
+                                masked_spans=spans, created_at=row[8])
 
     def expired_calls(self, before: float) -> list[str]:
         """Ended calls that started before `before` (epoch seconds) and were not purged
@@ -1240,7 +1243,7 @@ class CallStore:
                 raise StoreError(f"{self.options.where}: call '{call_id}' not deleted: "
                                  f"{exc}") from exc
 
-    def calls(self, *, limit: int | None = 100) -> list[CallSummary]:
+    def calls(self, *, limit: int | None = 100) -> list[CallListing]:
         """The most recently started calls, newest first, with their effective scores.
 
         Args:
@@ -1262,8 +1265,9 @@ class CallStore:
         for row in rows:
             card, effective = cards[row[0]]
             out.append(
-                CallSummary(
-                    *row[:7],
+                CallListing(
+                    call_id=row[0], agent_id=row[1], source=row[2], started_at=row[3],
+                    duration=row[4], category=row[5], end_reason=row[6],
                     total=effective.total if effective else None,
                     automatic_total=card.total if card else None,
                     band=effective.band if effective else "",

@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from qa.cluster.streams import (
     RESULTS_STREAM,
@@ -122,11 +123,11 @@ class RemoteTranscriber:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="qa-nats",
                                         daemon=True)
-        self._outbox: asyncio.Queue[tuple[str, bytes]] | None = None
+        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()  # replaced in _setup
         self._tasks: list[asyncio.Task] = []
-        self._nc = None
-        self._js = None
-        self._results = None
+        self._nc: Any = None  # nats.aio.client.Client once connected
+        self._js: Any = None  # its JetStream context
+        self._results: Any = None  # the pull subscription to this node's results
         # Counts read by the metrics collector at scrape time (see `stats`).
         self.published = 0
         self.results = 0

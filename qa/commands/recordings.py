@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from qa.commands._output import dumps
+from qa.db import parse_location
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +43,7 @@ def run_prune(args: argparse.Namespace) -> int:
     db = args.db or config.db
     days = args.retention_days if args.retention_days is not None else config.retention_days
     options = RecordingOptions(retention_days=days)  # validates the number of days
-    store_options = StoreOptions(path=Path(db).expanduser()) if db else StoreOptions()
+    store_options = StoreOptions(path=parse_location(db)) if db else StoreOptions()
     directory = args.recording_dir or config.recording_dir
     directory = Path(directory).expanduser() if directory else default_directory(
         store_options.path)
@@ -66,7 +67,7 @@ def run_show(args: argparse.Namespace) -> int:
 
     options = StoreOptions(read_only=True)
     if args.db:
-        options = StoreOptions(path=Path(args.db).expanduser(), read_only=True)
+        options = StoreOptions(path=parse_location(args.db), read_only=True)
     with CallStore(options) as store:
         store.call(args.call)  # CallNotFoundError names an unknown call
         recording = store.recording(args.call)

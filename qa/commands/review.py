@@ -15,10 +15,10 @@ from pathlib import Path
 
 from qa.clock import format_clock
 from qa.commands._output import match_note
-from qa.db import is_url, mask_url, parse_location
+from qa.db import mask_url, parse_location
 from qa.errors import QAError, StoreError
 from qa.report import format_started, render_call
-from qa.store import CallRecord, CallStore, CallSummary, StoreOptions, default_db_path
+from qa.store import CallListing, CallRecord, CallStore, StoreOptions, default_db_path
 
 #: Columns of `qa review export --format csv`, one row per call.
 CSV_FIELDS = (
@@ -95,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Opens the store named by `--db` and runs the chosen action."""
     path = args.db if args.db is not None else default_db_path()
-    if not is_url(path) and not path.exists():
+    if isinstance(path, Path) and not path.exists():
         # Reading commands must not leave an empty database behind a mistyped path.
         raise StoreError(f"{path}: no call store here (set --db or $QA_DB)")
     # Only `override` and `label` write; every other action opens the file read-only (no
@@ -265,7 +265,7 @@ def _labels(store: CallStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary_row(c: CallSummary) -> dict[str, object]:
+def _summary_row(c: CallListing) -> dict[str, object]:
     return {
         "call_id": c.call_id,
         "agent_id": c.agent_id,

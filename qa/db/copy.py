@@ -115,9 +115,9 @@ def _copy_table(src: Backend, dst: Backend, table: str, keys: Sequence[str],
                 elif old == row:
                     unchanged += 1
                 elif append_only:
-                    key = dict(zip(keys, row[:width], strict=True))
+                    named = dict(zip(keys, row[:width], strict=True))
                     raise StoreError(
-                        f"table {table}: the target's row {key} differs from the source's "
+                        f"table {table}: the target's row {named} differs from the source's "
                         "(the target holds another store's rows; nothing of this batch was "
                         "written)")
                 else:

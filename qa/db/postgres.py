@@ -73,7 +73,7 @@ class PostgresBackend:
 
     def __init__(self, url: str, *, busy_timeout: float, read_only: bool = False) -> None:
         self._psycopg = import_psycopg()
-        self.errors = (self._psycopg.Error,)
+        self.errors: tuple[type[BaseException], ...] = (self._psycopg.Error,)
         self.url = url
         self.where = mask_url(url)
         self._read_only = read_only

@@ -94,7 +94,7 @@ class SQLiteBackend:
     """
 
     dialect = "sqlite"
-    errors = (sqlite3.Error,)
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     for_update = ""  # BEGIN IMMEDIATE already excludes every other writer
 
     def __init__(self, path: Path, *, busy_timeout: float, wal: bool = True,

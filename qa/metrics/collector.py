@@ -55,7 +55,7 @@ RECORDING_FAILURE_STAGES = ("capture", "encode", "store", "prune")
 class StatsSource(Protocol):
     """Anything with `Source.stats()`: counters since start, read at scrape time."""
 
-    def stats(self) -> Mapping[str, int]: ...
+    def stats(self) -> Mapping[str, float]: ...
 
 
 #: Source stat keys -> (collector metric, help). Keys are summed per source kind; ring
@@ -267,7 +267,7 @@ class RemoteCollector:
             yield family
 
 
-def _source_totals(kind: str, stats: Mapping[str, int]) -> dict[tuple[str, str], int]:
+def _source_totals(kind: str, stats: Mapping[str, float]) -> dict[tuple[str, str], int]:
     out: dict[tuple[str, str], int] = {}
     for key, value in stats.items():
         stat = "ring_dropped" if key.startswith("ring_dropped") else key
