@@ -168,7 +168,7 @@ class Transcriber:
         """Transcribes one utterance.
 
         Args:
-            utterance: 16 kHz speech of one speaker.
+            utterance: Speech of one speaker (resampled to 16 kHz here when it is not).
             language: `en`, `zh`, ... overriding the options; None uses the options' language
                 (and None there detects it).
 
@@ -179,7 +179,7 @@ class Transcriber:
         if len(utterance.pcm) == 0:
             return []
         pad = np.zeros(int(opts.pad_s * SAMPLE_RATE), dtype=np.float32)
-        audio = np.concatenate([pad, utterance.pcm.astype(np.float32) / 32768.0, pad])
+        audio = np.concatenate([pad, utterance.pcm16.astype(np.float32) / 32768.0, pad])
         with self._slots:
             pieces, info = self._model.transcribe(
                 audio,

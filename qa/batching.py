@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from qa.textnorm import to_simplified
-from qa.types import SAMPLE_RATE, Segment, Utterance
+from qa.types import Segment, Utterance
 
 log = logging.getLogger("qa.batching")
 
@@ -118,7 +118,7 @@ class BatchTranscriber:
         """Transcribes several utterances together.
 
         Args:
-            utterances: 16 kHz speech, from any calls and speakers.
+            utterances: Speech from any calls and speakers (8 kHz ones are resampled here).
             language: `en`, `zh`, ... for all of them; None uses the transcriber's options'
                 language, and None there detects it per utterance.
 
@@ -133,7 +133,7 @@ class BatchTranscriber:
             if len(utterance.pcm) == 0:
                 continue
             features = self._whisper.feature_extractor(
-                utterance.pcm.astype(np.float32) / 32768.0
+                utterance.pcm16.astype(np.float32) / 32768.0
             )
             # Word times need faster-whisper's alignment pass, which this path skips.
             if features.shape[-1] > WINDOW_FRAMES or self.transcriber.options.word_timestamps:
@@ -161,9 +161,8 @@ class BatchTranscriber:
             languages = [r[0][0][2:-2] for r in self._model.detect_language(encoded)]
         else:
             languages = [language or "en"] * len(features)
-        longest = max(len(u.pcm) for u in utterances) / SAMPLE_RATE
-        max_new = int(32 + self.options.max_tokens_per_second * longest)
-        durations = [len(u.pcm) / SAMPLE_RATE for u in utterances]
+        durations = [u.duration for u in utterances]
+        max_new = int(32 + self.options.max_tokens_per_second * max(durations))
         decodes = self._generate(encoded, languages, range(len(features)), max_new, durations)
         return [
             self._segments(utterance, lang, decodes[i])

@@ -65,7 +65,7 @@ def test_utterance_longer_than_the_window_is_transcribed_whole(cases, batcher):
               "en_digits_vosk", "en_librispeech_1995-1837-0001 8k")
     gap = np.zeros(4800, dtype=np.int16)  # 0.3 s between the read sentences
     parts = [p for label in labels for c in cases if c.label == label
-             for u in c.utterances for p in (u.pcm, gap)]
+             for u in c.utterances for p in (u.pcm16, gap)]
     pcm = np.concatenate(parts)
     assert len(pcm) // 160 > WINDOW_FRAMES + 500  # well past Whisper's 30 s window
     pcm.setflags(write=False)
