@@ -8,7 +8,10 @@ Telephony audio (8 kHz, `NATIVE_VAD_RATES`) is framed, classified and endpointed
 rate: webrtcvad takes 8 kHz frames, and the utterances carry their 8 kHz samples. Only what
 goes to the recogniser is resampled to 16 kHz, once per utterance on the transcription
 worker (`Utterance.pcm16`), so the frame path of a telephony channel does no resampling at
-all. Any other rate is resampled to 16 kHz before the VAD.
+all. Each utterance also carries the few samples either side of it that the resampler reads
+(the endpointer's `context`), so its 16 kHz samples are exactly those that resampling the
+whole channel gives: the recogniser hears what it heard when every chunk was resampled.
+Any other rate is resampled to 16 kHz before the VAD.
 
 The call clock stays true: a chunk that starts after the previous one ended has the gap
 filled with silence (counted in `gap_samples`); samples that overlap what was already heard are
@@ -154,6 +157,13 @@ class FrontEndStats:
     gap_samples: int = 0
     late_samples: int = 0
     rejected_chunks: int = 0
+
+
+def _resampler_reach(rate: int) -> int:
+    """Input samples the resampler to 16 kHz reads past either edge of a span."""
+    from qa._native.resample import Resampler
+
+    return Resampler(rate, SAMPLE_RATE).delay_in
 
 
 class ChannelFrontEnd:
@@ -303,10 +313,14 @@ class ChannelFrontEnd:
         aligned = first - first % self._period_in
         base = aligned // self._period_in * self._period_out
         opts = self.options.endpointer.in_frames(self.options.frame_ms)
+        context = 0
         if self._native:
             # The endpointer counts input samples; `_wrap` maps them onto the 16 kHz clock.
             base = aligned
-        self._endpointer = Endpointer(self._vad.frame_len, vad=self._vad, base_sample=base, **opts)
+            context = _resampler_reach(self.input_rate)
+        self._endpointer = Endpointer(
+            self._vad.frame_len, vad=self._vad, base_sample=base, context=context, **opts
+        )
         self._next_sample = aligned
         self._silence(first - aligned, out)
 
@@ -330,7 +344,7 @@ class ChannelFrontEnd:
         now = time.monotonic()
         scale = self._scale
         result = []
-        for start, end, pcm, forced in found:
+        for start, end, pcm, forced, *context in found:
             result.append(
                 Utterance(
                     call_id=self.call_id,
@@ -342,6 +356,7 @@ class ChannelFrontEnd:
                     forced_split=forced,
                     closed_at=now,
                     sample_rate=self._pcm_rate,
+                    context=tuple(context) if context else None,
                 )
             )
             self._index += 1

@@ -87,6 +87,10 @@ class Utterance:
             never used as a clock for rules). 0.0 when not measured.
         sample_rate: Rate of `pcm`: 16 kHz, or a rate that divides it (8 kHz telephony), so
             that the span on the 16 kHz clock is a whole number of its samples.
+        context: For a `sample_rate` below 16 kHz, the samples of the channel just before
+            and just after `pcm` (as many as the resampler reads past a span's edge; fewer
+            only at the stream's start and end), so that `pcm16` is exactly the span of the
+            whole channel resampled. None: silence around `pcm`.
     """
 
     call_id: str
@@ -98,6 +102,7 @@ class Utterance:
     forced_split: bool = False
     closed_at: float = 0.0
     sample_rate: int = SAMPLE_RATE
+    context: tuple[np.ndarray, np.ndarray] | None = None
     _pcm16: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +112,11 @@ class Utterance:
                 f"Utterance.sample_rate must divide {SAMPLE_RATE}, got {self.sample_rate}"
             )
         ratio = SAMPLE_RATE // self.sample_rate
+        if self.context is not None:
+            if len(self.context) != 2:
+                raise ValueError("Utterance.context must be (before, after)")
+            for part in self.context:
+                _readonly_int16("Utterance.context", part)
         if self.end_sample - self.start_sample != len(self.pcm) * ratio:
             raise ValueError(
                 f"Utterance spans {self.end_sample - self.start_sample} samples at "
@@ -117,17 +127,23 @@ class Utterance:
     def pcm16(self) -> np.ndarray:
         """The samples at 16 kHz, what the recogniser takes (read-only).
 
-        `pcm` itself at 16 kHz; otherwise resampled on first use (the front end's
-        Kaiser-windowed resampler, >= 60 dB stopband, the stream's edges zero-padded) and
-        kept, so an utterance decoded twice (a retry, a fallback path) is resampled once.
+        `pcm` itself at 16 kHz; otherwise resampled on first use with its `context` (the
+        front end's Kaiser-windowed resampler, >= 60 dB stopband) and kept, so an utterance
+        decoded twice (a retry, a fallback path) is resampled once.
         """
         if self.sample_rate == SAMPLE_RATE:
             return self.pcm
         if self._pcm16 is None:
             from qa._native.resample import Resampler
 
+            before, after = self.context or (self.pcm[:0], self.pcm[:0])
             resampler = Resampler(self.sample_rate, SAMPLE_RATE)
-            pcm16 = np.concatenate([resampler.process(self.pcm), resampler.flush()])
+            ratio = SAMPLE_RATE // self.sample_rate
+            whole = np.concatenate(
+                [resampler.process(np.concatenate([before, self.pcm, after])), resampler.flush()]
+            )
+            skip = len(before) * ratio
+            pcm16 = whole[skip : skip + len(self.pcm) * ratio]
             pcm16.flags.writeable = False
             # A cache, not state: two threads racing here compute the same array.
             object.__setattr__(self, "_pcm16", pcm16)

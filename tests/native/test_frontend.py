@@ -81,7 +81,7 @@ def test_16k_clip_utterances_cover_speech(shared_audio: Path, name: str, channel
     utts = _run(ChannelFrontEnd("call-1", Speaker.AGENT, rate), chunks)
     _check_covers(utts, pcm)
     ref = _run(ReferenceFrontEnd(rate), chunks)
-    assert _cuts(utts) == [(s, e, f) for s, e, _, f in ref]
+    assert _cuts(utts) == [(s, e, f) for s, e, _, f, *_ in ref]
 
 
 @pytest.mark.parametrize(("name", "channel"), CLIPS)
@@ -99,13 +99,16 @@ def test_8k_copy_is_classified_at_8k_and_covers_speech(
     voiced8, _ = RefFrameVad(8000, 30, FrontEndOptions().vad_mode).process(pcm)
     assert (fe.stats.frames, fe.stats.voiced_frames) == (len(voiced8), voiced8.sum())
     ref = _run(ReferenceFrontEnd(rate), chunks)
-    assert _cuts(utts) == [(s, e, f) for s, e, _, f in ref]
-    # Each utterance carries its 8 kHz input samples, unresampled; the recogniser's 16 kHz
-    # copy is the utterance resampled on its own.
+    assert _cuts(utts) == [(s, e, f) for s, e, _, f, *_ in ref]
+    # Each utterance carries its 8 kHz input samples, unresampled, and the recogniser's
+    # 16 kHz copy, made on first use, is exactly its span of the whole stream resampled.
     _check_covers(utts, pcm, rate)
+    whole = resample(pcm, 8000)
     for u, r in zip(utts, ref, strict=True):
         np.testing.assert_array_equal(u.pcm, r[2])
-        np.testing.assert_array_equal(u.pcm16, resample(u.pcm, 8000))
+        np.testing.assert_array_equal(u.context[0], r[4])
+        np.testing.assert_array_equal(u.context[1], r[5])
+        np.testing.assert_array_equal(u.pcm16, whole[u.start_sample : u.end_sample])
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +134,7 @@ def test_random_chunking_gives_identical_utterances(clip8: np.ndarray, sizes) ->
     assert _cuts(pieces) == _cuts(whole)
     for a, b in zip(pieces, whole, strict=True):
         np.testing.assert_array_equal(a.pcm, b.pcm)
+        np.testing.assert_array_equal(a.pcm16, b.pcm16)
 
 
 def test_first_sample_offset_maps_exactly_at_44k(clip16: np.ndarray) -> None:
@@ -284,6 +288,34 @@ def test_8k_long_call_with_gaps_matches_the_twin(shared_audio: Path) -> None:
     utts = _run(fe, chunks)
     ref = _run(ReferenceFrontEnd(8000), chunks)
     assert len(utts) >= 10 and fe.stats.gap_samples == 2 * (3 * 8000 + 7)
-    assert _cuts(utts) == [(s, e, f) for s, e, _, f in ref]
+    assert _cuts(utts) == [(s, e, f) for s, e, _, f, *_ in ref]
+    # The stream as the clock has it: the gaps filled with silence.
+    heard = np.zeros(chunks[-1].first_sample + len(chunks[-1].pcm), np.int16)
+    for chunk in chunks:
+        heard[chunk.first_sample : chunk.first_sample + len(chunk.pcm)] = chunk.pcm
+    whole = resample(heard, 8000)
     for u, r in zip(utts, ref, strict=True):
         np.testing.assert_array_equal(u.pcm, r[2])
+        np.testing.assert_array_equal(u.pcm16, whole[u.start_sample : u.end_sample])
+
+
+def test_8k_utterance_is_resampled_once_for_the_recogniser(clip8: np.ndarray) -> None:
+    pcm = clip8[8000:24000].copy()
+    u = Utterance("call-1", Speaker.AGENT, 16000, 48000, pcm, sample_rate=8000)
+    assert (u.start, u.end, u.duration) == (1.0, 3.0, 2.0)  # the 16 kHz clock, as before
+    first = u.pcm16
+    np.testing.assert_array_equal(first, resample(pcm, 8000))
+    assert len(first) == u.end_sample - u.start_sample
+    assert not first.flags.writeable
+    assert u.pcm16 is first  # made on first use, then kept
+    wide = Utterance("call-1", Speaker.AGENT, 0, 3, np.zeros(3, np.int16))
+    assert wide.pcm16 is wide.pcm  # 16 kHz needs no copy
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "n", "rate"),
+    [(0, 100, 100, 8000), (0, 200, 100, 12000), (0, 200, 100, 44100), (0, 0, 0, 0)],
+)
+def test_utterance_span_must_match_its_samples_at_its_rate(start, end, n, rate) -> None:
+    with pytest.raises(ValueError, match="Utterance"):
+        Utterance("call-1", Speaker.AGENT, start, end, np.zeros(n, np.int16), sample_rate=rate)

@@ -5,7 +5,8 @@ Built from the other references (`ring.RingBufferRef`, `resample.resample`, `vad
 not 16 kHz this twin keeps the input and returns every utterance at `flush`; at 16 kHz it
 streams. At 8 kHz (`NATIVE_VAD_RATES`) it streams too: it classifies the 8 kHz frames with
 webrtcvad and endpoints them as they come, and each utterance carries its 8 kHz samples (its
-times on the 16 kHz clock); at other rates it resamples the whole stream and then frames it at
+times on the 16 kHz clock) and the resampler's reach of samples either side of them (the
+endpointer's `context`); at other rates it resamples the whole stream and then frames it at
 16 kHz.
 Only the concatenation of all returned utterances is comparable with the compiled front end.
 """
@@ -21,11 +22,12 @@ import numpy as np
 from qa.frontend import NATIVE_VAD_RATES, FrontEndOptions
 from qa.types import SAMPLE_RATE, AudioChunk
 from tests.reference.endpointer import Endpointer
-from tests.reference.resample import resample
+from tests.reference.resample import design_taps, resample
 from tests.reference.ring import RingBufferRef
 from tests.reference.vad import FrameVad
 
-Cut = tuple[int, int, np.ndarray, bool]
+#: `(start, end, pcm, forced)`, and at native rates also `(before, after)`.
+Cut = tuple
 DEFAULT_OPTIONS = FrontEndOptions()
 
 
@@ -61,10 +63,13 @@ class ReferenceFrontEnd:
         if self._endpointer is None:
             aligned = first - first % self._period_in
             base = aligned // self._period_in * self._period_out
+            context = 0
             if self._native:
                 base = aligned  # the endpointer counts 8 kHz samples
+                context = design_taps(self.input_rate, SAMPLE_RATE)[2]  # the filter's half
             self._endpointer = Endpointer(
-                self._vad.frame_len, vad=self._vad, base_sample=base, **self._frames
+                self._vad.frame_len, vad=self._vad, base_sample=base, context=context,
+                **self._frames
             )
             self._next = aligned
             out += self._feed(np.zeros(first - aligned, np.int16))
@@ -89,7 +94,7 @@ class ReferenceFrontEnd:
     def _to_clock(self, cuts: list[Cut]) -> list[Cut]:
         """Native-rate cuts with their sample indices on the 16 kHz clock."""
         r = SAMPLE_RATE // self.input_rate
-        return [(s * r, e * r, pcm, forced) for s, e, pcm, forced in cuts]
+        return [(s * r, e * r, *rest) for s, e, *rest in cuts]
 
     def flush(self) -> list[Cut]:
         """End of stream: every utterance not yet returned."""
