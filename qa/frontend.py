@@ -22,6 +22,7 @@ on a sample where that ratio is whole.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -159,8 +160,10 @@ class FrontEndStats:
     rejected_chunks: int = 0
 
 
-def _resampler_reach(rate: int) -> int:
-    """Input samples the resampler to 16 kHz reads past either edge of a span."""
+@functools.cache
+def resampler_reach(rate: int) -> int:
+    """Input samples the resampler from `rate` to 16 kHz reads past either edge of a span
+    (designing its filter takes longer than a channel's first seconds of VAD: once per rate)."""
     from qa._native.resample import Resampler
 
     return Resampler(rate, SAMPLE_RATE).delay_in
@@ -228,7 +231,8 @@ class ChannelFrontEnd:
         On the 16 kHz call clock. Audio before it is fully cut, so rule deadlines up to it
         can fire. It trails the audio pushed by the resampler's look-ahead (none at a native
         rate), the partial frame and, while idle, the start window plus pre-roll (a later
-        start reaches back that far).
+        start reaches back that far); at a native rate, an utterance that ended on the newest
+        frame also holds it back until the next frame brings the samples after it.
         """
         if self._endpointer is None:
             return 0
@@ -317,7 +321,7 @@ class ChannelFrontEnd:
         if self._native:
             # The endpointer counts input samples; `_wrap` maps them onto the 16 kHz clock.
             base = aligned
-            context = _resampler_reach(self.input_rate)
+            context = resampler_reach(self.input_rate)
         self._endpointer = Endpointer(
             self._vad.frame_len, vad=self._vad, base_sample=base, context=context, **opts
         )

@@ -109,6 +109,6 @@ def test_8k_utterance_is_decoded_at_16k(transcriber: Transcriber, shared_audio: 
         for path in paths
         for u, rate in ((narrow, "8k"), (wide, "16k"))
     }
-    assert "fellow americans" in texts["alone 8k"][0][0].lower()
+    assert "my fellow america" in texts["alone 8k"][0][0].lower()
     assert texts["alone 8k"] == texts["alone 16k"]
     assert texts["batched 8k"] == texts["batched 16k"]

@@ -31,7 +31,7 @@ from qa._native.endpointer import Endpointer
 from qa._native.resample import Resampler
 from qa._native.ring import RingBuffer
 from qa._native.vad import FrameVad
-from qa.frontend import NATIVE_VAD_RATES, ChannelFrontEnd, FrontEndOptions
+from qa.frontend import NATIVE_VAD_RATES, ChannelFrontEnd, FrontEndOptions, resampler_reach
 from qa.types import AudioChunk, Speaker, Utterance
 from tests.reference.frontend import ReferenceFrontEnd, read_wav, ring_chunks
 
@@ -60,7 +60,7 @@ def frame_path(pcm: np.ndarray, rate: int, *, native: bool | None = None) -> lis
     vad = FrameVad(rate if native else 16000, OPTIONS.frame_ms, OPTIONS.vad_mode)
     # At the native rate each utterance keeps the samples around it that its resampling on the
     # worker reads, as `ChannelFrontEnd` does.
-    context = Resampler(rate, 16000).delay_in if native else 0
+    context = resampler_reach(rate) if native else 0
     ep = Endpointer(vad.frame_len, vad=vad, context=context,
                     **OPTIONS.endpointer.in_frames(OPTIONS.frame_ms))
     found = []
