@@ -6,12 +6,14 @@ own. `BatchTranscriber` calls the CTranslate2 model of an already loaded `Transc
 directly: each utterance's log-Mel features are padded only to a short window (its length
 plus a margin, rounded up; see `BatchOptions`), every utterance of a batch is padded to the
 longest window in it, and the batch is encoded and decoded in one `encode` and one
-`generate` call. The decode keeps the per-utterance path's options (beam, temperature
-fallback, suppressed tokens) and its guards (`Transcriber.reject_reason`: no-speech and
-log-probability cut-offs, repetition, known silence hallucinations); Chinese comes out in
-simplified characters. Utterances longer than Whisper's window go through the per-utterance
-path, which seeks through them window by window, and so does everything when the
-transcriber's options ask for word timestamps.
+`generate` call. Each utterance gets the per-utterance path's input: the transcriber's
+silence padding (`TranscriberOptions.pad_s`) on both sides, and exactly the mel frames
+faster-whisper gives the encoder (not the extractor's extra frame). The decode keeps the
+per-utterance path's options (beam, temperature fallback, suppressed tokens) and its guards
+(`Transcriber.reject_reason`: no-speech and log-probability cut-offs, repetition, known
+silence hallucinations); Chinese comes out in simplified characters. Utterances longer than
+Whisper's window go through the per-utterance path, which seeks through them window by
+window, and so does everything when the transcriber's options ask for word timestamps.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from qa.textnorm import to_simplified
-from qa.types import Segment, Utterance
+from qa.types import SAMPLE_RATE, Segment, Utterance
 
 log = logging.getLogger("qa.batching")
 
@@ -58,6 +60,12 @@ class BatchOptions:
             decode that starts repeating cannot run to Whisper's 448-token limit.
         timestamp_slack: Seconds past the end of the audio a timestamp may reach before the
             text after it is cut.
+        pad_s: Silence added before and after each utterance; None takes the transcriber's
+            `TranscriberOptions.pad_s`, so both paths decode the same audio. Without it
+            (and with one mel frame more than faster-whisper uses) the batched path's
+            Mandarin differed from the per-utterance path's on 5-6 of 8 clips even with a full
+            window, and its pooled CER ranged from 0.05 better to 0.05 worse by CPU
+            (docs/capacity.md, "Mandarin on other CPUs").
     """
 
     pad_frames: int = 300
@@ -66,6 +74,7 @@ class BatchOptions:
     without_timestamps: bool = False
     max_tokens_per_second: float = 12.0
     timestamp_slack: float = 0.5
+    pad_s: float | None = None
 
 
 def window_frames(content_frames: int, options: BatchOptions) -> int:
@@ -99,6 +108,8 @@ class BatchTranscriber:
         self._compression_ratio = get_compression_ratio
         self._suppressed = get_suppressed_tokens
         self._tokenizers: dict[str | None, object] = {}
+        pad_s = transcriber.options.pad_s if options.pad_s is None else options.pad_s
+        self._pad = np.zeros(int(round(pad_s * SAMPLE_RATE)), dtype=np.float32)
 
     def _tokenizer(self, language: str | None):
         if language not in self._tokenizers:
@@ -132,9 +143,13 @@ class BatchTranscriber:
         for i, utterance in enumerate(utterances):
             if len(utterance.pcm) == 0:
                 continue
-            features = self._whisper.feature_extractor(
-                utterance.pcm16.astype(np.float32) / 32768.0
+            audio = np.concatenate(
+                [self._pad, utterance.pcm16.astype(np.float32) / 32768.0, self._pad]
             )
+            # The extractor appends 160 zero samples and so one frame past the audio, which
+            # faster-whisper never gives the encoder (its `content_frames`); one frame more
+            # is enough to change a Mandarin decode.
+            features = self._whisper.feature_extractor(audio)[:, :-1]
             # Word times need faster-whisper's alignment pass, which this path skips.
             if features.shape[-1] > WINDOW_FRAMES or self.transcriber.options.word_timestamps:
                 results[i] = self.transcriber.transcribe(utterance, language)
@@ -161,8 +176,10 @@ class BatchTranscriber:
             languages = [r[0][0][2:-2] for r in self._model.detect_language(encoded)]
         else:
             languages = [language or "en"] * len(features)
-        durations = [u.duration for u in utterances]
-        max_new = int(32 + self.options.max_tokens_per_second * max(durations))
+        max_new = int(32 + self.options.max_tokens_per_second * max(u.duration for u in utterances))
+        # Timestamps count from the start of the padded audio.
+        pad_s = len(self._pad) / SAMPLE_RATE
+        durations = [u.duration + 2 * pad_s for u in utterances]
         decodes = self._generate(encoded, languages, range(len(features)), max_new, durations)
         return [
             self._segments(utterance, lang, decodes[i])

@@ -45,7 +45,8 @@ def test_guards_are_what_drops_silence(base_model_dir: Path) -> None:
         )
     )
     segs = unguarded.transcribe(_utterance(np.zeros(3 * SAMPLE_RATE, dtype=np.int16)), "en")
-    assert [s.text for s in segs] == ["You"]
+    # `base` says "You" here; which word it invents may differ by CPU, that it invents one not.
+    assert segs and all(any(c.isalnum() for c in s.text) for s in segs)
     assert segs[0].no_speech_prob > TranscriberOptions().no_speech_threshold
 
 
