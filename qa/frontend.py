@@ -365,32 +365,3 @@ class ChannelFrontEnd:
             )
             self._index += 1
         return result
-
-
-def cut_file(wav, call_id: str, options: FrontEndOptions | None = None) -> list[Utterance]:
-    """Cuts a whole recording into utterances exactly as a live call is cut.
-
-    Each channel goes through its own `ChannelFrontEnd` in 20 ms chunks (stereo: left =
-    agent, right = customer).
-
-    Args:
-        wav: A `qa.sources.wav.WavFile`.
-        call_id: The call id the utterances carry.
-        options: Front-end options (None: the defaults).
-
-    Returns:
-        Every channel's utterances, each channel's in order, channels one after the other.
-    """
-    from qa.sources.wav import channel_speakers, iter_chunks
-
-    options = options or FrontEndOptions()
-    fronts = {
-        speaker: ChannelFrontEnd(call_id, speaker, wav.sample_rate, options)
-        for speaker in channel_speakers(wav.channels)
-    }
-    cut: dict[Speaker, list[Utterance]] = {speaker: [] for speaker in fronts}
-    for chunk in iter_chunks(wav, call_id, chunk_ms=20):
-        cut[chunk.channel] += fronts[chunk.channel].push(chunk)
-    for speaker, front in fronts.items():
-        cut[speaker] += front.flush()
-    return [utterance for utterances in cut.values() for utterance in utterances]
