@@ -27,13 +27,15 @@ import pytest
 from qa.batching import WINDOW_FRAMES, BatchOptions, BatchTranscriber
 from qa.types import Speaker, Utterance
 
-#: How far the batched path's pooled error rate may be behind decoding alone. Measured over
-#: three CPU kernel sets (docs/capacity.md, "Mandarin on other CPUs"), batched minus alone was
-#: -0.042 to +0.008 in Chinese CER (120 characters; one misheard word moves it 0.017) and
-#: +0.005 to +0.027 in English WER (222 words; the 15 s window garbled a short 8 kHz digit
-#: string on one kernel set, 4 words). Each margin allows about two more misheard words
-#: (Chinese) or one more garbled digit string (English) than the worst of those.
-MARGIN = {"en": 0.045, "zh": 0.04}
+#: How far the batched path's pooled error rate may be behind decoding alone. Chinese keeps
+#: the capacity issue's 0.03: with the per-utterance path's input the batched path measured
+#: -0.042 to +0.008 against alone over three CPU kernel sets (docs/capacity.md, "Mandarin on
+#: other CPUs"; 120 characters, one misheard word 0.017), -0.017 on the machine of issue 10
+#: item 13's fix. English: +0.005 to +0.027 over those kernel sets (222 words, one word
+#: 0.0045), all of it short digit strings that the 15 s window garbles (the full-window test
+#: above shows the path itself decodes what the per-utterance path decodes), so its margin
+#: allows one more garbled digit string (4 words) than the worst measured.
+MARGIN = {"en": 0.045, "zh": 0.03}
 #: Both paths must stay real transcripts (measured at most 0.05 WER and 0.21 CER pooled).
 CEILING = {"en": 0.10, "zh": 0.30}
 
