@@ -130,7 +130,7 @@ def _cpu(fn, *args, repeat: int = 3):
     return best, result
 
 
-def _race(paths: dict, rounds: int = 7) -> tuple[dict, dict]:
+def _race(paths: dict, rounds: int = 15) -> tuple[dict, dict]:
     """Best CPU time of each path over `rounds`, the paths taking turns within each round,
     so that a burst of load on the shared machine hits them all alike."""
     best = dict.fromkeys(paths, float("inf"))
