@@ -19,6 +19,8 @@ cdef class Endpointer:
     cdef readonly long long utterances
     cdef readonly long long discarded
     cdef readonly bint speaking
+    cdef readonly int context
+    cdef tuple _waiting
     cdef FrameVad _vad
     cdef int _cap
     cdef int _ring_len
@@ -36,3 +38,5 @@ cdef class Endpointer:
     cdef int push_frame(self, const int16_t* frame, bint voiced, double energy) except -1
     cdef int _keep_from(self, long long first) except -1
     cdef int _emit(self, long long end, bint forced) except -1
+    cdef object _copy(self, long long off, long long n)
+    cdef int _release(self, const int16_t* after, Py_ssize_t n) except -1

@@ -3,7 +3,11 @@ import numpy.typing as npt
 
 from qa._native.vad import FrameVad
 
-UtteranceTuple = tuple[int, int, npt.NDArray[np.int16], bool]
+#: `(start_sample, end_sample, pcm, forced_split)`, and with `context` also `before`, `after`.
+UtteranceTuple = (
+    tuple[int, int, npt.NDArray[np.int16], bool]
+    | tuple[int, int, npt.NDArray[np.int16], bool, npt.NDArray[np.int16], npt.NDArray[np.int16]]
+)
 
 class Endpointer:
     frame_len: int
@@ -21,6 +25,7 @@ class Endpointer:
     utterances: int
     discarded: int
     speaking: bool
+    context: int
     def __init__(
         self,
         frame_len: int,
@@ -35,6 +40,7 @@ class Endpointer:
         min_frames: int,
         vad: FrameVad | None = None,
         base_sample: int = 0,
+        context: int = 0,
     ) -> None: ...
     @property
     def open_start_sample(self) -> int | None: ...

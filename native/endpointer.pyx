@@ -12,6 +12,13 @@ documented millisecond options into these):
   ties) within its last `split_search` frames; that frame starts the next utterance.
 - utterances shorter than `min_frames` are discarded and counted.
 
+With `context` > 0 every utterance also carries the `context` samples of the stream just
+before and just after it (fewer only at the stream's start, and at its end on `flush`): what a
+resampler needs around a span to give exactly the samples that resampling the whole stream
+gives. The frame before the open utterance is kept for it, and the samples after come from the
+frames after its end, which the end decision has almost always seen already; when not (the
+utterance ends on the newest frame), it is emitted with the next frame, or at `flush`.
+
 The PCM of the open utterance lives in one buffer allocated at construction
 (`max_frames + start_window + pre_roll` frames), so only an emitted utterance allocates.
 `tests/reference/endpointer.py` is the plain-Python twin.
@@ -28,7 +35,8 @@ cnp.import_array()
 
 
 cdef class Endpointer:
-    """Frame-level endpointer; emits `(start_sample, end_sample, pcm, forced_split)` tuples.
+    """Frame-level endpointer; emits `(start_sample, end_sample, pcm, forced_split)` tuples,
+    `(start_sample, end_sample, pcm, forced_split, before, after)` with `context`.
 
     Args:
         frame_len: Samples per frame.
@@ -43,6 +51,8 @@ cdef class Endpointer:
         min_frames: Shorter utterances are discarded.
         vad: The framer and VAD `process` feeds; None when frames come from `push_frames`.
         base_sample: Sample index of the first frame on the output clock.
+        context: Samples of the stream carried on each side of an utterance (0 to
+            `frame_len`; 0: none, and 4-tuples).
     """
 
     def __cinit__(self, *args, **kwargs):
@@ -54,7 +64,7 @@ cdef class Endpointer:
     def __init__(self, int frame_len, int start_window, int start_voiced, int end_window,
                  int end_unvoiced, int pre_roll, int post_roll, int max_frames,
                  int split_search, int min_frames, FrameVad vad=None,
-                 long long base_sample=0):
+                 long long base_sample=0, int context=0):
         if frame_len <= 0:
             raise ValueError("frame_len must be positive")
         if not 1 <= start_voiced <= start_window:
@@ -68,6 +78,8 @@ cdef class Endpointer:
             raise ValueError("need max_frames >= 2 and 1 <= split_search < max_frames")
         if vad is not None and vad.frame_len != frame_len:
             raise ValueError(f"vad frames are {vad.frame_len} samples, not {frame_len}")
+        if not 0 <= context <= frame_len:
+            raise ValueError(f"context must be 0..{frame_len} samples, got {context}")
         self.frame_len = frame_len
         self.start_window = start_window
         self.start_voiced = start_voiced
@@ -79,6 +91,8 @@ cdef class Endpointer:
         self.split_search = split_search
         self.min_frames = min_frames
         self.base_sample = base_sample
+        self.context = context
+        self._waiting = None
         self._vad = vad
         self._cap = max_frames + start_window + pre_roll
         self._ring_len = max(start_window, end_window)
@@ -124,10 +138,16 @@ cdef class Endpointer:
             return self.base_sample + self._u * self.frame_len
         cdef long long first = max(self.frames - self.start_window + 1 - self.pre_roll,
                                    self._prev_end, 0)
+        if self._waiting is not None:
+            # An utterance closed on the newest frame, waiting for the samples after it.
+            return self._waiting[0]
         return self.base_sample + first * self.frame_len
 
     cdef int _keep_from(self, long long first) except -1:
-        """Drop buffered frames before frame index `first`."""
+        """Drop buffered frames before frame index `first` (with `context`, before the frame
+        before it: an utterance starting at `first` takes its leading context from there)."""
+        if self.context:
+            first -= 1
         cdef long long drop = first - self._buf_first
         if drop <= 0:
             return 0
@@ -151,11 +171,40 @@ cdef class Endpointer:
             self.discarded += 1
             return 0
         cdef long long off = (self._u - self._buf_first) * self.frame_len
+        cdef long long lead, tail
         pcm = np.empty(n * self.frame_len, dtype=np.int16)
         memcpy(cnp.PyArray_DATA(pcm), self._buf + off, n * self.frame_len * sizeof(int16_t))
-        self._out.append((self.base_sample + self._u * self.frame_len,
-                          self.base_sample + end * self.frame_len, pcm, forced))
+        found = (self.base_sample + self._u * self.frame_len,
+                 self.base_sample + end * self.frame_len, pcm, forced)
         self.utterances += 1
+        if not self.context:
+            self._out.append(found)
+            return 0
+        # The frame before `u` is held (see `_keep_from`) unless the stream starts at `u`.
+        lead = min(<long long> self.context, off)
+        before = self._copy(off - lead, lead)
+        tail = (self._buf_first + self._buf_n - end) * self.frame_len
+        if tail <= 0:
+            self._waiting = found + (before,)
+            return 0
+        off = (end - self._buf_first) * self.frame_len
+        self._out.append(found + (before, self._copy(off, min(tail, <long long> self.context))))
+        return 0
+
+    cdef object _copy(self, long long off, long long n):
+        """`n` buffered samples from sample `off` of the buffer, as a new array."""
+        out = np.empty(n, dtype=np.int16)
+        if n > 0:
+            memcpy(cnp.PyArray_DATA(out), self._buf + off, n * sizeof(int16_t))
+        return out
+
+    cdef int _release(self, const int16_t* after, Py_ssize_t n) except -1:
+        """Emit the waiting utterance with the `n` samples that follow it."""
+        tail = np.empty(n, dtype=np.int16)
+        if n > 0:
+            memcpy(cnp.PyArray_DATA(tail), after, n * sizeof(int16_t))
+        self._out.append(self._waiting + (tail,))
+        self._waiting = None
         return 0
 
     cdef int push_frame(self, const int16_t* frame, bint voiced, double energy) except -1:
@@ -164,6 +213,8 @@ cdef class Endpointer:
         cdef long long lo, j, s, q, e
         cdef int count, slot
         cdef double best
+        if self._waiting is not None:
+            self._release(frame, self.context)
         if self._buf_n == self._cap:
             # Only reachable while idle (speech is split at max_frames < cap): keep what a
             # start could still reach back to.
@@ -283,6 +334,12 @@ cdef class Endpointer:
             self._emit(e, False)
             self._prev_end = e
             self.speaking = False
+        if self._waiting is not None:
+            # What follows is the partial frame the VAD holds, then the end of the stream.
+            if self._vad is None:
+                self._release(NULL, 0)
+            else:
+                self._release(self._vad.frame_ptr(), min(self._vad._fill, self.context))
         return self._take_out()
 
     def _take_out(self):

@@ -25,11 +25,6 @@ class RingBuffer:
         ``out[0]`` is absolute sample ``last_read_start``; samples lost to an overrun before
         or during the read are skipped (and counted in ``dropped``), never returned torn.
         """
-    def peek(self, start: int, out: npt.NDArray[np.int16]) -> None:
-        """Copy absolute samples ``start .. start + len(out) - 1`` (still held) into ``out``.
-
-        Only from the producer's thread; the read position does not move.
-        """
     @property
     def written(self) -> int:
         """Total samples ever written."""

@@ -154,31 +154,6 @@ cdef class RingBuffer:
             n = self.pop(dst, n)
         return n
 
-    def peek(self, int64_t start, out):
-        """Copy the samples at absolute positions `start` .. `start + len(out) - 1` into `out`.
-
-        For a reader on the producer's own thread (nothing is written meanwhile): the samples
-        must have been written and not yet overwritten. Does not move the read position.
-
-        Raises:
-            ValueError: Some of those samples are not held.
-        """
-        cdef int16_t[::1] view = out
-        cdef Py_ssize_t n = view.shape[0]
-        cdef Py_ssize_t cap = self._capacity
-        cdef int64_t wp = self._write_pos
-        cdef Py_ssize_t slot, first
-        if start < wp - cap or start < 0 or start + n > wp:
-            raise ValueError(f"samples {start}..{start + n} are not held (written: {wp}, "
-                             f"capacity: {cap})")
-        if n == 0:
-            return
-        slot = start % cap
-        first = min(n, cap - slot)
-        memcpy(&view[0], self._buf + slot, first * sizeof(int16_t))
-        if first < n:
-            memcpy(&view[first], self._buf, (n - first) * sizeof(int16_t))
-
     @property
     def capacity(self):
         """Number of samples the ring holds."""

@@ -15,13 +15,11 @@ import re
 import threading
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from qa.errors import DependencyError, ModelError
 from qa.models import DEFAULT_MODEL, resolve_model
-from qa.sources.wav import WavFile
 from qa.textnorm import to_simplified
 from qa.types import SAMPLE_RATE, Segment, Utterance, Word
 
@@ -168,7 +166,7 @@ class Transcriber:
         """Transcribes one utterance.
 
         Args:
-            utterance: 16 kHz speech of one speaker.
+            utterance: Speech of one speaker (resampled to 16 kHz here when it is not).
             language: `en`, `zh`, ... overriding the options; None uses the options' language
                 (and None there detects it).
 
@@ -179,7 +177,7 @@ class Transcriber:
         if len(utterance.pcm) == 0:
             return []
         pad = np.zeros(int(opts.pad_s * SAMPLE_RATE), dtype=np.float32)
-        audio = np.concatenate([pad, utterance.pcm.astype(np.float32) / 32768.0, pad])
+        audio = np.concatenate([pad, utterance.pcm16.astype(np.float32) / 32768.0, pad])
         with self._slots:
             pieces, info = self._model.transcribe(
                 audio,
@@ -265,37 +263,3 @@ class Transcriber:
         if opts.drop_hallucinations and is_hallucination(text):
             return "known silence hallucination"
         return ""
-
-
-def transcribe_file(
-    source: str | os.PathLike[str] | WavFile,
-    transcriber: Transcriber,
-    *,
-    language: str | None = None,
-    call_id: str | None = None,
-    frontend_options=None,
-) -> list[Segment]:
-    """Transcribes a WAV file the way a live call is transcribed.
-
-    Each channel goes through its own `ChannelFrontEnd` in 20 ms chunks (stereo: left =
-    agent, right = customer), and each utterance it cuts through `transcriber`.
-
-    Args:
-        source: A recording's path (see `qa.sources.audio.open_audio`), an open stream or an
-            already read `WavFile`.
-        transcriber: The loaded model.
-        language: `en`, `zh`, or None to detect per utterance.
-        call_id: Call id for the segments; default the file's stem.
-        frontend_options: `qa.frontend.FrontEndOptions`, or None for the defaults.
-
-    Returns:
-        Segments of both channels, sorted by start time.
-    """
-    from qa.frontend import cut_file
-    from qa.sources.audio import open_audio
-
-    # A path is streamed (any format); a WavFile or an open stream is used as it is.
-    wav = open_audio(source) if isinstance(source, (str, os.PathLike)) else source
-    utterances = cut_file(wav, call_id or Path(wav.path).stem, frontend_options)
-    segments = [s for u in utterances for s in transcriber.transcribe(u, language)]
-    return sorted(segments, key=lambda s: (s.start, s.speaker))

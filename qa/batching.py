@@ -6,12 +6,15 @@ own. `BatchTranscriber` calls the CTranslate2 model of an already loaded `Transc
 directly: each utterance's log-Mel features are padded only to a short window (its length
 plus a margin, rounded up; see `BatchOptions`), every utterance of a batch is padded to the
 longest window in it, and the batch is encoded and decoded in one `encode` and one
-`generate` call. The decode keeps the per-utterance path's options (beam, temperature
-fallback, suppressed tokens) and its guards (`Transcriber.reject_reason`: no-speech and
-log-probability cut-offs, repetition, known silence hallucinations); Chinese comes out in
-simplified characters. Utterances longer than Whisper's window go through the per-utterance
-path, which seeks through them window by window, and so does everything when the
-transcriber's options ask for word timestamps.
+`generate` call. Each utterance gets the per-utterance path's input: the transcriber's
+silence padding (`TranscriberOptions.pad_s`) on both sides, and exactly the mel frames
+faster-whisper gives the encoder (not the extractor's extra frame). The decode keeps the
+per-utterance path's options (beam, temperature fallback, suppressed tokens) and its guards
+(`Transcriber.reject_reason`: no-speech and log-probability cut-offs, repetition, known
+silence hallucinations); Chinese comes out in simplified characters. Utterances longer than
+Whisper's window go through the per-utterance path, which seeks through them window by
+window, and so does everything when the transcriber's options ask for word timestamps.
+The faster-whisper internals this drives are reached through `qa.whisper_parts` only.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 
 from qa.textnorm import to_simplified
 from qa.types import SAMPLE_RATE, Segment, Utterance
+from qa.whisper_parts import WhisperParts
 
 log = logging.getLogger("qa.batching")
 
@@ -58,6 +62,12 @@ class BatchOptions:
             decode that starts repeating cannot run to Whisper's 448-token limit.
         timestamp_slack: Seconds past the end of the audio a timestamp may reach before the
             text after it is cut.
+        pad_s: Silence added before and after each utterance; None takes the transcriber's
+            `TranscriberOptions.pad_s`, so both paths decode the same audio. Without it
+            (and with one mel frame more than faster-whisper uses) the batched path's
+            Mandarin differed from the per-utterance path's on 5-6 of 8 clips even with a full
+            window, and its pooled CER ranged from 0.05 better to 0.05 worse by CPU
+            (docs/capacity.md, "Mandarin on other CPUs").
     """
 
     pad_frames: int = 300
@@ -66,6 +76,7 @@ class BatchOptions:
     without_timestamps: bool = False
     max_tokens_per_second: float = 12.0
     timestamp_slack: float = 0.5
+    pad_s: float | None = None
 
 
 def window_frames(content_frames: int, options: BatchOptions) -> int:
@@ -87,26 +98,11 @@ class BatchTranscriber:
     """
 
     def __init__(self, transcriber, options: BatchOptions = BatchOptions()) -> None:
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
-
         self.transcriber = transcriber
         self.options = options
-        self._whisper = transcriber.whisper
-        self._model = self._whisper.model
-        self._multilingual = self._model.is_multilingual
-        self._tokenizer_cls = Tokenizer
-        self._compression_ratio = get_compression_ratio
-        self._suppressed = get_suppressed_tokens
-        self._tokenizers: dict[str | None, object] = {}
-
-    def _tokenizer(self, language: str | None):
-        if language not in self._tokenizers:
-            self._tokenizers[language] = self._tokenizer_cls(
-                self._whisper.hf_tokenizer, self._multilingual, task="transcribe",
-                language=language if self._multilingual else "en",
-            )
-        return self._tokenizers[language]
+        self._parts = WhisperParts(transcriber.whisper)
+        pad_s = transcriber.options.pad_s if options.pad_s is None else options.pad_s
+        self._pad = np.zeros(int(round(pad_s * SAMPLE_RATE)), dtype=np.float32)
 
     def transcribe(self, utterance: Utterance, language: str | None = None) -> list[Segment]:
         """Transcribes one utterance through the batched path (a batch of one)."""
@@ -118,7 +114,7 @@ class BatchTranscriber:
         """Transcribes several utterances together.
 
         Args:
-            utterances: 16 kHz speech, from any calls and speakers.
+            utterances: Speech from any calls and speakers (8 kHz ones are resampled here).
             language: `en`, `zh`, ... for all of them; None uses the transcriber's options'
                 language, and None there detects it per utterance.
 
@@ -132,9 +128,10 @@ class BatchTranscriber:
         for i, utterance in enumerate(utterances):
             if len(utterance.pcm) == 0:
                 continue
-            features = self._whisper.feature_extractor(
-                utterance.pcm.astype(np.float32) / 32768.0
+            audio = np.concatenate(
+                [self._pad, utterance.pcm16.astype(np.float32) / 32768.0, self._pad]
             )
+            features = self._parts.features(audio)
             # Word times need faster-whisper's alignment pass, which this path skips.
             if features.shape[-1] > WINDOW_FRAMES or self.transcriber.options.word_timestamps:
                 results[i] = self.transcriber.transcribe(utterance, language)
@@ -150,20 +147,20 @@ class BatchTranscriber:
     def _decode(
         self, features: list[np.ndarray], utterances: list[Utterance], language: str | None
     ) -> list[list[Segment]]:
-        import ctranslate2
-
         frames = max(window_frames(f.shape[-1], self.options) for f in features)
         batch = np.zeros((len(features), features[0].shape[0], frames), dtype=np.float32)
         for row, f in zip(batch, features, strict=True):
             row[:, : f.shape[-1]] = f
-        encoded = self._model.encode(ctranslate2.StorageView.from_array(batch))
-        if language is None and self._multilingual:
-            languages = [r[0][0][2:-2] for r in self._model.detect_language(encoded)]
+        encoded = self._parts.encode(batch)
+        if language is None and self._parts.multilingual:
+            languages = self._parts.detect_language(encoded)
         else:
             languages = [language or "en"] * len(features)
-        longest = max(len(u.pcm) for u in utterances) / SAMPLE_RATE
+        longest = max(u.duration for u in utterances)
         max_new = int(32 + self.options.max_tokens_per_second * longest)
-        durations = [len(u.pcm) / SAMPLE_RATE for u in utterances]
+        # Timestamps count from the start of the padded audio.
+        pad_s = len(self._pad) / SAMPLE_RATE
+        durations = [u.duration + 2 * pad_s for u in utterances]
         decodes = self._generate(encoded, languages, range(len(features)), max_new, durations)
         return [
             self._segments(utterance, lang, decodes[i])
@@ -191,26 +188,22 @@ class BatchTranscriber:
     ) -> dict:
         """Greedy-beam decode of `rows`, then one sampled retry of the rows that fail the
         fallback checks, as faster-whisper's `generate_with_fallback` does per utterance."""
-        import ctranslate2
-
         opts = self.transcriber.options
+        parts = self._parts
         rows = list(rows)
         best: dict[int, SimpleNamespace] = {}
-        array = np.asarray(encoded)
         for temperature in opts.temperatures:
             if not rows:
                 break
-            view = encoded if len(rows) == array.shape[0] and not best else (
-                ctranslate2.StorageView.from_array(np.ascontiguousarray(array[rows]))
-            )
+            view = parts.rows(encoded, rows)
             prompts, suppress = [], None
             for r in rows:
-                tokenizer = self._tokenizer(languages[r])
+                tokenizer = parts.tokenizer(languages[r])
                 prompt = list(tokenizer.sot_sequence)
                 if self.options.without_timestamps:
                     prompt.append(tokenizer.no_timestamps)
                 prompts.append(prompt)
-                suppress = suppress or self._suppressed(tokenizer, [-1])
+                suppress = suppress or parts.suppressed_tokens(tokenizer)
             if temperature > 0:
                 kwargs = {"beam_size": 1, "num_hypotheses": 5, "sampling_topk": 0,
                           "sampling_temperature": temperature}
@@ -219,15 +212,15 @@ class BatchTranscriber:
             if not self.options.without_timestamps:
                 # faster-whisper's default: the first timestamp within 1 s (50 x 20 ms).
                 kwargs["max_initial_timestamp_index"] = 50
-            generated = self._model.generate(
+            generated = parts.generate(
                 view, prompts,
-                max_length=min(self._whisper.max_length, len(prompts[0]) + max_new),
+                max_length=min(parts.max_length, len(prompts[0]) + max_new),
                 return_scores=True, return_no_speech_prob=True,
-                suppress_blank=True, suppress_tokens=list(suppress), **kwargs,
+                suppress_blank=True, suppress_tokens=suppress, **kwargs,
             )
             retry = []
             for r, result in zip(rows, generated, strict=True):
-                tokenizer = self._tokenizer(languages[r])
+                tokenizer = parts.tokenizer(languages[r])
                 tokens = result.sequences_ids[0]
                 text = tokenizer.decode(self._text_tokens(tokens, tokenizer, durations[r]))
                 text = text.strip()
@@ -235,7 +228,7 @@ class BatchTranscriber:
                     text=text,
                     avg_logprob=result.scores[0] * len(tokens) / (len(tokens) + 1),
                     no_speech_prob=result.no_speech_prob,
-                    compression_ratio=self._compression_ratio(text),
+                    compression_ratio=parts.compression_ratio(text),
                 )
                 if r not in best or piece.avg_logprob > best[r].avg_logprob:
                     best[r] = piece

@@ -1,13 +1,17 @@
-"""One channel's front end: frame, VAD, endpoint, resample to 16 kHz; emits `Utterance`s.
+"""One channel's front end: frame, VAD, endpoint (resampling if needed); emits `Utterance`s.
 
 File transcription and live calls both go through `ChannelFrontEnd`, so a replayed call cuts
 exactly the utterances the live call cut. Per-chunk work is Python; per-frame work is native
 (`qa._native.vad`, `qa._native.endpointer`, `qa._native.resample`).
 
-Telephony audio (8 kHz, `NATIVE_VAD_RATES`) is framed and classified at its own rate:
-webrtcvad takes 8 kHz frames, so only the utterances are resampled to 16 kHz, each from the
-channel's recent input with the resampler's look-ahead on both sides, which gives exactly the
-samples that resampling the whole stream gives. Any other rate is resampled to 16 kHz first.
+Telephony audio (8 kHz, `NATIVE_VAD_RATES`) is framed, classified and endpointed at its own
+rate: webrtcvad takes 8 kHz frames, and the utterances carry their 8 kHz samples. Only what
+goes to the recogniser is resampled to 16 kHz, once per utterance on the transcription
+worker (`Utterance.pcm16`), so the frame path of a telephony channel does no resampling at
+all. Each utterance also carries the few samples either side of it that the resampler reads
+(the endpointer's `context`), so its 16 kHz samples are exactly those that resampling the
+whole channel gives: the recogniser hears what it heard when every chunk was resampled.
+Any other rate is resampled to 16 kHz before the VAD.
 
 The call clock stays true: a chunk that starts after the previous one ended has the gap
 filled with silence (counted in `gap_samples`); samples that overlap what was already heard are
@@ -18,6 +22,7 @@ on a sample where that ratio is whole.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -37,66 +42,6 @@ _GAP_BLOCK = 16_000
 #: Input rates classified at their own rate: webrtcvad takes 8 kHz frames, and 16 kHz is an
 #: integer multiple, so utterance spans map onto the 16 kHz clock exactly.
 NATIVE_VAD_RATES = (8000,)
-#: At native rates the endpointer is fed at most this many samples at a time, so an utterance
-#: it closes is still in the input history when it is resampled (one second at 8 kHz).
-_STEP = 8000
-
-
-class SpanResampler:
-    """The recent input of one channel, from which utterance spans are resampled to 16 kHz.
-
-    `span(start, end)` equals the slice `[start * r, end * r)` (r = 16000 / rate) of resampling
-    the whole stream from its first sample, bit for bit: the resampler reads `delay_in`
-    samples either side of an output sample, so the span is resampled with that much context
-    (zeros before the stream's start and after its end, as for the whole stream).
-
-    Args:
-        rate: Input rate; 16000 must be a whole multiple of it.
-        reach: How far back from the newest input a span may start, in input samples (the
-            longest span plus the input written between its close and its `span` call).
-        origin: Input index of the stream's first sample.
-    """
-
-    def __init__(self, rate: int, reach: int, origin: int = 0) -> None:
-        from qa._native.resample import Resampler
-        from qa._native.ring import RingBuffer
-
-        if SAMPLE_RATE % rate:
-            raise ValueError(f"SpanResampler: {SAMPLE_RATE} Hz is not a multiple of {rate} Hz")
-        self.ratio = SAMPLE_RATE // rate
-        self._resampler = Resampler(rate, SAMPLE_RATE)
-        self.context = self._resampler.delay_in
-        self._history = RingBuffer(reach + 2 * self.context)
-        self.origin = origin
-        #: Appends input samples (a 1-D int16 array): the ring's own copy, no Python frame.
-        self.write = self._history.write
-
-    @property
-    def end(self) -> int:
-        """Input index one past the last sample written."""
-        return self.origin + self._history.written
-
-    def ready(self, end: int) -> bool:
-        """True when the look-ahead after a span ending at `end` has been written."""
-        return self.origin + self._history.written >= end + self.context
-
-    def span(self, start: int, end: int) -> np.ndarray:
-        """The 16 kHz samples of input `[start, end)` (see the class docstring).
-
-        Raises:
-            ValueError: The span (with its context) is no longer, or not yet, in the history.
-        """
-        a = max(self.origin, start - self.context)
-        b = min(self.end, end + self.context)
-        if end > b:
-            raise ValueError(f"SpanResampler: [{start}, {end}) is not written yet")
-        segment = np.empty(b - a, dtype=np.int16)
-        self._history.peek(a - self.origin, segment)
-        resampler = self._resampler
-        resampler.reset()
-        out = np.concatenate([resampler.process(segment), resampler.flush()])
-        skip = (start - a) * self.ratio
-        return out[skip : skip + (end - start) * self.ratio]
 
 
 @dataclass(frozen=True)
@@ -215,6 +160,15 @@ class FrontEndStats:
     rejected_chunks: int = 0
 
 
+@functools.cache
+def resampler_reach(rate: int) -> int:
+    """Input samples the resampler from `rate` to 16 kHz reads past either edge of a span
+    (designing its filter takes longer than a channel's first seconds of VAD: once per rate)."""
+    from qa._native.resample import Resampler
+
+    return Resampler(rate, SAMPLE_RATE).delay_in
+
+
 class ChannelFrontEnd:
     """Turns one channel's `AudioChunk`s into `Utterance`s on the call's 16 kHz clock.
 
@@ -250,9 +204,7 @@ class ChannelFrontEnd:
         self._period_out = SAMPLE_RATE // common
         vad_rate = input_rate if self._native else SAMPLE_RATE
         self._vad = FrameVad(vad_rate, self.options.frame_ms, self.options.vad_mode)
-        self._spans: SpanResampler | None = None
-        # Utterances closed at the native rate, waiting for the resampler's look-ahead.
-        self._pending: list[tuple] = []
+        self._pcm_rate = vad_rate
         self._endpointer: Endpointer | None = None
         self._next_sample = 0
         self._index = 0
@@ -277,16 +229,14 @@ class ChannelFrontEnd:
         """Every utterance this front end has yet to emit starts at or after this sample.
 
         On the 16 kHz call clock. Audio before it is fully cut, so rule deadlines up to it
-        can fire. It trails the audio pushed by the resampler's look-ahead, the partial frame
-        and, while idle, the start window plus pre-roll (a later start reaches back that far);
-        at a native rate, also any closed utterance still waiting for its look-ahead.
+        can fire. It trails the audio pushed by the resampler's look-ahead (none at a native
+        rate), the partial frame and, while idle, the start window plus pre-roll (a later
+        start reaches back that far); at a native rate, an utterance that ended on the newest
+        frame also holds it back until the next frame brings the samples after it.
         """
         if self._endpointer is None:
             return 0
-        settled = self._endpointer.settled_sample
-        if self._pending:
-            settled = min(settled, self._pending[0][0])
-        return settled * self._scale
+        return self._endpointer.settled_sample * self._scale
 
     @property
     def _scale(self) -> int:
@@ -358,11 +308,7 @@ class ChannelFrontEnd:
         out: list[tuple] = []
         if self._resampler is not None:
             out.extend(self._endpointer.process(self._resampler.flush()))
-        if self._native:
-            self._pending.extend(self._endpointer.flush())
-            self._resolve(out, final=True)
-        else:
-            out.extend(self._endpointer.flush())
+        out.extend(self._endpointer.flush())
         return self._wrap(out)
 
     def _start(self, first: int, out: list[tuple]) -> None:
@@ -371,16 +317,14 @@ class ChannelFrontEnd:
         aligned = first - first % self._period_in
         base = aligned // self._period_in * self._period_out
         opts = self.options.endpointer.in_frames(self.options.frame_ms)
+        context = 0
         if self._native:
-            # The endpointer counts input samples; spans are mapped to 16 kHz when resampled.
+            # The endpointer counts input samples; `_wrap` maps them onto the 16 kHz clock.
             base = aligned
-            # The endpointer holds at most this many frames of an utterance; one step of input
-            # may follow before the utterance is resampled.
-            frames = opts["max_frames"] + opts["start_window"] + opts["pre_roll"] + 1
-            self._spans = SpanResampler(
-                self.input_rate, frames * self._vad.frame_len + _STEP, aligned
-            )
-        self._endpointer = Endpointer(self._vad.frame_len, vad=self._vad, base_sample=base, **opts)
+            context = resampler_reach(self.input_rate)
+        self._endpointer = Endpointer(
+            self._vad.frame_len, vad=self._vad, base_sample=base, context=context, **opts
+        )
         self._next_sample = aligned
         self._silence(first - aligned, out)
 
@@ -393,71 +337,31 @@ class ChannelFrontEnd:
 
     def _feed(self, pcm: np.ndarray, out: list[tuple]) -> None:
         self._next_sample += len(pcm)
-        if not self._native:
-            pcm16 = pcm if self._resampler is None else self._resampler.process(pcm)
-            out.extend(self._endpointer.process(pcm16))
-            return
-        for i in range(0, len(pcm), _STEP):
-            step = pcm[i : i + _STEP] if len(pcm) > _STEP else pcm
-            self._spans.write(step)
-            closed = self._endpointer.process(step)
-            if closed:
-                self._pending.extend(closed)
-            if self._pending:
-                self._resolve(out, final=False)
-
-    def _resolve(self, out: list[tuple], *, final: bool) -> None:
-        # Resample the closed utterances whose look-ahead has arrived (all of them at the end
-        # of the stream, where the whole-stream resampler pads zeros too).
-        spans, scale = self._spans, self._scale
-        while self._pending and (final or spans.ready(self._pending[0][1])):
-            start, end, _, forced = self._pending.pop(0)
-            out.append((start * scale, end * scale, spans.span(start, end), forced))
+        pcm = pcm if self._resampler is None else self._resampler.process(pcm)
+        closed = self._endpointer.process(pcm)
+        if closed:
+            out.extend(closed)
 
     def _wrap(self, found: list[tuple]) -> list[Utterance]:
+        if not found:
+            return []
         now = time.monotonic()
+        scale = self._scale
         result = []
-        for start, end, pcm, forced in found:
+        for start, end, pcm, forced, *context in found:
             result.append(
                 Utterance(
                     call_id=self.call_id,
                     speaker=self.speaker,
-                    start_sample=start,
-                    end_sample=end,
+                    start_sample=start * scale,
+                    end_sample=end * scale,
                     pcm=pcm,
                     index=self._index,
                     forced_split=forced,
                     closed_at=now,
+                    sample_rate=self._pcm_rate,
+                    context=tuple(context) if context else None,
                 )
             )
             self._index += 1
         return result
-
-
-def cut_file(wav, call_id: str, options: FrontEndOptions | None = None) -> list[Utterance]:
-    """Cuts a whole recording into utterances exactly as a live call is cut.
-
-    Each channel goes through its own `ChannelFrontEnd` in 20 ms chunks (stereo: left =
-    agent, right = customer).
-
-    Args:
-        wav: A `qa.sources.wav.WavFile`.
-        call_id: The call id the utterances carry.
-        options: Front-end options (None: the defaults).
-
-    Returns:
-        Every channel's utterances, each channel's in order, channels one after the other.
-    """
-    from qa.sources.wav import channel_speakers, iter_chunks
-
-    options = options or FrontEndOptions()
-    fronts = {
-        speaker: ChannelFrontEnd(call_id, speaker, wav.sample_rate, options)
-        for speaker in channel_speakers(wav.channels)
-    }
-    cut: dict[Speaker, list[Utterance]] = {speaker: [] for speaker in fronts}
-    for chunk in iter_chunks(wav, call_id, chunk_ms=20):
-        cut[chunk.channel] += fronts[chunk.channel].push(chunk)
-    for speaker, front in fronts.items():
-        cut[speaker] += front.flush()
-    return [utterance for utterances in cut.values() for utterance in utterances]

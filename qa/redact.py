@@ -14,6 +14,9 @@
   Chinese runs of 一二三...幺两 of at least four digits; and as numerals, runs of at least six
   digits ("472983", "472 983") that are no phone, ID or card number (a card number that
   fails Luhn or an ID with a wrong check character is still redacted, as a `[NUMBER]`).
+  Either way the recogniser may mishear one digit of a dictated string as a lone letter
+  ("nine" as "I", "oh" as "O": "472-I-183", "four seven two I nine eight three"): a single
+  letter standing alone between the digits of a run does not end it.
 
 - `[DATE]` full dates with a year from 1900 to this year (dates of birth; the transcript cannot
   tell a birthday from another date, and a full past date said on a call is personal
@@ -51,6 +54,14 @@ _EMAIL = re.compile(
 _GROUP = re.compile(r"[0-9]+(?:[Xx](?![A-Za-z0-9]))?")
 # What may stand between the groups of one written number.
 _GAP = re.compile(r"[ \-.()]{1,3}")
+
+# Numerals joined by blanks and hyphens, or by a lone letter between them ("472-I-183"):
+# the lookbehind starts a match only where a run starts, and no gap can be read two ways, so
+# the scan is linear in the text.
+_LETTER_JOINED = re.compile(
+    r"(?<![A-Za-z0-9.,])[0-9]+(?:(?:[ \-]{1,3}|[ \-]{1,2}[A-Za-z][ \-]{1,2})[0-9]+)+"
+)
+_LONE_LETTER = re.compile(r"[ \-][A-Za-z][ \-]")
 
 _EN_DIGITS = {
     "zero": 1, "oh": 1, "one": 1, "two": 1, "three": 1, "four": 1, "five": 1,
@@ -203,6 +214,27 @@ def _written_numbers(text: str) -> list[RedactedSpan]:
     return spans
 
 
+def _letter_joined(text: str) -> list[RedactedSpan]:
+    """Written dictated numbers that a misheard digit split with a lone letter."""
+    return [
+        RedactedSpan("NUMBER", m.start(), m.end())
+        for m in _LETTER_JOINED.finditer(text)
+        if _LONE_LETTER.search(m.group())
+        and sum(c.isdigit() for c in m.group()) >= MIN_WRITTEN_DIGITS
+    ]
+
+
+def _lone_letter_between_digits(text: str, tokens: list, j: int) -> bool:
+    """Token j is a single letter standing between a digit token and another digit token
+    (with the run's own gaps), as a misheard spoken digit is."""
+    if j + 1 >= len(tokens) or len(tokens[j].group()) != 1:
+        return False
+    following = tokens[j + 1].group().lower()
+    return (following in _EN_DIGITS or following.isdigit()) and bool(
+        _EN_GAP.fullmatch(text, tokens[j].end(), tokens[j + 1].start())
+    )
+
+
 def _spoken_english(text: str) -> list[RedactedSpan]:
     spans: list[RedactedSpan] = []
     tokens = list(_EN_TOKEN.finditer(text))
@@ -229,6 +261,8 @@ def _spoken_english(text: str) -> list[RedactedSpan]:
                 digits += _EN_REPEAT[word]
                 last_end = tokens[j + 1].end()
                 j += 2
+            elif j > i and word.isalpha() and _lone_letter_between_digits(text, tokens, j):
+                j += 1  # a misheard digit: the run goes on, the letter counts for nothing
             else:
                 break
         if digits >= MIN_SPOKEN_DIGITS:
@@ -261,6 +295,7 @@ def redact(text: str, language: str | None = None) -> Redacted:
     found = [RedactedSpan("EMAIL", m.start(), m.end()) for m in _EMAIL.finditer(text)]
     found += _dates(text)
     found += _written_numbers(text)
+    found += _letter_joined(text)
     if language != "zh":
         found += _spoken_english(text)
     if language != "en":

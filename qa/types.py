@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: The rate of every `Utterance` and of everything after the native front end.
+#: The rate of the call clock, of what the recogniser takes (`Utterance.pcm16`) and of
+#: every time after the front end.
 SAMPLE_RATE = 16_000
 
 
@@ -81,16 +82,26 @@ class AudioChunk:
 class Utterance:
     """One stretch of one speaker's speech, cut by the endpointer.
 
+    Telephony channels are cut at their own 8 kHz rate, and their utterances carry those
+    samples: resampling to 16 kHz is the recogniser's business, done once per utterance on
+    the transcription worker (`pcm16`), not on the frame path of every channel.
+
     Attributes:
         call_id: The call it belongs to.
         speaker: The channel it came from.
         start_sample: First sample (inclusive) on the call clock at 16 kHz, pre-roll included.
         end_sample: Last sample (exclusive) on the call clock at 16 kHz.
-        pcm: The 16 kHz int16 samples `[start_sample, end_sample)`.
+        pcm: The int16 samples `[start_sample, end_sample)` at `sample_rate`.
         index: Sequence number of this utterance within its channel, from 0.
         forced_split: True when the endpointer cut over-long speech here rather than at a pause.
         closed_at: `time.monotonic()` when the endpointer closed it (for latency metrics only;
             never used as a clock for rules). 0.0 when not measured.
+        sample_rate: Rate of `pcm`: 16 kHz, or a rate that divides it (8 kHz telephony), so
+            that the span on the 16 kHz clock is a whole number of its samples.
+        context: For a `sample_rate` below 16 kHz, the samples of the channel just before
+            and just after `pcm` (as many as the resampler reads past a span's edge; fewer
+            only at the stream's start and end), so that `pcm16` is exactly the span of the
+            whole channel resampled. None: silence around `pcm`.
     """
 
     call_id: str
@@ -101,14 +112,53 @@ class Utterance:
     index: int = 0
     forced_split: bool = False
     closed_at: float = 0.0
+    sample_rate: int = SAMPLE_RATE
+    context: tuple[np.ndarray, np.ndarray] | None = None
+    _pcm16: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _readonly_int16("Utterance.pcm", self.pcm)
-        if self.end_sample - self.start_sample != len(self.pcm):
+        if self.sample_rate <= 0 or SAMPLE_RATE % self.sample_rate:
             raise ValueError(
-                f"Utterance spans {self.end_sample - self.start_sample} samples "
-                f"but carries {len(self.pcm)}"
+                f"Utterance.sample_rate must divide {SAMPLE_RATE}, got {self.sample_rate}"
             )
+        ratio = SAMPLE_RATE // self.sample_rate
+        if self.context is not None:
+            if len(self.context) != 2:
+                raise ValueError("Utterance.context must be (before, after)")
+            for part in self.context:
+                _readonly_int16("Utterance.context", part)
+        if self.end_sample - self.start_sample != len(self.pcm) * ratio:
+            raise ValueError(
+                f"Utterance spans {self.end_sample - self.start_sample} samples at "
+                f"{SAMPLE_RATE} Hz but carries {len(self.pcm)} at {self.sample_rate} Hz"
+            )
+
+    @property
+    def pcm16(self) -> np.ndarray:
+        """The samples at 16 kHz, what the recogniser takes (read-only).
+
+        `pcm` itself at 16 kHz; otherwise resampled on first use with its `context` (the
+        front end's Kaiser-windowed resampler, >= 60 dB stopband) and kept, so an utterance
+        decoded twice (a retry, a fallback path) is resampled once.
+        """
+        if self.sample_rate == SAMPLE_RATE:
+            return self.pcm
+        if self._pcm16 is None:
+            from qa._native.resample import Resampler
+
+            before, after = self.context or (self.pcm[:0], self.pcm[:0])
+            resampler = Resampler(self.sample_rate, SAMPLE_RATE)
+            ratio = SAMPLE_RATE // self.sample_rate
+            whole = np.concatenate(
+                [resampler.process(np.concatenate([before, self.pcm, after])), resampler.flush()]
+            )
+            skip = len(before) * ratio
+            pcm16 = whole[skip : skip + len(self.pcm) * ratio]
+            pcm16.flags.writeable = False
+            # A cache, not state: two threads racing here compute the same array.
+            object.__setattr__(self, "_pcm16", pcm16)
+        return self._pcm16
 
     @property
     def start(self) -> float:

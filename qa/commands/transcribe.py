@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Transcribes the file and prints its segments; returns the exit status."""
-    from qa.asr import Transcriber, TranscriberOptions, transcribe_file
+    from qa.asr import Transcriber, TranscriberOptions
+    from qa.offline import transcribe_file
     from qa.sources.audio import open_audio
 
     # Check the file before loading the model so a bad file fails fast.

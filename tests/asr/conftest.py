@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from qa import models
-from qa.asr import Transcriber, TranscriberOptions, transcribe_file
+from qa.asr import Transcriber, TranscriberOptions
+from qa.offline import transcribe_file
 from qa.types import Speaker
 
 

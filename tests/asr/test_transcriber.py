@@ -45,7 +45,8 @@ def test_guards_are_what_drops_silence(base_model_dir: Path) -> None:
         )
     )
     segs = unguarded.transcribe(_utterance(np.zeros(3 * SAMPLE_RATE, dtype=np.int16)), "en")
-    assert [s.text for s in segs] == ["You"]
+    # `base` says "You" here; which word it invents may differ by CPU, that it invents one not.
+    assert segs and all(any(c.isalnum() for c in s.text) for s in segs)
     assert segs[0].no_speech_prob > TranscriberOptions().no_speech_threshold
 
 
@@ -92,3 +93,23 @@ def test_hallucination_list_matches_whole_segments_only() -> None:
 def test_missing_model_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not a directory"):
         Transcriber(TranscriberOptions(model=str(tmp_path / "nothing")))
+
+
+def test_8k_utterance_is_decoded_at_16k(transcriber: Transcriber, shared_audio: Path) -> None:
+    """An 8 kHz utterance (as the telephony front end cuts it) is resampled by the
+    transcriber itself, to the same text as its 16 kHz copy, on both paths."""
+    from qa.batching import BatchTranscriber
+
+    pcm = read_wav(shared_audio / "8k" / "en_jfk_inaugural_8k_ulaw.wav").pcm[:, 0]
+    pcm = np.ascontiguousarray(pcm[: 5 * 8000])
+    narrow = Utterance("call", Speaker.AGENT, 32000, 32000 + 2 * len(pcm), pcm, sample_rate=8000)
+    wide = _utterance(narrow.pcm16, start_sample=32000)
+    paths = {"alone": transcriber.transcribe, "batched": BatchTranscriber(transcriber).transcribe}
+    texts = {
+        f"{path} {rate}": [(s.text, s.start, s.end) for s in paths[path](u, "en")]
+        for path in paths
+        for u, rate in ((narrow, "8k"), (wide, "16k"))
+    }
+    assert "my fellow america" in texts["alone 8k"][0][0].lower()
+    assert texts["alone 8k"] == texts["alone 16k"]
+    assert texts["batched 8k"] == texts["batched 16k"]

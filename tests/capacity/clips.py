@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa import textnorm
-from qa.frontend import cut_file
+from qa.offline import cut_file
 from qa.sources.wav import read_wav
 from qa.types import Speaker, Utterance
 

@@ -40,7 +40,7 @@ def _run(ep, pcm, voiced, energy, cuts=()):
 
 
 def _same(got, want) -> None:
-    assert [(s, e, f) for s, e, _, f in got] == [(s, e, f) for s, e, _, f in want]
+    assert [(s, e, f) for s, e, _, f, *_ in got] == [(s, e, f) for s, e, _, f, *_ in want]
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g[2], w[2])
 
@@ -111,26 +111,102 @@ def test_native_matches_reference_on_random_decisions(p, runs, energies, cuts) -
     assert (native.utterances, native.discarded) == (ref.utterances, ref.discarded)
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    p=params,
+    runs=st.lists(st.tuples(st.booleans(), st.integers(1, 40)), min_size=1, max_size=25),
+    cuts=st.lists(st.integers(0, 1000), max_size=6),
+    context=st.integers(1, FRAME),
+    tail=st.integers(0, FRAME - 1),
+)
+def test_context_is_the_stream_around_each_utterance(p, runs, cuts, context, tail) -> None:
+    """With `context`, each utterance carries the samples just before and after it, from the
+    stream itself (fewer only at its start and end), however the frames arrive; an utterance
+    that ends on the newest frame waits for the next one (or the VAD's partial frame at flush)."""
+    voiced = np.array([v for v, n in runs for _ in range(n)], dtype=np.uint8)
+    n = len(voiced)
+    energy = np.arange(n, dtype=np.float64) % 5
+    stream = _frames_pcm(n + 1)[: n * FRAME + tail]  # whole frames, then a partial one
+    args = _args(p)
+    base = args["base_sample"]
+    frame_cuts = sorted({c % (n + 1) for c in cuts})
+    native = Endpointer(FRAME, **args, context=context)
+    plain = Endpointer(FRAME, **args)
+    ref = RefEndpointer(FRAME, **args, context=context)
+    got = _run(native, stream, voiced, energy, frame_cuts)
+    want = _run(ref, stream, voiced, energy)
+    # Without a VAD nothing holds a partial frame, so the stream ends with the last frame.
+    end = n * FRAME
+    _same(got, _run(plain, stream, voiced, energy))  # context changes no cut
+    for g, w in zip(got, want, strict=True):
+        assert len(g) == len(w) == 6
+        start, stop = g[0] - base, g[1] - base
+        np.testing.assert_array_equal(g[4], stream[max(0, start - context) : start])
+        np.testing.assert_array_equal(g[5], stream[stop : min(end, stop + context)])
+        np.testing.assert_array_equal(g[4], w[4])
+        np.testing.assert_array_equal(g[5], w[5])
+
+
+def test_context_at_flush_reaches_into_the_partial_frame(speech: np.ndarray) -> None:
+    """Speech running to the end of the stream: the samples after the last whole frame are
+    the ones the VAD still holds."""
+    cut = 133 * FRAME + 17  # 4 s into the sentence, 17 samples into a frame
+    signal = speech[:cut]
+    ep = Endpointer(FRAME, vad=FrameVad(16000, 30, 2), **DEFAULTS, context=29)
+    ref = RefEndpointer(FRAME, vad=RefFrameVad(16000, 30, 2), **DEFAULTS, context=29)
+    out = ep.process(signal) + ep.flush()
+    assert out[-1][1] == cut // FRAME * FRAME  # the utterance runs to the last whole frame
+    np.testing.assert_array_equal(out[-1][5], signal[out[-1][1] :])
+    assert len(out[-1][5]) == 17
+    want = ref.process(signal) + ref.flush()
+    _same(out, want)
+    np.testing.assert_array_equal(out[-1][5], want[-1][5])
+
+
+def test_utterance_ending_on_the_newest_frame_waits_for_the_next() -> None:
+    # One unvoiced frame ends speech, and the post-roll reaches past it: the utterance ends
+    # with the frame that closed it, so the samples after it are in the next frame.
+    opts = {**DEFAULTS, "start_window": 1, "start_voiced": 1, "end_window": 1,
+            "end_unvoiced": 1, "pre_roll": 0, "post_roll": 3, "min_frames": 1}
+    voiced = np.array([1] * 12 + [0] * 3, dtype=np.uint8)
+    pcm = _frames_pcm(len(voiced))
+    ep = Endpointer(FRAME, **opts, context=29)
+    assert ep.push_frames(pcm[: 13 * FRAME], voiced[:13], np.ones(13)) == []
+    assert ep.settled_sample == 0  # the closed utterance still bounds what is settled
+    (start, end, upcm, forced, before, after), = ep.push_frames(
+        pcm[13 * FRAME : 14 * FRAME], voiced[13:14], np.ones(1))
+    assert (start, end, forced) == (0, 13 * FRAME, False)
+    np.testing.assert_array_equal(upcm, pcm[:end])
+    assert len(before) == 0  # the stream starts with it
+    np.testing.assert_array_equal(after, pcm[end : end + 29])
+
+
+def test_context_must_fit_a_frame() -> None:
+    with pytest.raises(ValueError, match="context"):
+        Endpointer(FRAME, **DEFAULTS, context=FRAME + 1)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     p=params,
     runs=st.lists(st.tuples(st.booleans(), st.integers(1, 40)), min_size=1, max_size=25),
     step=st.integers(1, 30),
+    context=st.sampled_from([0, 29]),
 )
-def test_settled_sample_bounds_every_later_utterance(p, runs, step) -> None:
+def test_settled_sample_bounds_every_later_utterance(p, runs, step, context) -> None:
     voiced = np.array([v for v, n in runs for _ in range(n)], dtype=np.uint8)
     energy = np.arange(len(voiced), dtype=np.float64) % 7
     pcm = _frames_pcm(len(voiced))
     args = _args(p)
-    ep = Endpointer(FRAME, **args)
+    ep = Endpointer(FRAME, **args, context=context)
     settled = args["base_sample"]
     for a in range(0, len(voiced), step):
         b = min(a + step, len(voiced))
-        for start, _, _, _ in ep.push_frames(pcm[a * FRAME : b * FRAME], voiced[a:b], energy[a:b]):
+        for start, *_ in ep.push_frames(pcm[a * FRAME : b * FRAME], voiced[a:b], energy[a:b]):
             assert start >= settled
         assert settled <= ep.settled_sample <= args["base_sample"] + b * FRAME
         settled = ep.settled_sample
-    assert all(start >= settled for start, _, _, _ in ep.flush())
+    assert all(start >= settled for start, *_ in ep.flush())
 
 
 def test_exact_boundaries_on_known_decisions() -> None:

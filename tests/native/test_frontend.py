@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qa.frontend import ChannelFrontEnd, EndpointerOptions, FrontEndOptions, SpanResampler
+from qa.frontend import ChannelFrontEnd, EndpointerOptions, FrontEndOptions
 from qa.types import AudioChunk, Speaker, Utterance
 from tests.reference.frontend import ReferenceFrontEnd, read_wav
 from tests.reference.resample import resample
@@ -52,16 +52,19 @@ def _cuts(utts: list[Utterance]) -> list[tuple[int, int, bool]]:
     return [(u.start_sample, u.end_sample, u.forced_split) for u in utts]
 
 
-def _check_covers(utts: list[Utterance], pcm16: np.ndarray) -> None:
-    """Utterances are ordered, disjoint, carry the exact samples and cover the speech."""
+def _check_covers(utts: list[Utterance], pcm: np.ndarray, rate: int = 16000) -> None:
+    """Utterances are ordered, disjoint, carry the exact samples (at `rate`, the rate of
+    `pcm`) and cover the speech."""
     assert utts, "no utterance found in a speech clip"
     assert [u.index for u in utts] == list(range(len(utts)))
     for a, b in zip(utts, utts[1:], strict=False):
         assert a.end_sample <= b.start_sample
+    r = 16000 // rate
     for u in utts:
         assert u.closed_at > 0.0
-        assert (u.call_id, u.speaker) == ("call-1", Speaker.AGENT)
-        np.testing.assert_array_equal(u.pcm, pcm16[u.start_sample : u.end_sample])
+        assert (u.call_id, u.speaker, u.sample_rate) == ("call-1", Speaker.AGENT, rate)
+        np.testing.assert_array_equal(u.pcm, pcm[u.start_sample // r : u.end_sample // r])
+    pcm16 = pcm if rate == 16000 else resample(pcm, rate)
     voiced, _ = RefFrameVad(16000, 30, FrontEndOptions().vad_mode).process(pcm16)
     covered = np.zeros(len(voiced), dtype=bool)
     for u in utts:
@@ -78,7 +81,7 @@ def test_16k_clip_utterances_cover_speech(shared_audio: Path, name: str, channel
     utts = _run(ChannelFrontEnd("call-1", Speaker.AGENT, rate), chunks)
     _check_covers(utts, pcm)
     ref = _run(ReferenceFrontEnd(rate), chunks)
-    assert _cuts(utts) == [(s, e, f) for s, e, _, f in ref]
+    assert _cuts(utts) == [(s, e, f) for s, e, _, f, *_ in ref]
 
 
 @pytest.mark.parametrize(("name", "channel"), CLIPS)
@@ -91,15 +94,21 @@ def test_8k_copy_is_classified_at_8k_and_covers_speech(
     fe = ChannelFrontEnd("call-1", Speaker.AGENT, rate)
     utts = _run(fe, chunks)
     # webrtcvad saw the native 8 kHz frames (on 5 of these clips one frame's decision
-    # differs from the 16 kHz resampled copy's), and every utterance is exactly its span of
-    # the whole stream resampled to 16 kHz.
+    # differs from the 16 kHz resampled copy's): the twin endpoints `webrtcvad.Vad.is_speech`
+    # on the same 8 kHz frames and cuts exactly the same utterances.
     voiced8, _ = RefFrameVad(8000, 30, FrontEndOptions().vad_mode).process(pcm)
     assert (fe.stats.frames, fe.stats.voiced_frames) == (len(voiced8), voiced8.sum())
-    _check_covers(utts, resample(pcm, 8000))
     ref = _run(ReferenceFrontEnd(rate), chunks)
-    assert _cuts(utts) == [(s, e, f) for s, e, _, f in ref]
+    assert _cuts(utts) == [(s, e, f) for s, e, _, f, *_ in ref]
+    # Each utterance carries its 8 kHz input samples, unresampled, and the recogniser's
+    # 16 kHz copy, made on first use, is exactly its span of the whole stream resampled.
+    _check_covers(utts, pcm, rate)
+    whole = resample(pcm, 8000)
     for u, r in zip(utts, ref, strict=True):
         np.testing.assert_array_equal(u.pcm, r[2])
+        np.testing.assert_array_equal(u.context[0], r[4])
+        np.testing.assert_array_equal(u.context[1], r[5])
+        np.testing.assert_array_equal(u.pcm16, whole[u.start_sample : u.end_sample])
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +134,7 @@ def test_random_chunking_gives_identical_utterances(clip8: np.ndarray, sizes) ->
     assert _cuts(pieces) == _cuts(whole)
     for a, b in zip(pieces, whole, strict=True):
         np.testing.assert_array_equal(a.pcm, b.pcm)
+        np.testing.assert_array_equal(a.pcm16, b.pcm16)
 
 
 def test_first_sample_offset_maps_exactly_at_44k(clip16: np.ndarray) -> None:
@@ -278,25 +288,34 @@ def test_8k_long_call_with_gaps_matches_the_twin(shared_audio: Path) -> None:
     utts = _run(fe, chunks)
     ref = _run(ReferenceFrontEnd(8000), chunks)
     assert len(utts) >= 10 and fe.stats.gap_samples == 2 * (3 * 8000 + 7)
-    assert _cuts(utts) == [(s, e, f) for s, e, _, f in ref]
+    assert _cuts(utts) == [(s, e, f) for s, e, _, f, *_ in ref]
+    # The stream as the clock has it: the gaps filled with silence.
+    heard = np.zeros(chunks[-1].first_sample + len(chunks[-1].pcm), np.int16)
+    for chunk in chunks:
+        heard[chunk.first_sample : chunk.first_sample + len(chunk.pcm)] = chunk.pcm
+    whole = resample(heard, 8000)
     for u, r in zip(utts, ref, strict=True):
         np.testing.assert_array_equal(u.pcm, r[2])
+        np.testing.assert_array_equal(u.pcm16, whole[u.start_sample : u.end_sample])
 
 
-@settings(max_examples=20, deadline=None)
-@given(
-    spans=st.lists(st.tuples(st.integers(0, 7900), st.integers(1, 4000)), min_size=1,
-                   max_size=6),
-    origin=st.integers(0, 500),
+def test_8k_utterance_is_resampled_once_for_the_recogniser(clip8: np.ndarray) -> None:
+    pcm = clip8[8000:24000].copy()
+    u = Utterance("call-1", Speaker.AGENT, 16000, 48000, pcm, sample_rate=8000)
+    assert (u.start, u.end, u.duration) == (1.0, 3.0, 2.0)  # the 16 kHz clock, as before
+    first = u.pcm16
+    np.testing.assert_array_equal(first, resample(pcm, 8000))
+    assert len(first) == u.end_sample - u.start_sample
+    assert not first.flags.writeable
+    assert u.pcm16 is first  # made on first use, then kept
+    wide = Utterance("call-1", Speaker.AGENT, 0, 3, np.zeros(3, np.int16))
+    assert wide.pcm16 is wide.pcm  # 16 kHz needs no copy
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "n", "rate"),
+    [(0, 100, 100, 8000), (0, 200, 100, 12000), (0, 200, 100, 44100), (0, 0, 0, 0)],
 )
-def test_span_resampler_equals_slices_of_the_whole_stream(spans, origin) -> None:
-    rng = np.random.default_rng(len(spans) + origin)
-    pcm = rng.integers(-20000, 20000, 12000).astype(np.int16)
-    whole = resample(pcm, 8000)
-    resampler = SpanResampler(8000, reach=len(pcm), origin=origin)
-    for i in range(0, len(pcm), 700):
-        resampler.write(pcm[i : i + 700])
-    for start, length in spans:
-        end = min(start + length, len(pcm))
-        got = resampler.span(origin + start, origin + end)
-        np.testing.assert_array_equal(got, whole[2 * start : 2 * end])
+def test_utterance_span_must_match_its_samples_at_its_rate(start, end, n, rate) -> None:
+    with pytest.raises(ValueError, match="Utterance"):
+        Utterance("call-1", Speaker.AGENT, start, end, np.zeros(n, np.int16), sample_rate=rate)

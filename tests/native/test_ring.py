@@ -50,30 +50,6 @@ def test_matches_reference_on_random_writes_and_reads(capacity, ops):
         assert total_read + native.dropped + native.available == native.written
 
 
-@settings(max_examples=100, deadline=None)
-@given(capacity=st.integers(1, 64), writes=st.lists(st.integers(0, 90), max_size=10),
-       start=st.integers(-100, 400), n=st.integers(0, 70))
-def test_peek_copies_held_samples_and_refuses_the_rest(capacity, writes, start, n):
-    native, ref = RingBuffer(capacity), RingBufferRef(capacity)
-    for count in writes:
-        data = _samples(native.written, count)
-        native.write(data)
-        ref.write(data)
-    held = max(native.written - capacity, 0) <= start and start + n <= native.written
-    out_n, out_r = np.zeros(n, np.int16), np.zeros(n, np.int16)
-    if not held:
-        with pytest.raises(ValueError, match="not held"):
-            native.peek(start, out_n)
-        with pytest.raises(ValueError):
-            ref.peek(start, out_r)
-        return
-    native.peek(start, out_n)
-    ref.peek(start, out_r)
-    np.testing.assert_array_equal(out_n, out_r)
-    np.testing.assert_array_equal(out_n, _samples(start, n))
-    assert _state(native) == _state(ref)  # nothing read, nothing skipped
-
-
 def test_overrun_keeps_newest_and_counts_the_rest():
     rb = RingBuffer(10)
     rb.write(_samples(0, 25))  # one write larger than the ring: only its last 10 survive

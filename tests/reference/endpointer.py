@@ -25,6 +25,7 @@ class Endpointer:
         min_frames: int,
         vad=None,
         base_sample: int = 0,
+        context: int = 0,
     ) -> None:
         self.frame_len = frame_len
         self.start_window = start_window
@@ -37,6 +38,8 @@ class Endpointer:
         self.split_search = split_search
         self.min_frames = min_frames
         self.base_sample = base_sample
+        self.context = context
+        self._waiting: tuple | None = None
         self._vad = vad
         self._pcm: list[np.ndarray] = []
         self._voiced: list[int] = []
@@ -60,10 +63,25 @@ class Endpointer:
             return
         pcm = np.concatenate(self._pcm[self._u : end])
         start = self.base_sample + self._u * self.frame_len
-        self._out.append((start, self.base_sample + end * self.frame_len, pcm, forced))
+        found = (start, self.base_sample + end * self.frame_len, pcm, forced)
         self.utterances += 1
+        if not self.context:
+            self._out.append(found)
+            return
+        ahead = np.concatenate([np.zeros(0, np.int16), *self._pcm[: self._u]])
+        before = ahead[len(ahead) - min(self.context, len(ahead)) :].copy()
+        if end == len(self._pcm):  # nothing after it framed yet: wait for the next frame
+            self._waiting = (*found, before)
+            return
+        self._out.append((*found, before, self._pcm[end][: self.context].copy()))
+
+    def _release(self, after: np.ndarray) -> None:
+        self._out.append((*self._waiting, np.array(after[: self.context], dtype=np.int16)))
+        self._waiting = None
 
     def push_frame(self, frame: np.ndarray, voiced: bool, energy: float) -> None:
+        if self._waiting is not None:
+            self._release(frame)
         k = len(self._voiced)
         v = 1 if voiced else 0
         self._pcm.append(np.array(frame, dtype=np.int16))
@@ -120,4 +138,7 @@ class Endpointer:
             self._emit(end, False)
             self._prev_end = end
             self.speaking = False
+        if self._waiting is not None:
+            # The partial frame the VAD holds, then the end of the stream.
+            self._release(self._vad._pending if self._vad is not None else np.zeros(0, np.int16))
         return self._take_out()

@@ -3,9 +3,11 @@
 Built from the other references (`ring.RingBufferRef`, `resample.resample`, `vad.FrameVad`,
 `endpointer.Endpointer`). The reference resampler works on a whole signal, so for input that is
 not 16 kHz this twin keeps the input and returns every utterance at `flush`; at 16 kHz it
-streams. At 8 kHz (`NATIVE_VAD_RATES`) it classifies 8 kHz frames and endpoints them as they
-come, and at `flush` cuts each utterance's 16 kHz samples out of the whole resampled stream;
-at other rates it resamples the whole stream and then frames it at 16 kHz.
+streams. At 8 kHz (`NATIVE_VAD_RATES`) it streams too: it classifies the 8 kHz frames with
+webrtcvad and endpoints them as they come, and each utterance carries its 8 kHz samples (its
+times on the 16 kHz clock) and the resampler's reach of samples either side of them (the
+endpointer's `context`); at other rates it resamples the whole stream and then frames it at
+16 kHz.
 Only the concatenation of all returned utterances is comparable with the compiled front end.
 """
 
@@ -20,11 +22,12 @@ import numpy as np
 from qa.frontend import NATIVE_VAD_RATES, FrontEndOptions
 from qa.types import SAMPLE_RATE, AudioChunk
 from tests.reference.endpointer import Endpointer
-from tests.reference.resample import resample
+from tests.reference.resample import design_taps, resample
 from tests.reference.ring import RingBufferRef
 from tests.reference.vad import FrameVad
 
-Cut = tuple[int, int, np.ndarray, bool]
+#: `(start, end, pcm, forced)`, and at native rates also `(before, after)`.
+Cut = tuple
 DEFAULT_OPTIONS = FrontEndOptions()
 
 
@@ -47,8 +50,6 @@ class ReferenceFrontEnd:
         vad_rate = input_rate if self._native else SAMPLE_RATE
         self._vad = FrameVad(vad_rate, options.frame_ms, options.vad_mode)
         self._frames = options.endpointer.in_frames(options.frame_ms)
-        self._aligned = 0
-        self._native_cuts: list[Cut] = []
         self._endpointer: Endpointer | None = None
         self._next = 0
         self._held: list[np.ndarray] = []
@@ -62,11 +63,13 @@ class ReferenceFrontEnd:
         if self._endpointer is None:
             aligned = first - first % self._period_in
             base = aligned // self._period_in * self._period_out
+            context = 0
             if self._native:
                 base = aligned  # the endpointer counts 8 kHz samples
-            self._aligned = aligned
+                context = design_taps(self.input_rate, SAMPLE_RATE)[2]  # the filter's half
             self._endpointer = Endpointer(
-                self._vad.frame_len, vad=self._vad, base_sample=base, **self._frames
+                self._vad.frame_len, vad=self._vad, base_sample=base, context=context,
+                **self._frames
             )
             self._next = aligned
             out += self._feed(np.zeros(first - aligned, np.int16))
@@ -81,12 +84,17 @@ class ReferenceFrontEnd:
 
     def _feed(self, pcm: np.ndarray) -> list[Cut]:
         self._next += len(pcm)
+        if self._native:
+            return self._to_clock(self._endpointer.process(pcm))
         if self.input_rate != SAMPLE_RATE:
             self._held.append(np.asarray(pcm, dtype=np.int16))
-            if self._native:
-                self._native_cuts += self._endpointer.process(pcm)
             return []
         return self._endpointer.process(pcm)
+
+    def _to_clock(self, cuts: list[Cut]) -> list[Cut]:
+        """Native-rate cuts with their sample indices on the 16 kHz clock."""
+        r = SAMPLE_RATE // self.input_rate
+        return [(s * r, e * r, *rest) for s, e, *rest in cuts]
 
     def flush(self) -> list[Cut]:
         """End of stream: every utterance not yet returned."""
@@ -94,11 +102,7 @@ class ReferenceFrontEnd:
             return []
         out: list[Cut] = []
         if self._native:
-            cuts = self._native_cuts + self._endpointer.flush()
-            whole = resample(np.concatenate(self._held), self.input_rate, SAMPLE_RATE)
-            r, origin = SAMPLE_RATE // self.input_rate, self._aligned
-            return [(s * r, e * r, whole[(s - origin) * r : (e - origin) * r], forced)
-                    for s, e, _, forced in cuts]
+            return self._to_clock(self._endpointer.flush())
         if self.input_rate != SAMPLE_RATE and self._held:
             whole = resample(np.concatenate(self._held), self.input_rate, SAMPLE_RATE)
             out += self._endpointer.process(whole)

@@ -42,13 +42,6 @@ class RingBufferRef:
         self.consumed += count
         return count
 
-    def peek(self, start: int, out: np.ndarray) -> None:
-        """Copy absolute samples start .. start+len(out)-1 (still held) into out."""
-        if start < max(self.written - self.capacity, 0) or start + len(out) > self.written:
-            raise ValueError(f"samples {start}..{start + len(out)} are not held")
-        for i in range(len(out)):
-            out[i] = self._buf[(start + i) % self.capacity]
-
     @property
     def available(self) -> int:
         """Unread samples still held."""

@@ -138,7 +138,7 @@ def test_lossy_formats_keep_length_and_energy(encoded, original, kind) -> None:
 
 @pytest.fixture(scope="module")
 def transcript_of(transcriber):
-    from qa.asr import transcribe_file
+    from qa.offline import transcribe_file
 
     def text(path: Path) -> str:
         return " ".join(s.text for s in transcribe_file(path, transcriber, language="en"))

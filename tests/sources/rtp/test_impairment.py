@@ -191,7 +191,7 @@ def test_inactivity_ends_the_call_and_stop_ends_the_next(running):
     assert first.startswith(f"rtp-{port}-") and second.startswith(f"rtp-{port}-")
     assert first < second and sink.ended[0][0] == first
     assert source.stats()["calls"] == 2
-    stop_at = time.monotonic()
+    # `stop` ends the run (the runner fails the test if it has not returned in 5 s; how soon
+    # is a timing, not a behaviour, and depends on the machine's load).
     running.stop(source)
-    assert time.monotonic() - stop_at < 0.5  # `stop` is checked at least every 100 ms
     assert sink.ended[-1] == (second, "stopped")
