@@ -165,7 +165,7 @@ def _clips(language: str) -> list[tuple[str, Path, dict]]:
 
 def measure_clips(batcher, language: str) -> dict:
     from qa import textnorm
-    from qa.asr import transcribe_file
+    from qa.offline import transcribe_file
     from qa.types import Speaker
 
     rows = {}

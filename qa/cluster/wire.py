@@ -88,7 +88,9 @@ def encode_work(utterance_id: str, utterance: Utterance, language: str | None,
         "lang": language,
         "reply": reply_to,
     }, separators=(",", ":")).encode()
-    pcm = np.ascontiguousarray(utterance.pcm, dtype="<i2").tobytes()
+    # Workers take 16 kHz: a telephony utterance (cut at 8 kHz) is resampled here, once, with
+    # its context, exactly as a local worker would (`Utterance.pcm16`).
+    pcm = np.ascontiguousarray(utterance.pcm16, dtype="<i2").tobytes()
     return b"".join((WORK_MAGIC, _HEADER_LEN.pack(len(header)), header, pcm))
 
 

@@ -37,6 +37,22 @@ def test_work_round_trip_keeps_every_field_and_sample():
     assert len(data) - utterance.pcm.nbytes < 300
 
 
+def test_telephony_utterance_travels_at_16_khz_as_a_local_worker_would_decode_it():
+    """Telephony channels are cut at 8 kHz (issue 10); a worker takes 16 kHz, so the capture
+    node sends the utterance resampled with its context, the same samples a local worker
+    would decode (`Utterance.pcm16`)."""
+    pcm8 = (np.sin(np.arange(1600) / 5.0) * 9000).astype(np.int16)
+    before = (np.sin(np.arange(-29, 0) / 5.0) * 9000).astype(np.int16)
+    after = (np.sin(np.arange(1600, 1629) / 5.0) * 9000).astype(np.int16)
+    for part in (pcm8, before, after):
+        part.flags.writeable = False
+    utterance = Utterance("call-8k", Speaker.AGENT, 32000, 35200, pcm8, index=1,
+                          sample_rate=8000, context=(before, after))
+    got = decode_work(encode_work("id-8k", utterance, "en", "qa.results.n")).utterance
+    assert got.sample_rate == 16000 and (got.start_sample, got.end_sample) == (32000, 35200)
+    assert np.array_equal(got.pcm, utterance.pcm16)
+
+
 def test_result_round_trip():
     segment = Segment("call-1", Speaker.AGENT, 1.0, 2.5, "Thank you, 你好", (Word(1.0, 1.4,
                       "Thank", 0.9),), True, "en", -0.2, 0.01)

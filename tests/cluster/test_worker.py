@@ -110,7 +110,7 @@ def test_a_malformed_message_is_dropped_and_counted_and_good_work_goes_on(
 
 
 def _first_utterance():
-    from qa.frontend import cut_file
+    from qa.offline import cut_file
     from qa.sources.audio import open_audio
 
     utterances = cut_file(open_audio(REPO / "examples" / "sample_call.wav"), "mixed-call")
