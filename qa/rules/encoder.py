@@ -27,6 +27,7 @@ one-text-at-a-time encode.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -120,6 +121,7 @@ class SentenceEncoder:
         self.threads = threads
         self._backend = NumpyBackend(str(weights), UseTokenizer(str(sp)), threads=threads)
         self._forward = _Forward(self._backend)
+        self._tokens = _Tokens(self._backend.sp)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -162,8 +164,8 @@ class SentenceEncoder:
     @property
     def nbytes(self) -> int:
         """Bytes held in arrays: the weights (the 64 MB quantised vocabulary table among
-        them) and the cached embeddings."""
-        total = 0
+        them), the store of projected tokens and the cached embeddings."""
+        total = self._forward.projected.nbytes
         for value in vars(self._backend).values():
             arrays = value if isinstance(value, list) else [value]
             total += sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
@@ -171,12 +173,12 @@ class SentenceEncoder:
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), DIM), dtype=np.float32)
-        tokenize = self._backend.sp.encode
+        tokenize = self._tokens
         with self.blas():
             batch: list[list[int]] = []
             size = first = 0
             for i, text in enumerate(texts):
-                ids = tokenize(text, out_type=int, add_bos=True, add_eos=True)
+                ids = tokenize(text)
                 if batch and size + len(ids) > TOKEN_BUDGET:
                     out[first:i] = self._forward(batch)
                     batch, size, first = [], 0, i
@@ -186,6 +188,48 @@ class SentenceEncoder:
                 out[first:] = self._forward(batch)
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
+
+
+class _Tokens:
+    """The package's tokenizer (`UsePureTokenizer.encode` with BOS and EOS), cached per word.
+
+    Its Viterbi segmentation is pure Python and a segment's spans repeat its words, as calls
+    repeat their script. No piece of the vocabulary holds the word-start mark `▁` after its
+    first character, so every word starts a piece and the best segmentation of a text is the
+    best segmentation of each of its words in turn: the cache changes no id
+    (tests/rules/test_encoder.py checks every labelled utterance against the package).
+    """
+
+    #: Distinct words kept (a few MB); the cache starts afresh when full.
+    WORDS = 50_000
+
+    def __init__(self, tokenizer) -> None:
+        self._normalize = tokenizer._normalizer.normalize
+        self._viterbi = tokenizer._viterbi
+        self._bos, self._eos, self._unk = tokenizer._bos_id, tokenizer._eos_id, tokenizer._unk_id
+        self._words: dict[str, list[int]] = {}
+
+    def __call__(self, text: str) -> list[int]:
+        normalized = self._normalize(text)
+        if not normalized:
+            return [self._bos, self._unk, self._eos]
+        ids = [self._bos]
+        words = self._words
+        for word in _WORD_START.split(normalized):
+            if not word:
+                continue
+            found = words.get(word)
+            if found is None:
+                if len(words) >= self.WORDS:
+                    words.clear()
+                found = words[word] = self._viterbi(word)
+            ids += found
+        ids.append(self._eos)
+        return ids
+
+
+#: Splits a normalised text before each word-start mark.
+_WORD_START = re.compile("(?=\u2581)")
 
 
 class _Forward:
@@ -213,6 +257,34 @@ class _Forward:
                        2 * max(n - 1 - left for n, left in self._orders))
         # Token ids are below the table's row count; 0 marks a place outside the text.
         self._radix = backend.table.shape[0] + 1
+        # Projected tokens, by id: a context-free step, and calls reuse most of their words.
+        self.projected = np.empty((self.PROJECTED, backend.proj_W.shape[1]), dtype=np.float32)
+        self._slot: dict[int, int] = {}
+
+    #: Token projections kept (3 KB each); the store starts afresh when full.
+    PROJECTED = 4096
+
+    def _projected(self, ids: np.ndarray, emb: np.ndarray) -> np.ndarray:
+        """The layer-normed projection of each (distinct) token id, from the store or made."""
+        slot = self._slot
+        slots = [slot.get(i, -1) for i in ids.tolist()]
+        new = [k for k, at in enumerate(slots) if at < 0]
+        if not new:
+            return self.projected[slots]
+        if len(slot) + len(new) > self.PROJECTED:
+            slot.clear()
+            slots = [-1] * len(ids)
+            new = list(range(len(ids)))
+        b = self._b
+        x = emb[new] @ b.proj_W
+        x += b.proj_b
+        self._layernorm(x, b.ln_g_all, b.ln_b_all, b.eps)
+        if len(new) > self.PROJECTED:  # one batch of more distinct tokens than are kept
+            return x
+        for k, row in zip(new, x, strict=True):
+            slots[k] = slot[int(ids[k])] = len(slot)
+            self.projected[slots[k]] = row
+        return self.projected[slots]
 
     def __call__(self, groups: list[list[int]]) -> np.ndarray:
         """Token ids of each text (with BOS/EOS) to the package's unit embeddings."""
@@ -225,17 +297,14 @@ class _Forward:
         owner = np.repeat(np.arange(len(groups)), lens)
         ctx = _Contexts(flat + 1, starts[owner], starts[owner] + lens[owner], self._radix)
 
-        # Token projection: once per distinct token id.
+        # Token projection: once per distinct token id, and kept for the next calls.
         rep0, inv0 = ctx.get(0, 0)
         ids = flat[rep0]
         chunk = ids % len(b.scale)
         emb = b.table[ids].astype(np.float32)
         emb *= b.scale[chunk, None]
         emb += b.lo[chunk, None]
-        x = emb @ b.proj_W
-        x += b.proj_b
-        self._layernorm(x, b.ln_g_all, b.ln_b_all, b.eps)
-        x = x[inv0]
+        x = self._projected(ids, emb)[inv0]
 
         # Final features: once per distinct context of the whole reach.
         rep_f, inv_f = ctx.get(*self._reach)

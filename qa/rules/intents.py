@@ -512,7 +512,8 @@ class IntentMatcher:
         offset = text.find(stripped)
         # The spans around the phrase, and its own comma clause even in a short sentence
         # ("In five working days, is there anything else?" closes on its second clause).
-        around = [*spans(text)]
+        whole = spans(text)
+        around = [*whole]
         for sentence in _pieces(stripped, _SENTENCE_END, offset):
             around += _pieces(sentence.text, _CLAUSE_BREAK, sentence.start)
         cands = list({
@@ -521,7 +522,7 @@ class IntentMatcher:
         }.values())
         if not cands:
             return None
-        scores, sims, negated = self._scores([s.text for s in cands], [s.text for s in around])
+        scores, sims, negated = self._scores([s.text for s in cands], [s.text for s in whole])
         verdicts = [self._score(i, span, float(scores[s, i]), sims[s], bool(negated[s]))
                     for s, span in enumerate(cands)]
         # The phrase is dropped when a span around it is one of the rule's counter-examples,

@@ -10,6 +10,9 @@ texts here are at least 0.05 apart).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
@@ -18,6 +21,7 @@ from qa.rules import encoder as encoder_module
 from qa.rules.encoder import SentenceEncoder, shared_encoder
 from qa.rules.intents import spans
 
+DATA = Path(__file__).resolve().parents[1] / "data" / "intents"
 #: Float rounding between two summation orders of the same products (measured: 3e-7).
 TOLERANCE = 1e-5
 
@@ -89,6 +93,24 @@ def test_more_text_than_one_batch_is_split_and_kept_in_order(encoder, monkeypatc
     _same_rows(encoder.encode(texts), _one_by_one(encoder, texts))
 
 
+def test_the_store_of_projected_tokens_starts_afresh_when_full(encoder, monkeypatch):
+    store = encoder._forward._slot
+    monkeypatch.setattr(encoder._forward, "PROJECTED", 12)  # fewer than one text's tokens
+    texts = list(dict.fromkeys(s.text for turn in TURNS for s in spans(turn)))
+    store.clear()
+    sizes = []
+    try:
+        for text in texts[:6]:
+            encoder.clear_cache()
+            _same_rows(encoder.encode([text]), _one_by_one(encoder, [text]))
+            sizes.append(len(store))
+        assert max(sizes) <= 12 and len(set(sizes)) > 1, sizes  # filled, emptied, refilled
+        encoder.clear_cache()
+        _same_rows(encoder.encode(texts), _one_by_one(encoder, texts))
+    finally:
+        store.clear()  # the rows it points at are not kept beyond the 12 slots
+
+
 def test_duplicates_and_cached_texts_get_the_same_vector(encoder):
     encoder.clear_cache()
     first = encoder.encode(["Anything else?", "OK.", "Anything else?"])
@@ -124,3 +146,19 @@ def test_blas_runs_on_the_encoders_threads_while_held_and_is_restored_after(enco
             encoder.encode(["Is there anything else I can help with?"])
         assert set(_blas_threads()) == {encoder.threads}
     assert _blas_threads() == before
+
+
+def test_tokens_cached_per_word_are_the_packages_tokens(encoder):
+    texts = ["", "   ", "OK.", "ＡＢＣ full-width, ① circled", "tabs\tand\nnew lines  twice",
+             "don't won't can't", "账号123456，请核对。", "mixed 中英文 text 好的 OK"]
+    for path in sorted(DATA.glob("*/*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                text = json.loads(line)["text"]
+                texts += [text, *(s.text for s in spans(text))]
+    assert len(texts) > 3000
+    reference = encoder._backend.sp
+    for text in texts:
+        want = reference.encode(text, out_type=int, add_bos=True, add_eos=True)
+        assert encoder._tokens(text) == want, text
+        assert encoder._tokens(text) == want, text  # and again, from the cache
