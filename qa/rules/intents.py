@@ -72,7 +72,8 @@ LONG_SENTENCE = 9
 #: Word window for unpunctuated run-ons, and its stride.
 WINDOW_WORDS = 8
 WINDOW_STRIDE = 4
-#: The most spans scored per segment (the cost is one encoder pass per new span).
+#: The most spans scored per segment (all go through the encoder in one batch per segment;
+#: each new span adds the token contexts it does not share with the others).
 MAX_SPANS = 16
 
 
