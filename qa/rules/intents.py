@@ -38,6 +38,7 @@ import re
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -178,6 +179,10 @@ def spans(text: str) -> list[Span]:
             seen.add(span.text)
             unique.append(span)
     return unique[:MAX_SPANS]
+
+
+#: `is_negated` of recent spans: the veto and the intents read the same spans of a segment.
+_span_negated = lru_cache(maxsize=4096)(is_negated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +398,7 @@ class IntentMatcher:
             own = set(texts)
             extra = [t for t in dict.fromkeys(also) if t not in own]
             vectors = self.encoder.encode([*texts, *extra])[: len(texts)]
-            negated = np.asarray([is_negated(t) for t in texts], dtype=bool)
+            negated = np.asarray([_span_negated(t) for t in texts], dtype=bool)
             return _features(vectors, negated) @ self._weights, vectors @ self._unit, negated
 
     def analyse(
