@@ -255,8 +255,11 @@ class _Forward:
         # `left` tokens back and `order - 1 - left` ahead.
         self._reach = (2 * max(left for _, left in self._orders),
                        2 * max(n - 1 - left for n, left in self._orders))
-        # Token ids are below the table's row count; 0 marks a place outside the text.
-        self._radix = backend.table.shape[0] + 1
+        # The contexts each layer reads (order 2: 0 back and 1 ahead, then 0 and 2; order 3:
+        # 1 and 1, then 2 and 2; order 5: 2 and 2, then the whole reach).
+        self._keys = sorted({(0, 0), self._reach}
+                            | {(k * left, k * (n - 1 - left))
+                               for n, left in self._orders for k in (1, 2)}, key=sum)
         # Projected tokens, by id: a context-free step, and calls reuse most of their words.
         self.projected = np.empty((self.PROJECTED, backend.proj_W.shape[1]), dtype=np.float32)
         self._slot: dict[int, int] = {}
@@ -295,7 +298,9 @@ class _Forward:
         starts = np.zeros(len(groups), dtype=np.int64)
         np.cumsum(lens[:-1], out=starts[1:])
         owner = np.repeat(np.arange(len(groups)), lens)
-        ctx = _Contexts(flat + 1, starts[owner], starts[owner] + lens[owner], self._radix)
+        ctx = _Contexts(flat, starts[owner], starts[owner] + lens[owner])
+        for key in self._keys:  # narrowest first: each widens the one before
+            ctx.get(*key)
 
         # Token projection: once per distinct token id, and kept for the next calls.
         rep0, inv0 = ctx.get(0, 0)
@@ -370,41 +375,56 @@ def _unique(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class _Contexts:
     """Which token positions share a context: the same ids at offsets -a..+b inside their
-    own text (a place beyond the text's edge counts as id 0, so edges are part of it).
+    own text (a place beyond the text's edge counts as outside, so edges are part of it).
 
     `get(a, b)` returns one representative position per distinct context and, per
-    position, the index of its context; codes are built by widening one offset at a time.
+    position, the index of its context. A context is built from the widest one already
+    known inside it, by appending the codes of the tokens at the missing offsets; asking for
+    the contexts narrowest first makes each one a single sort.
     """
 
-    def __init__(self, ids: np.ndarray, first: np.ndarray, end: np.ndarray, radix: int) -> None:
-        self._ids, self._first, self._end, self._radix = ids, first, end, radix
-        self._pos = np.arange(len(ids), dtype=np.int64)
-        self._codes: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    #: Codes stay below this while offsets are appended (then they are made dense again).
+    LIMIT = 2**62
+
+    def __init__(self, ids: np.ndarray, first: np.ndarray, end: np.ndarray) -> None:
+        self._n = len(ids)
+        self._first, self._end = first, end
+        self._pos = np.arange(self._n, dtype=np.int64)
+        rep, inv = _unique(ids)
+        self._codes = {(0, 0): (rep, inv)}
+        self._radix = len(rep) + 1
+        self._token = inv + 1  # dense token codes; 0 is outside the text
+        self._near: dict[int, np.ndarray] = {}
 
     def get(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         found = self._codes.get((a, b))
         if found is not None:
             return found
-        if a == b == 0:
-            raw = self._ids
-        else:
-            narrower = self.get(a, b - 1) if b >= a else self.get(a - 1, b)
-            if len(narrower[0]) == len(self._ids):
-                # Every narrower context is already distinct, so every wider one is too:
-                # the common case of a single short text costs nothing more.
-                self._codes[(a, b)] = narrower
-                return narrower
-            extra = self._at(b) if b >= a else self._at(-a)
-            raw = narrower[1] * self._radix + extra
-        found = _unique(raw)
+        c, d = max((k for k in self._codes if k[0] <= a and k[1] <= b), key=sum)
+        found = self._codes[(c, d)]
+        if len(found[0]) < self._n:
+            # (When every narrower context is already distinct, so is every wider one: the
+            # common case of a single short text costs nothing more.)
+            raw, bound = found[1], len(found[0])  # codes are below `bound`
+            for offset in [*range(-c - 1, -a - 1, -1), *range(d + 1, b + 1)]:
+                if bound * self._radix >= self.LIMIT:
+                    rep, raw = _unique(raw)
+                    bound = len(rep)
+                raw = raw * self._radix + self._at(offset)
+                bound *= self._radix
+            found = _unique(raw)
         self._codes[(a, b)] = found
         return found
 
     def _at(self, offset: int) -> np.ndarray:
-        """The id `offset` places from each position, 0 outside the position's text."""
-        q = self._pos + offset
-        inside = (q >= self._first) & (q < self._end)
-        return np.where(inside, self._ids[np.clip(q, 0, len(q) - 1)], 0)
+        """The token code `offset` places from each position, 0 outside the position's text."""
+        near = self._near.get(offset)
+        if near is None:
+            q = self._pos + offset
+            inside = (q >= self._first) & (q < self._end)
+            near = self._near[offset] = np.where(
+                inside, self._token[np.clip(q, 0, self._n - 1)], 0)
+        return near
 
 
 def _cache_dir() -> Path:

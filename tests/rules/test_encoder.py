@@ -162,3 +162,20 @@ def test_tokens_cached_per_word_are_the_packages_tokens(encoder):
         want = reference.encode(text, out_type=int, add_bos=True, add_eos=True)
         assert encoder._tokens(text) == want, text
         assert encoder._tokens(text) == want, text  # and again, from the cache
+
+
+@pytest.mark.parametrize("limit", [2**62, 1000])  # 1000: codes made dense between offsets
+def test_token_contexts_are_the_distinct_windows_of_ids(encoder, monkeypatch, limit):
+    monkeypatch.setattr(encoder_module._Contexts, "LIMIT", limit)
+    groups = [encoder._tokens(s.text) for turn in TURNS for s in spans(turn)]
+    flat = np.asarray([i for g in groups for i in g], dtype=np.int64)
+    first = np.repeat(np.cumsum([0] + [len(g) for g in groups[:-1]]), [len(g) for g in groups])
+    end = first + np.repeat([len(g) for g in groups], [len(g) for g in groups])
+    contexts = encoder_module._Contexts(flat, first, end)
+    for a, b in [(0, 0), (0, 1), (1, 1), (0, 2), (2, 2), (4, 4)]:
+        windows = [tuple(int(flat[q]) if first[p] <= q < end[p] else -1
+                         for q in range(p - a, p + b + 1)) for p in range(len(flat))]
+        rep, inverse = contexts.get(a, b)
+        assert len(rep) == len(set(windows)) < len(flat)
+        for p, code in enumerate(inverse):  # same code exactly when the same window
+            assert windows[p] == windows[rep[code]]
