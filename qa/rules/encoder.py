@@ -9,7 +9,8 @@ docs/intents.md compares it with the other candidates.
 
 This module is the only place that reaches into the package's internals (its backend and
 tokenizer classes), so that the weights load from the verified model store rather than from
-wherever pip put them.
+wherever pip put them; and, for speed, into its network's weights and constants and its
+tokenizer's normaliser and Viterbi search (the version is pinned; the tests compare).
 
 **The forward pass is ours** (`_Forward`), on the package's weights: a segment is scored as
 up to 16 overlapping spans (its sentences, their clauses, pairs of them, the whole turn), so
@@ -20,8 +21,9 @@ small feed-forward head. A token's features therefore depend only on the token i
 positions of it inside its own text (and where that text ends): each layer is computed once
 per distinct context, not once per occurrence, which is exact. One call is one batch (the
 texts of a segment share the weight streaming), and every product runs on the encoder's BLAS
-threads (`SentenceEncoder.blas`). tests/rules/test_encoder.py holds it to the package's own
-one-text-at-a-time encode.
+threads (`SentenceEncoder.blas`). Words are tokenised once (`_Tokens`) and token projections
+kept by id. tests/rules/test_encoder.py holds it all to the package's own one-text-at-a-time
+encode; docs/intents.md "Cost" has the figures.
 """
 
 from __future__ import annotations
