@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -71,7 +73,8 @@ LONG_SENTENCE = 9
 #: Word window for unpunctuated run-ons, and its stride.
 WINDOW_WORDS = 8
 WINDOW_STRIDE = 4
-#: The most spans scored per segment (the cost is one encoder pass per new span).
+#: The most spans scored per segment (all go through the encoder in one batch per segment;
+#: each new span adds the token contexts it does not share with the others).
 MAX_SPANS = 16
 
 
@@ -176,6 +179,10 @@ def spans(text: str) -> list[Span]:
             seen.add(span.text)
             unique.append(span)
     return unique[:MAX_SPANS]
+
+
+#: `is_negated` of recent spans: the veto and the intents read the same spans of a segment.
+_span_negated = lru_cache(maxsize=4096)(is_negated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,10 +387,19 @@ class IntentMatcher:
         """The threshold in force for a rule."""
         return float(self._thresholds[self._index[rule_id]])
 
-    def _scores(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        vectors = self.encoder.encode(list(texts))
-        negated = np.asarray([is_negated(t) for t in texts], dtype=bool)
-        return _features(vectors, negated) @ self._weights, vectors @ self._unit, negated
+    def _scores(
+        self, texts: Sequence[str], also: Sequence[str] = ()
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # All spans in one encoder batch, with `also` (the other spans of the segment, which
+        # the encoder then has cached): one pass per segment, not one per phrase checked. The
+        # products run on the encoder's BLAS threads too (one by default: OpenBLAS's own
+        # threads cost more than they save on products this small).
+        with getattr(self.encoder, "blas", nullcontext)():
+            own = set(texts)
+            extra = [t for t in dict.fromkeys(also) if t not in own]
+            vectors = self.encoder.encode([*texts, *extra])[: len(texts)]
+            negated = np.asarray([_span_negated(t) for t in texts], dtype=bool)
+            return _features(vectors, negated) @ self._weights, vectors @ self._unit, negated
 
     def analyse(
         self, text: str, rule_ids: Sequence[str] | None = None,
@@ -502,7 +518,8 @@ class IntentMatcher:
         offset = text.find(stripped)
         # The spans around the phrase, and its own comma clause even in a short sentence
         # ("In five working days, is there anything else?" closes on its second clause).
-        around = [*spans(text)]
+        whole = spans(text)
+        around = [*whole]
         for sentence in _pieces(stripped, _SENTENCE_END, offset):
             around += _pieces(sentence.text, _CLAUSE_BREAK, sentence.start)
         cands = list({
@@ -511,7 +528,7 @@ class IntentMatcher:
         }.values())
         if not cands:
             return None
-        scores, sims, negated = self._scores([s.text for s in cands])
+        scores, sims, negated = self._scores([s.text for s in cands], [s.text for s in whole])
         verdicts = [self._score(i, span, float(scores[s, i]), sims[s], bool(negated[s]))
                     for s, span in enumerate(cands)]
         # The phrase is dropped when a span around it is one of the rule's counter-examples,
