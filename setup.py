@@ -36,6 +36,7 @@ setup(
         "qa._native": ["*.pxd", "*.pyi", "*.h"],
         "qa": ["py.typed"],
         "qa.prompts": ["*.html"],
+        "qa.web": ["templates/*.html", "static/*"],
         # The behaviour library (training data for the intent classifier) ships with qa.
         "qa.rules": ["library/*.jsonl", "library/*.md"],
     },

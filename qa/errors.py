@@ -100,3 +100,8 @@ class AudioCodecError(AudioFileError):
     def __init__(self, path: str, reason: str, tag: int) -> None:
         self.tag = tag
         super().__init__(path, reason)
+
+
+class WorkspaceError(QAError, ValueError):
+    """The review workspace (`qa serve`, `qa users`) refuses an action: an unknown or
+    disabled user, a weak password, a dispute past its limit or deadline."""

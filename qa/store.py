@@ -56,7 +56,7 @@ __all__ = [
 log = logging.getLogger("qa.store")
 
 #: Version of the schema; `_SCHEMA` is version 1 and `_migrate` upgrades it step by step.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 #: SQLite errors worth retrying, by primary result code: BUSY, LOCKED, NOMEM, READONLY,
 #: IOERR, FULL, CANTOPEN, PROTOCOL (another process's lock, a full disk, a failing device).
 _TRANSIENT = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
@@ -324,6 +324,85 @@ BEGIN SELECT RAISE(ABORT, 'labels are an append-only audit trail'); END;
 """
 
 
+#: The review workspace (schema version 5; `qa.web`): users, sessions, the audit log,
+#: disputes and calibration. Audit, disputes, dispute decisions and calibration scores are
+#: append-only like overrides. `transcript_index` (FTS5, SQLite only) is filled by
+#: `qa.web.search` from `segments`; a deleted segment leaves it by the trigger.
+_WORKSPACE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('agent', 'reviewer', 'supervisor', 'admin')),
+    agent_id TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    failed_logins INTEGER NOT NULL DEFAULT 0,
+    locked_until REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    username TEXT NOT NULL REFERENCES users(username),
+    csrf TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    username TEXT NOT NULL,
+    action TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    address TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_call ON audit(call_id, id);
+CREATE TABLE IF NOT EXISTS disputes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL REFERENCES calls(call_id),
+    rule_id TEXT NOT NULL,
+    opened_by TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    deadline REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS disputes_call ON disputes(call_id, id);
+CREATE TABLE IF NOT EXISTS dispute_decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    dispute_id INTEGER NOT NULL REFERENCES disputes(id),
+    state TEXT NOT NULL,
+    decided_by TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    decided_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS calibration_sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS calibration_calls (
+    session_id INTEGER NOT NULL REFERENCES calibration_sessions(id),
+    call_id TEXT NOT NULL REFERENCES calls(call_id),
+    PRIMARY KEY (session_id, call_id)
+);
+CREATE TABLE IF NOT EXISTS calibration_scores (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id INTEGER NOT NULL REFERENCES calibration_sessions(id),
+    call_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    points REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS transcript_index USING fts5(
+    body, call_id UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS segments_unindex AFTER DELETE ON segments
+BEGIN DELETE FROM transcript_index WHERE rowid = old.id; END;
+"""
+_APPEND_ONLY = ("audit", "disputes", "dispute_decisions", "calibration_scores")
+
+
 def _create_private(path: Path) -> None:
     """Creates the database file owner-only before SQLite opens it, or tightens an old one."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -402,6 +481,16 @@ def _migrate(db: sqlite3.Connection, from_version: int) -> None:
         for statement in _LABELS_SCHEMA.split(";\n"):
             if statement.strip():
                 db.execute(statement)
+    if from_version < 5:
+        # The review workspace (qa.web): who may read what, and a trail of who did.
+        for statement in _WORKSPACE_SCHEMA.split(";\n"):
+            if statement.strip():
+                db.execute(statement)
+        for table in _APPEND_ONLY:
+            for verb in ("UPDATE", "DELETE"):
+                db.execute(f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb}"
+                           f" ON {table} BEGIN SELECT RAISE(ABORT, '{table} is an append-only"
+                           " audit trail'); END")
     db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
 
