@@ -6,7 +6,8 @@ each segment's (redacted, as stored) text with every run of Han characters rewri
 overlapping character pairs ("我真 真的 的很 很生 生气"), and a query is rewritten the same way
 and searched as a phrase: any Chinese query of two characters or more matches wherever it
 occurs, an English one as a run of whole words. A one-character Chinese query matches pairs
-that start with it. Traditional characters are folded to simplified on both sides.
+that start with it. A query in traditional characters is folded to simplified, as the
+recogniser's output is before it is stored.
 
 The index is filled here, lazily: before each search, segments stored since the last one
 (by any process) are added; a trigger in the store removes a deleted segment's entry.
@@ -35,8 +36,12 @@ _BATCH = 2000
 
 
 def index_text(text: str) -> str:
-    """The text as the index holds it: NFKC, lower case, simplified, Han runs as pairs."""
-    text = to_simplified(unicodedata.normalize("NFKC", text)).lower()
+    """The text as the index holds it: NFKC, lower case, Han runs as overlapping pairs.
+
+    Stored transcripts are simplified already (`qa.asr` converts Chinese output); queries are
+    folded to simplified in `match_query`, so traditional input finds them too.
+    """
+    text = unicodedata.normalize("NFKC", text).lower()
 
     def pairs(m: re.Match) -> str:
         run = m.group()
@@ -52,7 +57,7 @@ def match_query(query: str) -> str | None:
 
     The tokens carry no quotes or operators, so user text cannot change the expression.
     """
-    tokens = _TOKEN.findall(index_text(query))
+    tokens = _TOKEN.findall(index_text(to_simplified(query)))
     if not tokens:
         return None
     phrase = '"' + " ".join(tokens) + '"'
@@ -88,28 +93,30 @@ class CallFilter:
     limit: int = 200
 
 
-_EFFECTIVE = """
-WITH latest AS (
-    SELECT o.call_id, o.rule_id, o.new_points FROM overrides o
-    WHERE o.id = (SELECT max(o2.id) FROM overrides o2
-                  WHERE o2.call_id = o.call_id AND o2.rule_id = o.rule_id)
-), delta AS (
-    SELECT l.call_id, sum(l.new_points - i.points_awarded) AS d FROM latest l
-    JOIN score_items i ON i.call_id = l.call_id AND i.rule_id = l.rule_id GROUP BY l.call_id
-), scored AS (
-    SELECT s.call_id, s.total AS automatic, s.total + coalesce(d.d, 0) AS raw
-    FROM scorecards s LEFT JOIN delta d ON d.call_id = s.call_id
-), effective AS (
-    SELECT call_id, automatic,
-           CASE WHEN raw > 100 THEN 100 WHEN raw < 0 THEN 0 ELSE raw END AS total
-    FROM scored
-)
-SELECT c.call_id, c.agent_id, c.source, c.started_at, c.duration, c.category, c.end_reason,
-       e.total, e.automatic,
-       (SELECT count(*) FROM events ev WHERE ev.call_id = c.call_id),
-       (SELECT count(*) FROM overrides ov WHERE ov.call_id = c.call_id)
-FROM calls c LEFT JOIN effective e ON e.call_id = c.call_id
+#: The call list's query: `{where}` filters calls, `{having}` their effective scores. Scores
+#: are computed per listed call (the latest override of each item shifts the scorer's total,
+#: clamped to 0-100, as `qa.store` does on read), so a rare phrase costs well under a
+#: millisecond however many calls are stored.
+_LIST = """
+SELECT call_id, agent_id, source, started_at, duration, category, end_reason,
+       CASE WHEN raw > 100 THEN 100 WHEN raw < 0 THEN 0 ELSE raw END AS total, automatic,
+       events, overrides
+FROM (
+    SELECT c.call_id, c.agent_id, c.source, c.started_at, c.duration, c.category,
+           c.end_reason, s.total AS automatic,
+           s.total + coalesce((SELECT sum(o.new_points - i.points_awarded) FROM overrides o
+               JOIN score_items i ON i.call_id = o.call_id AND i.rule_id = o.rule_id
+               WHERE o.call_id = c.call_id AND o.id = (SELECT max(o2.id) FROM overrides o2
+                   WHERE o2.call_id = o.call_id AND o2.rule_id = o.rule_id)), 0) AS raw,
+           (SELECT count(*) FROM events ev WHERE ev.call_id = c.call_id) AS events,
+           (SELECT count(*) FROM overrides ov WHERE ov.call_id = c.call_id) AS overrides
+    FROM calls c LEFT JOIN scorecards s ON s.call_id = c.call_id
+    WHERE {where}
+) AS listed
+WHERE {having}
+ORDER BY started_at DESC, call_id LIMIT ?
 """
+_TOTAL = "(CASE WHEN raw > 100 THEN 100 WHEN raw < 0 THEN 0 ELSE raw END)"
 
 
 class CallSearch:
@@ -156,7 +163,8 @@ class CallSearch:
         """The calls that pass the filter, newest first, with effective scores."""
         from qa.rules.scoring import band as band_of
 
-        where, args = [], []
+        where, args = ["1 = 1"], []
+        having, later = ["1 = 1"], []
         if what.text:
             expression = match_query(what.text)
             if expression is None:
@@ -184,22 +192,21 @@ class CallSearch:
             for upper, label in BANDS:
                 if label == what.band:
                     # A band is above its lower bound, up to and including its upper one.
-                    where.append("e.total > ? AND e.total <= ?")
-                    args += [lower, upper]
+                    having.append(f"{_TOTAL} > ? AND {_TOTAL} <= ?")
+                    later += [lower, upper]
                     break
                 lower = upper
             else:
                 return []
         if what.min_score is not None:
-            where.append("e.total >= ?")
-            args.append(what.min_score)
+            having.append(f"{_TOTAL} >= ?")
+            later.append(what.min_score)
         if what.max_score is not None:
-            where.append("e.total <= ?")
-            args.append(what.max_score)
-        sql = _EFFECTIVE + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY c.started_at DESC, c.call_id LIMIT ?"
+            having.append(f"{_TOTAL} <= ?")
+            later.append(what.max_score)
+        sql = _LIST.format(where=" AND ".join(where), having=" AND ".join(having))
         with self._lock:
-            rows = self._db.execute(sql, (*args, what.limit)).fetchall()
+            rows = self._db.execute(sql, (*args, *later, what.limit)).fetchall()
         return [CallSummary(*r[:7], total=r[7], automatic_total=r[8],
                             band=band_of(r[7]) if r[7] is not None else "", events=r[9],
                             overrides=r[10]) for r in rows]
