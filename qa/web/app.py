@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import io
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-_PUBLIC = ("/login", "/static/")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +140,11 @@ async def _authenticate(request: web.Request,
 # -- login ---------------------------------------------------------------------------------
 
 async def login_page(request: web.Request) -> web.Response:
-    nonce = secrets.token_urlsafe(24)
+    # Keep a browser's token across loads of the page: a second load (a reload, a prefetch)
+    # must not orphan the form the user is typing into.
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if not _TOKEN.match(nonce):
+        nonce = secrets.token_urlsafe(24)
     response = _render(request, "login.html", nonce=nonce, message="")
     _set_login_cookie(request, response, nonce)
     return response

@@ -273,6 +273,16 @@ def test_live_floor_shows_calls_in_progress_with_their_events(
         browser.wait_for(f"[...document.querySelectorAll('#floor li[data-call=\"{live}\"]"
                          " .rule')].map(e => e.textContent).includes('shirk')", 10)
         browser.screenshot(SHOTS / "workspace_live.png")
+        # Open it from the board and follow its transcript as it grows.
+        browser.evaluate(f"document.querySelector('#floor li[data-call=\"{live}\"] a').click()")
+        browser.wait_for(f"location.pathname === '/calls/{live}'"
+                         " && document.readyState === 'complete'", 10)
+        assert browser.evaluate("document.querySelectorAll('#transcript li.seg').length") == 3
+        with served.store() as store:
+            store.add_segment(segment.__class__(**{**_fields(segments[3]), "call_id": live}))
+        browser.wait_for("document.querySelectorAll('#transcript li.seg').length === 4", 10)
+        assert browser.evaluate("document.querySelector('#transcript li.seg:last-child .text')"
+                                ".textContent") == segments[3].text.strip()
     finally:
         with served.store() as store:
             store.end_call(live, duration=31.0, category=None, reason="hangup")
