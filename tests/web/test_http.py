@@ -53,6 +53,17 @@ def test_wrong_password_is_refused_and_repeated_failures_lock_the_account(
     assert len(failures) == 6
 
 
+def test_login_form_survives_a_second_load_of_the_page(served: Served) -> None:
+    # A reload (or a browser's second fetch) of the login page must not orphan the form the
+    # user is typing into: the token stays the browser's until it logs in.
+    client = Client(served.url)
+    first = re.search(r'name="csrf" value="([^"]+)"', client.get("/login")[2]).group(1)
+    client.get("/login")
+    status, _, _ = client.request("POST", "/login", {"csrf": first, "username": "rita",
+                                                     "password": "correct-horse-battery"})
+    assert status == 303
+
+
 def test_unknown_user_gets_the_same_answer_as_a_wrong_password(served: Served) -> None:
     status, _, page = Client(served.url).login("nobody-here", "whatever-it-is")
     assert status == 401 and "invalid username or password" in page

@@ -74,7 +74,7 @@ async function refreshFloor(board) {
       link.textContent = c.call_id;
       const meta = document.createElement("span");
       meta.className = "meta";
-      meta.textContent = ` ${c.agent} · since ${c.started} UTC · ${clock(c.audio_time)} heard`;
+      meta.textContent = ` ${c.agent} · since ${c.started} · ${clock(c.audio_time)} heard`;
       const events = document.createElement("ol");
       events.className = "events";
       events.append(...c.events.map((e) => item(`event ${e.severity}`, [
