@@ -53,8 +53,9 @@ def qa(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.
 
 @pytest.fixture(scope="session")
 def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A call store holding the English sample call and a Chinese complaint, scored by the
-    real pipeline (real Whisper, real rules), in a folder of its own.
+    """A call store holding the English sample call and a Chinese complaint, run through the
+    real pipeline by `qa run` (real Whisper, real rules, recordings kept beside the store), in
+    a folder of its own.
 
     `QA_WEB_SEED=FOLDER` reuses the folder of a store this fixture filled before (to iterate
     on the tests without running Whisper each time); it is copied, never changed."""
@@ -63,8 +64,8 @@ def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(os.environ["QA_WEB_SEED"], path.parent, dirs_exist_ok=True)
         return path
     for wav, pack, language, agent in SEED:
-        done = qa("score", wav, "--rules", pack, "--language", language, "--agent", agent,
-                  "--db", str(path))
+        done = qa("run", "--source", f"file:{wav}", "--rules", pack, "--language", language,
+                  "--agent", agent, "--db", str(path))
         assert done.returncode == 0, done.stderr[-3000:]
     if os.environ.get("QA_WEB_SEED_SAVE"):
         shutil.copytree(path.parent, os.environ["QA_WEB_SEED_SAVE"], dirs_exist_ok=True)
