@@ -11,7 +11,7 @@ import urllib.parse
 
 import pytest
 
-from tests.web.conftest import Client, Served, audit_rows, start_server, stop_server
+from tests.web.conftest import Client, Served, audit_rows, qa, start_server, stop_server
 
 
 def _calls_listed(page: str) -> list[str]:
@@ -169,6 +169,25 @@ def test_filters(served: Served) -> None:
     assert client.get("/calls?since=yesterday")[0] == 400
 
 
+def test_recording_is_served_in_ranges_and_a_play_is_audited_once(served: Served) -> None:
+    call = served.calls["agent-a"]
+    with served.store() as store:
+        recording = store.recording(call)
+    assert recording is not None, "the pipeline kept no recording"
+    client = Client(served.url)
+    client.login("sam")
+    before = len(audit_rows(served, username="sam", action="play_recording", call_id=call))
+    status, headers, _ = client.request("GET", f"/calls/{call}/audio",
+                                        headers={"Range": "bytes=0-"})
+    assert status == 206 and headers["Content-Type"] == "audio/flac"
+    # A seek asks for a later range: the same play, not another audit entry.
+    status, headers, _ = client.request("GET", f"/calls/{call}/audio",
+                                        headers={"Range": "bytes=1000-1999"})
+    assert status == 206 and headers["Content-Range"].startswith("bytes 1000-1999/")
+    after = audit_rows(served, username="sam", action="play_recording", call_id=call)
+    assert len(after) == before + 1
+
+
 def test_export_is_audited_and_agents_may_not_export(served: Served) -> None:
     client = Client(served.url)
     client.login("sam")
@@ -228,6 +247,18 @@ def test_serves_https_with_a_certificate(served: Served, tmp_path) -> None:
         assert client.get("/calls")[0] == 200
     finally:
         stop_server(proc)
+
+
+def test_bad_tls_options_and_a_taken_port_are_one_line_errors(served: Served,
+                                                              tmp_path) -> None:
+    half = qa("serve", "--db", str(served.db), "--port", "0", "--tls-cert",
+              str(tmp_path / "cert.pem"), timeout=60)
+    assert half.returncode == 2
+    assert half.stderr.strip() == "qa: error: TLS needs both --tls-cert and --tls-key"
+    port = served.url.rsplit(":", 1)[1]
+    taken = qa("serve", "--db", str(served.db), "--port", port, timeout=60)
+    assert taken.returncode == 2
+    assert taken.stderr.strip().startswith(f"qa: error: cannot listen on 127.0.0.1:{port}")
 
 
 def test_listens_on_the_loopback_by_default(served: Served) -> None:
