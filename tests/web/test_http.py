@@ -90,6 +90,19 @@ def test_post_without_the_csrf_token_is_refused(served: Served) -> None:
         assert not store.call(call).overrides
 
 
+@pytest.mark.parametrize("path", ["/calls/{call}/override", "/calls/{call}/label",
+                                  "/calls/{call}/disputes", "/disputes/1/decide", "/calibration",
+                                  "/calibration/1/calls/{call}", "/logout"])
+def test_every_post_needs_the_csrf_token(served: Served, path: str) -> None:
+    client = Client(served.url)
+    client.login("ada")
+    before = audit_rows(served)[0].id
+    status, _, page = client.post(path.format(call=served.calls["agent-a"]), {}, csrf=False)
+    assert status == 403 and "CSRF" in page
+    assert audit_rows(served)[0].id == before  # nothing happened
+    assert client.get("/calls")[0] == 200  # and the session is still there
+
+
 def test_login_form_without_its_token_is_refused(served: Served) -> None:
     status, _, _ = Client(served.url).request(
         "POST", "/login", {"username": "rita", "password": "correct-horse-battery"})
