@@ -11,8 +11,9 @@ PACKAGES=(
   prometheus                           # the real Prometheus server and promtool for metrics tests
   chromium chromium-driver             # a real headless browser for the agent page test
   baresip-core                         # a real SIP client that calls the SIP source in tests
+  openssl                              # a self-signed certificate for the workspace's TLS test
 )
-COMMANDS=(ffmpeg sox espeak-ng pulseaudio pactl paplay prometheus promtool chromium baresip)
+COMMANDS=(ffmpeg sox espeak-ng pulseaudio pactl paplay prometheus promtool chromium baresip openssl)
 
 missing_cmds() {
   local c
