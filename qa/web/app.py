@@ -15,6 +15,7 @@ import io
 import logging
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,10 @@ class Context:
 
 
 CONTEXT = web.AppKey("context", Context)
+#: When each (user, call) last had a live-transcript read audited.
+FEED_SEEN = web.AppKey("feed_seen", dict)
+#: Seconds between audit entries for one user following one live call.
+_FEED_AUDIT_S = 600.0
 
 
 def _ctx(request: web.Request) -> Context:
@@ -304,8 +309,18 @@ async def audio(request: web.Request) -> web.StreamResponse:
 
 
 async def feed(request: web.Request) -> web.Response:
-    """A call's transcript and events as JSON, for the page of a call in progress."""
-    record = _load_call(request, request.match_info["call_id"], "view_call")
+    """A call's transcript and events as JSON, for the page of a call in progress.
+
+    A page following a live call asks every 2 s; one audit entry per user and call every
+    `_FEED_AUDIT_S` says who read it without flooding the log."""
+    call_id = request.match_info["call_id"]
+    record = _load_call(request, call_id, "view_call")
+    key = (_session(request).user.username, call_id)
+    now = time.monotonic()
+    seen = request.app[FEED_SEEN]
+    if now - seen.get(key, -_FEED_AUDIT_S) >= _FEED_AUDIT_S:
+        seen[key] = now
+        _audit(request, "view_call", call_id, "live transcript")
     return web.json_response({
         "running": record.end_reason is None,
         "segments": [{"speaker": str(s.speaker), "start": s.start, "text": s.text.strip()}
@@ -567,6 +582,7 @@ def build_app(options: WebOptions, store: CallStore) -> web.Application:
                           redact=store.options.redact)
     search = CallSearch(options.db)
     app[CONTEXT] = Context(options, store, workspace, search, templates())
+    app[FEED_SEEN] = {}
 
     async def close(_app: web.Application) -> None:
         workspace.close()

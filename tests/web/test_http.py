@@ -132,6 +132,18 @@ def test_agent_sees_only_own_calls_and_gets_403_on_another_agents_call(
     assert denied and denied[0].call_id == other
 
 
+def test_reading_a_call_as_json_is_audited_once_while_following_it(served: Served) -> None:
+    client = Client(served.url)
+    client.login("ravi")
+    call = served.calls["agent-a"]
+    for _ in range(3):  # a page following a live call polls
+        status, _, body = client.get(f"/api/calls/{call}")
+        assert status == 200 and '"segments"' in body
+    reads = [e for e in audit_rows(served, username="ravi", action="view_call", call_id=call)
+             if e.detail == "live transcript"]
+    assert len(reads) == 1
+
+
 def test_reviewer_view_is_in_the_audit_log(served: Served) -> None:
     client = Client(served.url)
     client.login("ravi")
