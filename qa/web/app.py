@@ -239,10 +239,13 @@ async def call_list(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     what = _filter(request)
     calls = await asyncio.to_thread(ctx.search.calls, what)
+    snippets = await asyncio.to_thread(ctx.search.snippets, what.text,
+                                       [c.call_id for c in calls]) if what.text else {}
     values = await asyncio.to_thread(ctx.search.values)
     if not _session(request).user.can("all_calls"):
         values["agents"] = []
-    return _render(request, "calls.html", calls=calls, query=request.query, values=values,
+    return _render(request, "calls.html", calls=calls, snippets=snippets, query=request.query,
+                   values=values,
                    bands=[label for _, label in BANDS], export=request.query_string)
 
 

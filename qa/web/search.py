@@ -211,6 +211,22 @@ class CallSearch:
                             band=band_of(r[7]) if r[7] is not None else "", events=r[9],
                             overrides=r[10]) for r in rows]
 
+    def snippets(self, text: str, call_ids: list[str]) -> dict[str, str]:
+        """The first segment (in time order) of each call that matches `text`, as stored."""
+        expression = match_query(text)
+        if expression is None or not call_ids:
+            return {}
+        marks = ", ".join("?" * len(call_ids))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.call_id, s.text FROM transcript_index t JOIN segments s"
+                f" ON s.id = t.rowid WHERE transcript_index MATCH ? AND t.call_id IN ({marks})"
+                " ORDER BY s.call_id, s.start", (expression, *call_ids)).fetchall()
+        found: dict[str, str] = {}
+        for call_id, segment in rows:
+            found.setdefault(call_id, segment.strip())
+        return found
+
     def values(self) -> dict[str, list[str]]:
         """Agents, categories and rules present in the store (for the filter menus)."""
         with self._lock:

@@ -3,6 +3,7 @@ filled, requests made like a browser's (cookies, forms with CSRF tokens)."""
 
 from __future__ import annotations
 
+import html
 import re
 import sqlite3
 import ssl
@@ -169,6 +170,10 @@ def test_search_finds_a_call_by_an_english_or_chinese_phrase(
     client.login("rita")
     page = client.get("/calls?" + urllib.parse.urlencode({"q": phrase}))[2]
     assert _calls_listed(page, served) == [served.calls[agent]]
+    # The row quotes the line that matched.
+    snippet = re.search(rf'data-call="{served.calls[agent]}">.*?<q class="snippet">(.*?)</q>',
+                        page, re.S).group(1)
+    assert phrase.lower() in html.unescape(snippet).lower()
 
 
 def test_search_misses_text_the_calls_do_not_say(served: Served) -> None:
