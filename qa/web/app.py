@@ -238,9 +238,7 @@ def _filter(request: web.Request) -> CallFilter:
 async def call_list(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     what = _filter(request)
-    calls = await asyncio.to_thread(ctx.search.calls, what)
-    snippets = await asyncio.to_thread(ctx.search.snippets, what.text,
-                                       [c.call_id for c in calls]) if what.text else {}
+    calls, snippets = await asyncio.to_thread(ctx.search.search, what)
     values = await asyncio.to_thread(ctx.search.values)
     if not _session(request).user.can("all_calls"):
         values["agents"] = []

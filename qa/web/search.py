@@ -93,14 +93,15 @@ class CallFilter:
     limit: int = 200
 
 
-#: The call list's query: `{where}` filters calls, `{having}` their effective scores. Scores
+#: The call list's query: `{hits}` joins the calls a search matches (with their first matching
+#: segment), `{where}` filters calls, `{having}` their effective scores. Scores
 #: are computed per listed call (the latest override of each item shifts the scorer's total,
 #: clamped to 0-100, as `qa.store` does on read), so a rare phrase costs well under a
 #: millisecond however many calls are stored.
 _LIST = """
 SELECT call_id, agent_id, source, started_at, duration, category, end_reason,
        CASE WHEN raw > 100 THEN 100 WHEN raw < 0 THEN 0 ELSE raw END AS total, automatic,
-       events, overrides
+       events, overrides, hit
 FROM (
     SELECT c.call_id, c.agent_id, c.source, c.started_at, c.duration, c.category,
            c.end_reason, s.total AS automatic,
@@ -109,8 +110,9 @@ FROM (
                WHERE o.call_id = c.call_id AND o.id = (SELECT max(o2.id) FROM overrides o2
                    WHERE o2.call_id = o.call_id AND o2.rule_id = o.rule_id)), 0) AS raw,
            (SELECT count(*) FROM events ev WHERE ev.call_id = c.call_id) AS events,
-           (SELECT count(*) FROM overrides ov WHERE ov.call_id = c.call_id) AS overrides
-    FROM calls c LEFT JOIN scorecards s ON s.call_id = c.call_id
+           (SELECT count(*) FROM overrides ov WHERE ov.call_id = c.call_id) AS overrides,
+           {hit} AS hit
+    FROM calls c LEFT JOIN scorecards s ON s.call_id = c.call_id {hits}
     WHERE {where}
 ) AS listed
 WHERE {having}
@@ -161,17 +163,25 @@ class CallSearch:
 
     def calls(self, what: CallFilter) -> list[CallSummary]:
         """The calls that pass the filter, newest first, with effective scores."""
+        return self.search(what)[0]
+
+    def search(self, what: CallFilter) -> tuple[list[CallSummary], dict[str, str]]:
+        """The calls that pass the filter, newest first, with effective scores; and for a
+        text search, each call's first matching segment (call id -> its text)."""
         from qa.rules.scoring import band as band_of
 
         where, args = ["1 = 1"], []
         having, later = ["1 = 1"], []
+        hits, hit = "", "NULL"
         if what.text:
             expression = match_query(what.text)
             if expression is None:
-                return []
+                return [], {}
             self.sync()
-            where.append("c.call_id IN (SELECT call_id FROM transcript_index"
-                         " WHERE transcript_index MATCH ?)")
+            hits = ("JOIN (SELECT call_id AS hit_call, min(rowid) AS first_hit"
+                    " FROM transcript_index WHERE transcript_index MATCH ? GROUP BY call_id)"
+                    " AS h ON h.hit_call = c.call_id")
+            hit = "h.first_hit"
             args.append(expression)
         for column, value in (("c.agent_id", what.agent), ("c.category", what.category)):
             if value:
@@ -197,35 +207,25 @@ class CallSearch:
                     break
                 lower = upper
             else:
-                return []
+                return [], {}
         if what.min_score is not None:
             having.append(f"{_TOTAL} >= ?")
             later.append(what.min_score)
         if what.max_score is not None:
             having.append(f"{_TOTAL} <= ?")
             later.append(what.max_score)
-        sql = _LIST.format(where=" AND ".join(where), having=" AND ".join(having))
+        sql = _LIST.format(hits=hits, hit=hit, where=" AND ".join(where),
+                           having=" AND ".join(having))
         with self._lock:
             rows = self._db.execute(sql, (*args, *later, what.limit)).fetchall()
-        return [CallSummary(*r[:7], total=r[7], automatic_total=r[8],
-                            band=band_of(r[7]) if r[7] is not None else "", events=r[9],
-                            overrides=r[10]) for r in rows]
-
-    def snippets(self, text: str, call_ids: list[str]) -> dict[str, str]:
-        """The first segment (in time order) of each call that matches `text`, as stored."""
-        expression = match_query(text)
-        if expression is None or not call_ids:
-            return {}
-        marks = ", ".join("?" * len(call_ids))
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT s.call_id, s.text FROM transcript_index t JOIN segments s"
-                f" ON s.id = t.rowid WHERE transcript_index MATCH ? AND t.call_id IN ({marks})"
-                " ORDER BY s.call_id, s.start", (expression, *call_ids)).fetchall()
-        found: dict[str, str] = {}
-        for call_id, segment in rows:
-            found.setdefault(call_id, segment.strip())
-        return found
+            first = [r[11] for r in rows if r[11] is not None]
+            texts = dict(self._db.execute(
+                f"SELECT id, text FROM segments WHERE id IN ({', '.join('?' * len(first))})",
+                first).fetchall()) if first else {}
+        calls = [CallSummary(*r[:7], total=r[7], automatic_total=r[8],
+                             band=band_of(r[7]) if r[7] is not None else "", events=r[9],
+                             overrides=r[10]) for r in rows]
+        return calls, {r[0]: texts[r[11]].strip() for r in rows if r[11] in texts}
 
     def values(self) -> dict[str, list[str]]:
         """Agents, categories and rules present in the store (for the filter menus)."""
