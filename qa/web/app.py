@@ -560,6 +560,12 @@ async def audit_page(request: web.Request) -> web.Response:
     return _render(request, "audit.html", entries=entries, query=q)
 
 
+async def users_page(request: web.Request) -> web.Response:
+    _require(request, "audit")
+    return _render(request, "users.html", users=_ctx(request).workspace.users(),
+                   now=time.time())
+
+
 async def home(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/calls")
 
@@ -606,7 +612,7 @@ def build_app(options: WebOptions, store: CallStore) -> web.Application:
         web.get("/calibration/{session_id:\\d+}/calls/{call_id}", calibration_call),
         web.post("/calibration/{session_id:\\d+}/calls/{call_id}", score_calibration),
         web.get("/live", live_page), web.get("/api/live", live_json),
-        web.get("/audit", audit_page),
+        web.get("/audit", audit_page), web.get("/users", users_page),
         web.static("/static", HERE / "static"),
     ])
     return app

@@ -70,7 +70,7 @@ def rows(browser: Browser, selector: str, attribute: str) -> list[str]:
     ("ann", ["Calls", "Disputes"]),
     ("rita", ["Calls", "Disputes", "Calibration"]),
     ("sam", ["Calls", "Disputes", "Calibration", "Live floor"]),
-    ("ada", ["Calls", "Disputes", "Calibration", "Live floor", "Audit log"]),
+    ("ada", ["Calls", "Disputes", "Calibration", "Live floor", "Audit log", "Users"]),
 ])
 def test_log_in_per_role(browser: Browser, served: Served, username: str,
                          menu: list[str]) -> None:

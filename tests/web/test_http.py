@@ -37,6 +37,7 @@ def test_login_per_role_sets_a_strict_http_only_session(served: Served, username
     expected = {"ann": 403, "rita": 403, "sam": 403, "ada": 200}[username]
     assert client.get("/audit")[0] == expected
     assert client.get("/live")[0] == (200 if username in ("sam", "ada") else 403)
+    assert client.get("/users")[0] == expected
     assert audit_rows(served, username=username, action="login")
 
 
@@ -55,6 +56,10 @@ def test_wrong_password_is_refused_and_repeated_failures_lock_the_account(
     assert status == 401 and "locked" in page
     failures = audit_rows(served, username="locky", action="login_failed")
     assert len(failures) == 6
+    admin = Client(served.url)
+    admin.login("ada")
+    page = admin.get("/users")[2]
+    assert re.search(r'data-user="locky">.*?<td class="state">locked</td>', page, re.S)
 
 
 def test_login_form_survives_a_second_load_of_the_page(served: Served) -> None:
