@@ -14,6 +14,10 @@
     prompts_port: 8765                     # agent prompt page and websocket (0 = off)
     prompts_host: 127.0.0.1
     tokens: {agent-007: "a long random secret"}   # per-agent tokens for the prompt page
+    recording: true                        # keep each call's audio (docs/recordings.md)
+    recording_dir: ''                      # '' = recordings/ beside the call store
+    retention_days: 90                     # calls and recordings older are deleted (0 = never)
+    recording_codec: flac                  # flac | opus
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ class RunConfig:
         prompts_port: Port of the agent prompt page and websocket (0 = off).
         prompts_host: Address the prompt server binds.
         tokens: Agent id to token, for the prompt page.
+        recording: Keep each call's audio, masked where the transcript is redacted.
+        recording_dir: Where recordings go ('' = `recordings/` beside the call store).
+        retention_days: Calls and their recordings older than this are deleted at start
+            and by `qa recordings prune` (0 = keep for ever).
+        recording_codec: `flac` or `opus`.
     """
 
     sources: tuple[str, ...] = ()
@@ -65,9 +74,14 @@ class RunConfig:
     prompts_port: int = 0
     prompts_host: str = "127.0.0.1"
     tokens: tuple[tuple[str, str], ...] = ()
+    recording: bool = True
+    recording_dir: str = ""
+    retention_days: int = 90
+    recording_codec: str = "flac"
 
 
 _TYPES = {"sources": list, "agent": str, "language": str, "model": str, "workers": int,
+          "recording": bool, "recording_dir": str, "retention_days": int, "recording_codec": str,
           "queue_size": int, "json": bool, "rules": str, "db": str, "store": bool,
           "metrics_port": int, "metrics_host": str, "prompts_port": int, "prompts_host": str,
           "tokens": dict}
@@ -126,6 +140,12 @@ def load_config(path: str | Path) -> RunConfig:
                               line=value_node.start_mark.line + 1, field=key)
         if key == "language" and value not in ("en", "zh", "auto"):
             raise ConfigError(path, "expected en, zh or auto",
+                              line=value_node.start_mark.line + 1, field=key)
+        if key == "retention_days" and value < 0:
+            raise ConfigError(path, "expected 0 (keep for ever) or more days",
+                              line=value_node.start_mark.line + 1, field=key)
+        if key == "recording_codec" and value not in ("flac", "opus"):
+            raise ConfigError(path, "expected flac or opus",
                               line=value_node.start_mark.line + 1, field=key)
         if key in ("workers", "queue_size") and value < 1:
             raise ConfigError(path, "must be at least 1",

@@ -52,6 +52,8 @@ SOURCE_KINDS = ("rtp", "soundcard", "file", "websocket", "sip", "audiosocket")
 #: Agent label value when the agent label is off, and for agents past `max_agents`.
 ALL_AGENTS = "all"
 OTHER_AGENTS = "other"
+#: Stages a recording can fail at (`qa.recordings.FAILURE_STAGES`), the bounded label set.
+RECORDING_FAILURE_STAGES = ("capture", "encode", "store", "prune")
 #: Exemplar label sets are limited to 128 characters by OpenMetrics.
 _EXEMPLAR_MAX = 120
 
@@ -100,6 +102,13 @@ class StoreLike(Protocol):
 
     spooled: int  # writes that went to the spool because the database kept failing
     write_retries: int  # failed write attempts that were retried
+
+
+class RecorderLike(Protocol):
+    """What the collector reads from a `qa.recordings.Recorder` at scrape time."""
+
+    written: int  # recordings written
+    failures: Mapping[str, int]  # failed recordings by stage (capture, encode, store, prune)
 
 
 class StatsSource(Protocol):
@@ -296,6 +305,10 @@ class QAMetrics:
         """Reads the call store's write retries and spooled writes at every scrape."""
         self._collector.store = store
 
+    def watch_recorder(self, recorder: RecorderLike) -> None:
+        """Reads the recorder's written and failed recordings at every scrape."""
+        self._collector.recorder = recorder
+
     def watch_source(self, kind: str, source: StatsSource) -> None:
         """Reads `source.stats()` at every scrape, summed into the series of `kind`.
 
@@ -434,6 +447,7 @@ class _HotCollector:
         self._sources: list[tuple[str, StatsSource]] = []
         self._retired: dict[tuple[str, str], int] = {}
         self.store: StoreLike | None = None
+        self.recorder: RecorderLike | None = None
 
     def add_pipeline(self, pipeline: PipelineLike) -> None:
         with self._lock:
@@ -505,6 +519,19 @@ class _HotCollector:
         spooled.add_metric([], self.store.spooled if self.store is not None else 0)
         yield retries
         yield spooled
+        # Recordings (qa.recordings): a failure never stops the call, so it must show here.
+        written = CounterMetricFamily("qa_recordings_written", "Call recordings written.")
+        failures = CounterMetricFamily(
+            "qa_recording_failures", "Call recordings that failed, by stage (capture: the "
+            "spool file could not be opened or written; encode; store: the path could not be "
+            "recorded; prune: a retention delete failed); each was logged and the call went "
+            "on.", labels=["stage"])
+        recorder = self.recorder
+        written.add_metric([], recorder.written if recorder is not None else 0)
+        for stage in RECORDING_FAILURE_STAGES:
+            failures.add_metric([stage], recorder.failures.get(stage, 0) if recorder else 0)
+        yield written
+        yield failures
 
         families = {
             name: CounterMetricFamily(name, help_text, labels=["source"])

@@ -39,6 +39,8 @@ class MonitorOptions:
             series exist from the first scrape.
         stop_timeout: Seconds `run` takes at most, once told to stop, to end every call with
             a summary (a stop signal must end the process within 5 s, whatever hangs).
+        recordings: Call recordings and retention (a `qa.recordings.RecordingOptions`); None
+            records nothing and prunes nothing.
     """
 
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
@@ -51,6 +53,7 @@ class MonitorOptions:
     metrics_agent_label: bool = True
     agents: tuple[str, ...] = ()
     stop_timeout: float = 3.5
+    recordings: object | None = None
 
 
 class StoreListener(PipelineListener):
@@ -131,6 +134,9 @@ class Monitor:
             self._closers.append(self.store.close)
             all_listeners.append(StoreListener(self.store))
             self._close_interrupted()
+        self.recorder = None
+        if options.recordings is not None:
+            self.recorder = self._recordings(options.recordings, all_listeners)
         self.prompt_server = None
         if options.prompts is not None:
             from qa.prompts import PromptListener, PromptServer
@@ -205,8 +211,24 @@ class Monitor:
             self.metrics.watch_pipeline(self.pipeline)
             if self.store is not None:
                 self.metrics.watch_store(self.store)
+            if self.recorder is not None:
+                self.metrics.watch_recorder(self.recorder)
         self._stopped = False
         self.closed_cleanly = True
+
+    def _recordings(self, options, listeners: list[PipelineListener]):
+        """Prunes calls past retention, then starts the recorder (None when off). It listens
+        right after the store, so a call's end is stored before its recording."""
+        from qa.recordings import Recorder, default_directory, prune
+
+        directory = options.directory or default_directory(
+            self.store.options.path if self.store is not None else None)
+        recorder = Recorder(options, directory, self.store) if options.enabled else None
+        if recorder is not None:
+            self._closers.append(lambda: recorder.close(0.5 if self._stopped else None))
+            listeners.append(recorder)
+        prune(self.store, directory, options.retention_days, recorder=recorder)
+        return recorder
 
     def _close_interrupted(self) -> None:
         """Closes the calls a killed or crashed run left open, scored from what was stored
@@ -270,7 +292,12 @@ class Monitor:
 
     def _run_source(self, source: Source, stop: threading.Event) -> None:
         try:
-            source.run(self.pipeline, stop)
+            sink = self.pipeline
+            if self.recorder is not None:
+                from qa.recordings import RecordingSink
+
+                sink = RecordingSink(self.pipeline, self.recorder)
+            source.run(sink, stop)
         except Exception:  # one failing source must not stop the others
             log.exception("source %s failed", source.name)
 

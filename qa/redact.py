@@ -28,9 +28,11 @@ matched as ASCII only, so `\\d`'s other scripts never join a number.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-__all__ = ["Redacted", "RedactedSpan", "redact", "is_resident_id", "luhn_valid"]
+from qa.types import Word
+
+__all__ = ["Redacted", "RedactedSpan", "redact", "redact_words", "is_resident_id", "luhn_valid"]
 
 #: Fewest digits a spoken run must carry before it is taken for a dictated number.
 MIN_SPOKEN_DIGITS = 4
@@ -280,6 +282,42 @@ def redact(text: str, language: str | None = None) -> Redacted:
         pos = span.end
     out.append(text[pos:])
     return Redacted("".join(out), tuple(kept))
+
+
+def redact_words(words: tuple[Word, ...], text: str, language: str | None) -> tuple[Word, ...]:
+    """Redacts words in step with their segment text, so a number dictated over several
+    words becomes one placeholder word spanning their times (the store keeps these; the
+    recorder masks the audio under them).
+
+    Args:
+        words: The segment's words with call-clock times.
+        text: The segment's text, which the words spell.
+        language: As for `redact`.
+
+    Returns:
+        The words, each redacted run folded into one word whose text is its placeholder.
+    """
+    spans = redact(text, language).spans
+    out: list[Word] = []
+    cursor = 0
+    taken: set[int] = set()
+    for word in words:
+        piece = word.text.strip()
+        at = text.find(piece, cursor) if piece else -1
+        if at < 0:
+            out.append(replace(word, text=redact(word.text, language).text))
+            continue
+        cursor = at + len(piece)
+        hit = next((i for i, s in enumerate(spans) if s.start < cursor and at < s.end), None)
+        if hit is None:
+            out.append(word)
+        elif hit in taken:
+            # Later words of one redacted run fold into its placeholder word.
+            out[-1] = replace(out[-1], end=word.end)
+        else:
+            taken.add(hit)
+            out.append(replace(word, text=" " + spans[hit].placeholder))
+    return tuple(out)
 
 
 # --- dates ------------------------------------------------------------------------------

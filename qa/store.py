@@ -36,8 +36,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from qa import types as _types
 from qa.errors import CallNotFoundError, StoreError
 from qa.redact import redact
+from qa.redact import redact_words as _redact_words
 from qa.rules.scoring import band
 from qa.sources.base import CallInfo
 from qa.spool import Spool
@@ -323,6 +325,22 @@ CREATE TRIGGER IF NOT EXISTS labels_no_delete BEFORE DELETE ON labels
 BEGIN SELECT RAISE(ABORT, 'labels are an append-only audit trail'); END;
 """
 
+#: One row per call whose audio is kept (schema version 4; see `qa.recordings`). The file
+#: lives outside the database; `masked_spans` is JSON: [[channel, start, end, kind], ...].
+_RECORDINGS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS recordings (
+    call_id TEXT PRIMARY KEY REFERENCES calls(call_id),
+    path TEXT NOT NULL,
+    codec TEXT NOT NULL,
+    sample_rate INTEGER NOT NULL,
+    channels INTEGER NOT NULL,
+    duration_s REAL NOT NULL,
+    bytes INTEGER NOT NULL,
+    masked_spans TEXT NOT NULL,
+    created_at REAL NOT NULL
+)
+"""
+
 
 #: The review workspace (schema version 5; `qa.web`): users, sessions, the audit log,
 #: disputes and calibration. Audit, disputes, dispute decisions and calibration scores are
@@ -437,32 +455,6 @@ def _effective(card: Scorecard, overrides: tuple[Override, ...]) -> Scorecard:
     return replace(card, items=tuple(items), total=total, band=band(total))
 
 
-def _redact_words(words: tuple[Word, ...], text: str, language: str | None) -> tuple[Word, ...]:
-    """Redacts words in step with their segment text, so a number dictated over several
-    words becomes one placeholder word spanning their times."""
-    spans = redact(text, language).spans
-    out: list[Word] = []
-    cursor = 0
-    taken: set[int] = set()
-    for word in words:
-        piece = word.text.strip()
-        at = text.find(piece, cursor) if piece else -1
-        if at < 0:
-            out.append(replace(word, text=redact(word.text, language).text))
-            continue
-        cursor = at + len(piece)
-        hit = next((i for i, s in enumerate(spans) if s.start < cursor and at < s.end), None)
-        if hit is None:
-            out.append(word)
-        elif hit in taken:
-            # Later words of one redacted run fold into its placeholder word.
-            out[-1] = replace(out[-1], end=word.end)
-        else:
-            taken.add(hit)
-            out.append(replace(word, text=" " + spans[hit].placeholder))
-    return tuple(out)
-
-
 def _migrate(db: sqlite3.Connection, from_version: int) -> None:
     """Upgrades a database in place from `from_version` to `SCHEMA_VERSION`, one step per
     version, inside the caller's transaction (a failed step leaves the file as it was)."""
@@ -481,6 +473,11 @@ def _migrate(db: sqlite3.Connection, from_version: int) -> None:
         for statement in _LABELS_SCHEMA.split(";\n"):
             if statement.strip():
                 db.execute(statement)
+    if from_version < 4:
+        # Each call's audio file (qa.recordings), and when retention purged a call that an
+        # audit trail (overrides, labels) still refers to, so it is kept as a bare row.
+        db.execute(_RECORDINGS_SCHEMA)
+        db.execute("ALTER TABLE calls ADD COLUMN purged_at REAL")
     if from_version < 5:
         # The review workspace (qa.web): who may read what, and a trail of who did.
         for statement in _WORKSPACE_SCHEMA.split(";\n"):
@@ -1017,6 +1014,100 @@ class CallStore:
                 rows = self._db.execute(query + " WHERE rule_id = ? ORDER BY id",
                                         (rule_id,)).fetchall()
         return [Label(*r) for r in rows]
+
+    # -- recordings and retention (schema version 4; qa.recordings) -------------------------
+
+    def add_recording(self, recording: _types.Recording) -> None:
+        """Records where a call's audio file is (replacing an earlier row of the call).
+
+        Raises:
+            CallNotFoundError: No such call.
+            StoreError: The database refused the write (after retrying a busy or failing one).
+        """
+        spans = json.dumps([[str(s.channel), s.start, s.end, s.kind]
+                            for s in recording.masked_spans])
+
+        def work(db: sqlite3.Connection) -> None:
+            self._require_call(recording.call_id)
+            db.execute("DELETE FROM recordings WHERE call_id = ?", (recording.call_id,))
+            db.execute(
+                "INSERT INTO recordings (call_id, path, codec, sample_rate, channels,"
+                " duration_s, bytes, masked_spans, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (recording.call_id, recording.path, recording.codec, recording.sample_rate,
+                 recording.channels, recording.duration, recording.bytes, spans,
+                 recording.created_at),
+            )
+
+        with self._lock:
+            try:
+                self._retrying(work)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.options.path}: recording of call "
+                                 f"'{recording.call_id}' not stored: {exc}") from exc
+
+    def recording(self, call_id: str) -> _types.Recording | None:
+        """The call's recording, or None when its audio was not kept."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT call_id, path, codec, sample_rate, channels, duration_s, bytes,"
+                " masked_spans, created_at FROM recordings WHERE call_id = ?",
+                (call_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        spans = tuple(_types.MaskedSpan(Speaker(c), a, b, k) for c, a, b, k in json.loads(row[7]))
+        return _types.Recording(*row[:7], masked_spans=spans, created_at=row[8])
+
+    def expired_calls(self, before: float) -> list[str]:
+        """Ended calls that started before `before` (epoch seconds) and were not purged
+        yet, oldest first: what a retention sweep deletes."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT call_id FROM calls WHERE started_at < ? AND ended_at IS NOT NULL"
+                " AND purged_at IS NULL ORDER BY started_at, call_id",
+                (before,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def delete_call(self, call_id: str) -> bool:
+        """Deletes a call's data: its recording row, segments, events and scorecard, then
+        the call itself. The audit trails (overrides, labels, and whatever else refers to
+        the call) are append-only and are kept: a call they refer to stays as a bare row
+        (who, when, how long) marked purged, with nothing said on it left. The audio file
+        is the caller's to delete (`qa.recordings.prune`).
+
+        Returns:
+            True when the call row went too; False when an audit trail keeps it (purged).
+
+        Raises:
+            CallNotFoundError: No such call.
+            StoreError: The database refused the delete.
+        """
+
+        def work(db: sqlite3.Connection) -> bool:
+            self._require_call(call_id)
+            for table in ("recordings", "segments", "events", "score_items", "scorecards"):
+                db.execute(f"DELETE FROM {table} WHERE call_id = ?", (call_id,))
+            # A foreign key from an audit table refuses the delete: keep the row then.
+            db.execute("SAVEPOINT drop_call")
+            try:
+                db.execute("DELETE FROM calls WHERE call_id = ?", (call_id,))
+                return True
+            except sqlite3.IntegrityError:
+                db.execute("ROLLBACK TO SAVEPOINT drop_call")
+                db.execute("UPDATE calls SET purged_at = ? WHERE call_id = ?",
+                           (time.time(), call_id))
+                return False
+            finally:
+                db.execute("RELEASE SAVEPOINT drop_call")
+
+        with self._lock:
+            try:
+                return bool(self._retrying(work))
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.options.path}: call '{call_id}' not deleted: "
+                                 f"{exc}") from exc
 
     def calls(self, *, limit: int | None = 100) -> list[CallSummary]:
         """The most recently started calls, newest first, with their effective scores.

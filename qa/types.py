@@ -126,6 +126,52 @@ class Word:
 
 
 @dataclass(frozen=True, slots=True)
+class MaskedSpan:
+    """A stretch of one channel of a recording replaced by a tone, because the transcript
+    redacted what was said there (a card number, an ID, a date of birth, ...).
+
+    Attributes:
+        channel: Whose channel was masked.
+        start: Start in seconds on the call clock (guard margin included).
+        end: End in seconds on the call clock (guard margin included).
+        kind: What the transcript redacted there (`CARD`, `ID`, `NUMBER`, ...; several
+            joined with `+` when spans merged).
+    """
+
+    channel: Speaker
+    start: float
+    end: float
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """A call's stored audio, as the call store knows it (`CallStore.recording`).
+
+    Attributes:
+        call_id: The call.
+        path: The compressed file (owner-only), absolute.
+        codec: `flac` or `opus`.
+        sample_rate: Samples per second of the file.
+        channels: Channels in the file (agent left, customer right; 1 for a mono source).
+        duration: Seconds of audio.
+        bytes: Size of the file.
+        masked_spans: What was replaced by a tone, in time order.
+        created_at: Wall-clock time (epoch seconds) the file was written.
+    """
+
+    call_id: str
+    path: str
+    codec: str
+    sample_rate: int
+    channels: int
+    duration: float
+    bytes: int
+    masked_spans: tuple[MaskedSpan, ...] = ()
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Segment:
     """Recognised text of (part of) an utterance.
 

@@ -53,6 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, help="transcription worker threads (default 1)")
     parser.add_argument("--rules", metavar="PACK", help="rule pack (YAML) to check calls against")
     parser.add_argument("--db", help="call store (default: $QA_DB or ~/.local/share/qa/calls.db)")
+    parser.add_argument("--no-recording", dest="recording", action="store_false", default=None,
+                        help="do not keep the calls' audio (default: kept, masked where the "
+                        "transcript is redacted; docs/recordings.md)")
+    parser.add_argument("--recording-dir", metavar="DIR",
+                        help="where recordings go (default: recordings/ beside the call store)")
+    parser.add_argument("--retention-days", type=int, metavar="DAYS",
+                        help="delete calls and recordings older than this at start "
+                        "(default 90; 0 = never)")
     parser.add_argument("--no-store", dest="store", action="store_false", default=None,
                         help="do not store calls")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
@@ -80,6 +88,9 @@ def settings(args: argparse.Namespace) -> RunConfig:
         "store": args.store,
         "metrics_port": args.metrics_port,
         "prompts_port": args.prompts_port,
+        "recording": args.recording,
+        "recording_dir": args.recording_dir,
+        "retention_days": args.retention_days,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if not config.sources:
@@ -102,12 +113,23 @@ def monitor_options(config: RunConfig, sources=()):
 
         prompts = PromptOptions(host=config.prompts_host, port=config.prompts_port,
                                 tokens=config.tokens)
+    from qa.recordings import RecordingOptions
+
+    recordings = None
+    # `--no-store` keeps nothing, recordings included, unless a recording folder is named.
+    if config.store or config.recording_dir:
+        recordings = RecordingOptions(
+            enabled=config.recording,
+            directory=Path(config.recording_dir).expanduser() if config.recording_dir else None,
+            retention_days=config.retention_days, codec=config.recording_codec,
+        )
     # `auto`: the rule pack's language when it names one, else detection per utterance.
     language = None if config.language == "auto" else config.language
     return MonitorOptions(
         pipeline=PipelineOptions(workers=config.workers, queue_size=config.queue_size,
                                  language=language),
         model=config.model,
+        recordings=recordings,
         rules=Path(config.rules) if config.rules else None,
         store=store,
         prompts=prompts,
@@ -238,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
             endpoints["prompts"] = f"http://{config.prompts_host}:{monitor.prompt_server.port}"
         if monitor.store is not None:
             endpoints["store"] = str(monitor.store.options.path)
+        if monitor.recorder is not None:
+            endpoints["recordings"] = str(monitor.recorder.directory)
         stop = threading.Event()
         _on_stop_signals(stop)
         printer.ready([source.name for source in sources], endpoints)
