@@ -166,3 +166,19 @@ def test_users_command_adds_lists_and_disables(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no user 'zed'" in missing.stderr
     ws = Workspace(Path(db))
     assert [e.action for e in ws.audit_log(username="cli")] == ["user_disable", "user_add"]
+
+
+def test_a_deleted_call_leaves_the_search_index(db: Path) -> None:
+    from qa.web.search import CallFilter, CallSearch
+
+    search = CallSearch(db)
+    try:
+        assert [c.call_id for c in search.calls(CallFilter(text="not my problem"))] == [CALL_ID]
+        assert [c.call_id for c in search.calls(CallFilter(text="不知道"))] == [CALL_ID]
+        with CallStore(StoreOptions(path=db)) as store:
+            store.delete_call(CALL_ID)  # retention
+        assert search.calls(CallFilter(text="not my problem")) == []
+        count = sqlite3.connect(db).execute("SELECT count(*) FROM transcript_index").fetchone()
+        assert count == (0,)  # the words themselves are gone, not only hidden
+    finally:
+        search.close()
