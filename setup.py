@@ -39,6 +39,7 @@ setup(
         # to it.
         "qa": ["py.typed", "model_manifest.json"],
         "qa.prompts": ["*.html"],
+        "qa.web": ["templates/*.html", "static/*"],
         # The behaviour library (training data for the intent classifier) ships with qa.
         "qa.rules": ["library/*.jsonl", "library/*.md"],
     },

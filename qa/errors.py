@@ -115,3 +115,8 @@ class WireFormatError(QAError, ValueError):
 
 class ClusterError(QAError, RuntimeError):
     """The message server (NATS JetStream) cannot be reached or refused a request."""
+
+
+class WorkspaceError(QAError, ValueError):
+    """The review workspace (`qa serve`, `qa users`) refuses an action: an unknown or
+    disabled user, a weak password, a dispute past its limit or deadline."""

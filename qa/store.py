@@ -170,6 +170,12 @@ def _append_only(table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 _OVERRIDES_APPEND_ONLY = _append_only("overrides")
 _LABELS_APPEND_ONLY = _append_only("labels")
+#: The workspace's audit trails: the audit log, disputes and their decisions, calibration scores.
+_WORKSPACE_APPEND_ONLY = [
+    _append_only(t) for t in ("audit", "disputes", "dispute_decisions", "calibration_scores")
+]
+_WORKSPACE_APPEND_ONLY_SQLITE = tuple(s for sqlite, _ in _WORKSPACE_APPEND_ONLY for s in sqlite)
+_WORKSPACE_APPEND_ONLY_PG = tuple(s for _, pg in _WORKSPACE_APPEND_ONLY for s in pg)
 
 #: Version 1, the schema every store starts from; `MIGRATIONS` take it to `SCHEMA_VERSION`.
 BASE = Step(
@@ -310,6 +316,88 @@ MIGRATIONS: tuple[Step, ...] = (
             "ALTER TABLE calls ADD COLUMN purged_at REAL",
         ),
     ),
+    Step(
+        5,
+        "the review workspace (qa.web): users, sessions, the audit log, disputes, "
+        "calibration; the transcript search index (SQLite)",
+        sql=(
+            """CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('agent', 'reviewer', 'supervisor', 'admin')),
+    agent_id TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    failed_logins INTEGER NOT NULL DEFAULT 0,
+    locked_until REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+)""",
+            """CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    username TEXT NOT NULL REFERENCES users(username),
+    csrf TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+)""",
+            """CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    username TEXT NOT NULL,
+    action TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    address TEXT NOT NULL
+)""",
+            "CREATE INDEX IF NOT EXISTS audit_call ON audit(call_id, id)",
+            """CREATE TABLE IF NOT EXISTS disputes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL REFERENCES calls(call_id),
+    rule_id TEXT NOT NULL,
+    opened_by TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    deadline REAL NOT NULL
+)""",
+            "CREATE INDEX IF NOT EXISTS disputes_call ON disputes(call_id, id)",
+            """CREATE TABLE IF NOT EXISTS dispute_decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    dispute_id INTEGER NOT NULL REFERENCES disputes(id),
+    state TEXT NOT NULL,
+    decided_by TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    decided_at REAL NOT NULL
+)""",
+            """CREATE TABLE IF NOT EXISTS calibration_sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at REAL NOT NULL
+)""",
+            """CREATE TABLE IF NOT EXISTS calibration_calls (
+    session_id INTEGER NOT NULL REFERENCES calibration_sessions(id),
+    call_id TEXT NOT NULL REFERENCES calls(call_id),
+    PRIMARY KEY (session_id, call_id)
+)""",
+            """CREATE TABLE IF NOT EXISTS calibration_scores (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id INTEGER NOT NULL REFERENCES calibration_sessions(id),
+    call_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    points REAL NOT NULL,
+    created_at REAL NOT NULL
+)""",
+        ),
+        # FTS5 is SQLite's: the index, and a trigger that takes a deleted segment out of it.
+        sqlite=(
+            """CREATE VIRTUAL TABLE IF NOT EXISTS transcript_index USING fts5(
+    body, call_id UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
+)""",
+            """CREATE TRIGGER IF NOT EXISTS segments_unindex AFTER DELETE ON segments
+BEGIN DELETE FROM transcript_index WHERE rowid = old.id; END""",
+            *_WORKSPACE_APPEND_ONLY_SQLITE,
+        ),
+        postgresql=_WORKSPACE_APPEND_ONLY_PG,
+    ),
 )
 
 #: Version of the schema this program reads and writes.
@@ -327,6 +415,13 @@ COPY_TABLES: dict[str, tuple[tuple[str, ...], bool, str]] = {
     "overrides": (("id",), True, "id"),
     "labels": (("id",), True, "id"),
     "recordings": (("call_id",), False, ""),
+    "users": (("username",), False, ""),
+    "audit": (("id",), True, "id"),
+    "disputes": (("id",), True, "id"),
+    "dispute_decisions": (("id",), True, "id"),
+    "calibration_sessions": (("id",), False, "id"),
+    "calibration_calls": (("session_id", "call_id"), False, ""),
+    "calibration_scores": (("id",), True, "id"),
 }
 
 #: Tables a qa call store has; a database without them is someone else's.

@@ -13,9 +13,10 @@ PACKAGES=(
   baresip-core                         # a real SIP client that calls the SIP source in tests
   nats-server                          # NATS JetStream between capture nodes and ASR workers
   postgresql                           # the shared call store; tests start a private server
+  openssl                              # a self-signed certificate for the workspace's TLS test
 )
 COMMANDS=(ffmpeg sox espeak-ng pulseaudio pactl paplay prometheus promtool chromium baresip
-          nats-server)
+          nats-server openssl)
 
 missing_cmds() {
   local c

@@ -9,9 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from qa.sources.base import CallInfo
 from qa.store import CallStore, StoreOptions
-from qa.types import Segment, Speaker
+from qa.types import CallInfo, Segment, Speaker
 from tests.pgserver import PostgresServer
 
 #: Segments written, and reads of the whole call timed.

@@ -17,9 +17,8 @@ import pytest
 from qa.db import mask_url, parse_location
 from qa.errors import StoreError
 from qa.logs import scrub
-from qa.sources.base import CallInfo
 from qa.store import CallStore, StoreOptions
-from qa.types import Event, EventKind, Scorecard, ScoreItem, Segment, Severity, Speaker
+from qa.types import CallInfo, Event, EventKind, Scorecard, ScoreItem, Segment, Severity, Speaker
 from tests.pgserver import PASSWORD, PostgresServer
 
 from .conftest import CALL_ID, SAMPLE_INFO, fill
@@ -88,7 +87,7 @@ def test_the_server_restarting_mid_call_loses_nothing(
 
 WRITER = """
 import sys
-from qa.sources.base import CallInfo
+from qa.types import CallInfo
 from qa.store import CallStore, StoreOptions
 from qa.types import Event, EventKind, Scorecard, ScoreItem, Segment, Severity, Speaker
 url, node, calls, overrides = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

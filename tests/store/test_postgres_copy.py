@@ -10,9 +10,8 @@ import pytest
 
 from qa.cli import main
 from qa.errors import StoreError
-from qa.sources.base import CallInfo
 from qa.store import BASE, SCHEMA_VERSION, CallStore, StoreOptions
-from qa.types import Scorecard, ScoreItem, Segment, Speaker
+from qa.types import CallInfo, Scorecard, ScoreItem, Segment, Speaker
 from tests.pgserver import PASSWORD
 
 from .conftest import CALL_ID, fill

@@ -1,0 +1,64 @@
+"""`qa serve`: the review workspace in a browser (see docs/workspace.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from qa.db import mask_url, parse_location
+from qa.store import default_db_path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Adds `qa serve`."""
+    parser = sub.add_parser(
+        "serve", help="the review workspace: calls, audio, scorecards, disputes, calibration",
+        description="Serve the review workspace over HTTP (HTTPS with --tls-cert/--tls-key). "
+        "It listens on the loopback unless --host says otherwise; create accounts with "
+        "`qa users add` first.")
+    parser.add_argument("--db", type=parse_location, default=None, metavar="PATH",
+                        help="call store database, SQLite (default: $QA_DB or "
+                        f"{mask_url(str(default_db_path()))})")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1, this machine only)")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0: any)")
+    parser.add_argument("--tls-cert", type=Path, metavar="PEM", help="TLS certificate chain")
+    parser.add_argument("--tls-key", type=Path, metavar="PEM", help="TLS private key")
+    parser.add_argument("--dispute-days", type=float, default=7.0,
+                        help="days a reviewer has to decide a dispute (default 7)")
+    parser.add_argument("--disputes-per-call", type=int, default=3,
+                        help="most disputes an agent may open on one call (default 3)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from qa.web import DisputeOptions, WebOptions, serve
+
+    options = WebOptions(
+        db=workspace_store(args.db), host=args.host,
+        port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        disputes=DisputeOptions(deadline_days=args.dispute_days,
+                                per_call=args.disputes_per_call))
+
+    def ready(url: str) -> None:
+        print(f"qa serve: listening on {url}", flush=True)
+        if options.host not in ("127.0.0.1", "::1", "localhost") and not options.tls:
+            print("qa serve: warning: serving beyond this machine without TLS; pass "
+                  "--tls-cert and --tls-key", file=sys.stderr, flush=True)
+
+    serve(options, ready)
+    return 0
+
+
+def workspace_store(db: Path | str | None) -> Path:
+    """The SQLite store the workspace serves: its users, audit log and search index are
+    SQLite tables (FTS5) for now, so a PostgreSQL store is refused with the reason."""
+    from qa.errors import WorkspaceError
+
+    location = db if db is not None else default_db_path()
+    if not isinstance(location, Path):
+        raise WorkspaceError(
+            f"{mask_url(location)}: the review workspace runs on an SQLite call store only "
+            "(its accounts, audit log and search index are SQLite tables); give --db a file")
+    return location

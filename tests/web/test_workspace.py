@@ -1,0 +1,195 @@
+"""The workspace's tables and policies on a real store file: passwords, lockout, sessions,
+disputes' limits and deadlines, append-only trails, agreement figures, and `qa users`."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from qa.errors import WorkspaceError
+from qa.store import CallStore, StoreOptions
+from qa.web.agreement import cohen_kappa, exact_agreement, item_agreement
+from qa.web.options import AccountOptions, DisputeOptions
+from qa.web.search import index_text, match_query
+from qa.web.workspace import Workspace
+from tests.store.conftest import CALL_ID, fill
+from tests.web.conftest import qa
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "calls.db"
+    with CallStore(StoreOptions(path=path)) as store:
+        fill(store)
+    return path
+
+
+def test_password_is_stored_as_an_argon2id_hash(db: Path) -> None:
+    ws = Workspace(db)
+    ws.add_user("rita", "reviewer", "a-long-password")
+    stored = sqlite3.connect(db).execute("SELECT password_hash FROM users").fetchone()[0]
+    assert stored.startswith("$argon2id$") and "a-long-password" not in stored
+    assert ws.authenticate("rita", "a-long-password").role == "reviewer"
+    with pytest.raises(WorkspaceError, match="invalid"):
+        ws.authenticate("rita", "A-long-password")
+
+
+def test_bad_accounts_are_refused(db: Path) -> None:
+    ws = Workspace(db)
+    with pytest.raises(WorkspaceError, match="too short"):
+        ws.add_user("rita", "reviewer", "short")
+    with pytest.raises(WorkspaceError, match="role 'boss'"):
+        ws.add_user("rita", "boss", "a-long-password")
+    with pytest.raises(WorkspaceError, match="agent-id"):
+        ws.add_user("ann", "agent", "a-long-password")
+    with pytest.raises(WorkspaceError, match="username"):
+        ws.add_user("a b", "reviewer", "a-long-password")
+    ws.add_user("rita", "reviewer", "a-long-password")
+    with pytest.raises(WorkspaceError, match="already exists"):
+        ws.add_user("rita", "admin", "a-long-password")
+
+
+def test_lockout_after_repeated_failures_and_expiry(db: Path) -> None:
+    ws = Workspace(db, AccountOptions(max_failures=3, lockout_s=3.0))
+    ws.add_user("rita", "reviewer", "a-long-password")
+    for _ in range(3):
+        with pytest.raises(WorkspaceError, match="invalid"):
+            ws.authenticate("rita", "wrong-password")
+    with pytest.raises(WorkspaceError, match="locked"):
+        ws.authenticate("rita", "a-long-password")
+    time.sleep(3.1)
+    assert ws.authenticate("rita", "a-long-password").username == "rita"
+
+
+def test_sessions_are_stored_hashed_and_end_when_the_user_is_disabled(db: Path) -> None:
+    ws = Workspace(db)
+    user = ws.add_user("rita", "reviewer", "a-long-password")
+    token, session = ws.start_session(user)
+    stored = sqlite3.connect(db).execute("SELECT token_hash FROM sessions").fetchone()[0]
+    assert token not in stored
+    assert ws.session(token).user.username == "rita"
+    assert Workspace.csrf_ok(session, session.csrf) and not Workspace.csrf_ok(session, "x")
+    ws.set_disabled("rita")
+    assert ws.session(token) is None
+    with pytest.raises(WorkspaceError, match="disabled"):
+        ws.authenticate("rita", "a-long-password")
+
+
+def test_dispute_limit_per_call_and_deadline(db: Path) -> None:
+    ws = Workspace(db, disputes=DisputeOptions(per_call=2, deadline_days=1e-6))
+    first = ws.open_dispute(CALL_ID, "greeting", "ann", "I greeted")
+    with pytest.raises(WorkspaceError, match="open dispute"):
+        ws.open_dispute(CALL_ID, "greeting", "ann", "again")
+    ws.open_dispute(CALL_ID, "no_shirking", "ann", "I did not shirk")
+    with pytest.raises(WorkspaceError, match="limit per evaluation is 2"):
+        ws.open_dispute(CALL_ID, "verify_identity", "ann", "I verified")
+    time.sleep(0.2)  # the deadline (0.09 s) passes
+    assert ws.dispute(first.id).state == "expired"
+    with pytest.raises(WorkspaceError, match="expired, not open"):
+        ws.decide_dispute(first.id, "accepted", "rita", "too late")
+
+
+def test_dispute_outcomes_are_configurable(db: Path) -> None:
+    ws = Workspace(db, disputes=DisputeOptions(outcomes=("upheld", "denied")))
+    dispute = ws.open_dispute(CALL_ID, "greeting", "ann", "I greeted")
+    with pytest.raises(WorkspaceError, match="upheld, denied"):
+        ws.decide_dispute(dispute.id, "accepted", "rita", "yes")
+    assert ws.decide_dispute(dispute.id, "upheld", "rita", "yes").state == "upheld"
+
+
+@pytest.mark.parametrize("table", ["audit", "disputes", "dispute_decisions",
+                                   "calibration_scores"])
+def test_trails_are_append_only(db: Path, table: str) -> None:
+    ws = Workspace(db)
+    ws.audit("rita", "view_call", call_id=CALL_ID)
+    d = ws.open_dispute(CALL_ID, "greeting", "ann", "I greeted")
+    ws.decide_dispute(d.id, "rejected", "rita", "no")
+    s = ws.start_calibration("w1", "sam", [CALL_ID])
+    ws.add_calibration_scores(s.id, CALL_ID, "rita", {"greeting": 10})
+    con = sqlite3.connect(db)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute(f"UPDATE {table} SET id = id")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute(f"DELETE FROM {table}")
+
+
+def test_free_text_is_redacted(db: Path) -> None:
+    ws = Workspace(db)
+    d = ws.open_dispute(CALL_ID, "greeting", "ann", "call me on 415-555-1234")
+    assert "555" not in d.comment and "[PHONE]" in d.comment
+
+
+def test_cohen_kappa_on_a_textbook_table() -> None:
+    # 50 items: both yes 20, a yes b no 5, a no b yes 10, both no 15 (Wikipedia's example).
+    a = [1] * 25 + [0] * 25
+    b = [1] * 20 + [0] * 5 + [1] * 10 + [0] * 15
+    assert exact_agreement(a, b) == pytest.approx(0.7)
+    assert cohen_kappa(a, b) == pytest.approx(0.4)
+    assert cohen_kappa([5, 5], [5, 5]) == 1.0
+    assert cohen_kappa([], []) is None
+
+
+def test_item_agreement_between_reviewers_and_against_the_scorer() -> None:
+    ratings = {"r1": {"c1": 10, "c2": 0}, "r2": {"c1": 10, "c2": 10}}
+    result = item_agreement("closing", ratings, {"c1": 10, "c2": 0})
+    assert result.calls == 2
+    assert result.between_exact == 0.5 and result.between_kappa == pytest.approx(0.0)
+    # r1 matches the scorer exactly (kappa 1); r2 gives 10 always: kappa 0.
+    assert result.auto_exact == 0.75 and result.auto_kappa == pytest.approx(0.5)
+
+
+def test_chinese_text_is_indexed_as_character_pairs() -> None:
+    assert index_text("我很生气!") == " 我很 很生 生气 !"
+    assert match_query("生氣") == '"生气"'
+    assert match_query('x" OR call_id:*') == '"x or call id"'  # no operator survives
+    assert match_query("退") == '"退" *'
+    assert match_query("  ,, ") is None
+
+
+def test_users_command_adds_lists_and_disables(tmp_path: Path) -> None:
+    db = str(tmp_path / "calls.db")
+    env = {"QA_PASSWORD": "a-long-password"}
+    done = qa("users", "add", "ann", "--role", "agent", "--agent-id", "agent-7", "--db", db,
+              env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert qa("users", "add", "ann", "--role", "admin", "--db", db, env=env,
+              timeout=60).stderr.strip() == "qa: error: user 'ann' already exists"
+    listed = qa("users", "list", "--db", db, timeout=60).stdout.splitlines()
+    assert listed[1].split()[:4] == ["ann", "agent", "agent-7", "active"]
+    assert qa("users", "disable", "ann", "--db", db, timeout=60).returncode == 0
+    assert qa("users", "list", "--db", db, timeout=60).stdout.splitlines()[1].split()[3] == (
+        "disabled")
+    missing = qa("users", "disable", "zed", "--db", db, timeout=60)
+    assert missing.returncode == 2 and "no user 'zed'" in missing.stderr
+    ws = Workspace(Path(db))
+    assert [e.action for e in ws.audit_log(username="cli")] == ["user_disable", "user_add"]
+
+
+def test_a_deleted_call_leaves_the_search_index(db: Path) -> None:
+    from qa.web.search import CallFilter, CallSearch
+
+    search = CallSearch(db)
+    try:
+        assert [c.call_id for c in search.calls(CallFilter(text="not my problem"))] == [CALL_ID]
+        assert [c.call_id for c in search.calls(CallFilter(text="不知道"))] == [CALL_ID]
+        with CallStore(StoreOptions(path=db)) as store:
+            store.delete_call(CALL_ID)  # retention
+        assert search.calls(CallFilter(text="not my problem")) == []
+        count = sqlite3.connect(db).execute("SELECT count(*) FROM transcript_index").fetchone()
+        assert count == (0,)  # the words themselves are gone, not only hidden
+    finally:
+        search.close()
+
+
+def test_a_postgresql_store_is_refused_with_the_reason_and_no_password():
+    """The workspace's tables are SQLite's (FTS5 search); a PostgreSQL URL used to become a
+    file path named after the URL. It is refused, naming why, with the password masked."""
+    from qa.commands.serve import workspace_store
+    from qa.errors import WorkspaceError
+
+    with pytest.raises(WorkspaceError, match="SQLite call store only") as caught:
+        workspace_store("postgresql://qa:s3cret@db.example/qa")
+    assert "s3cret" not in str(caught.value)
