@@ -338,6 +338,7 @@ class ChannelFrontEnd:
     def _feed(self, pcm: np.ndarray, out: list[tuple]) -> None:
         self._next_sample += len(pcm)
         pcm = pcm if self._resampler is None else self._resampler.process(pcm)
+        assert self._endpointer is not None  # made by the first chunk, before any feed
         closed = self._endpointer.process(pcm)
         if closed:
             out.extend(closed)

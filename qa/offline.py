@@ -17,6 +17,7 @@ from qa.types import Segment, Speaker, Utterance
 
 if TYPE_CHECKING:
     from qa.asr import Transcriber
+    from qa.sources.audio import AudioStream
     from qa.sources.wav import WavFile
 
 
@@ -50,7 +51,7 @@ def cut_file(wav, call_id: str, options: FrontEndOptions | None = None) -> list[
 
 
 def transcribe_file(
-    source: str | os.PathLike[str] | WavFile,
+    source: str | os.PathLike[str] | WavFile | AudioStream,
     transcriber: Transcriber,
     *,
     language: str | None = None,

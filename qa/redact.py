@@ -443,8 +443,8 @@ def _spoken_year(words: str) -> int | None:
         rest = _words_value(" ".join(parts[2:]))
         return None if rest is None else 2000 + rest
     head = 19 if parts[0] == "nineteen" else 20
-    rest = [p for p in parts[1:] if p != "hundred"]
-    value = _words_value(" ".join(rest)) if rest else 0
+    tail = [p for p in parts[1:] if p != "hundred"]
+    value = _words_value(" ".join(tail)) if tail else 0
     return None if value is None else head * 100 + value
 
 

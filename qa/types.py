@@ -158,6 +158,7 @@ class Utterance:
             pcm16.flags.writeable = False
             # A cache, not state: two threads racing here compute the same array.
             object.__setattr__(self, "_pcm16", pcm16)
+            return pcm16
         return self._pcm16
 
     @property

@@ -36,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class _BlasThreads:
         self._lock = threading.Lock()
         self._holders = 0
         self._limiter = None
-        self._controller = None
+        self._controller: Any = None  # a threadpoolctl.ThreadpoolController, made on first use
 
     @contextmanager
     def hold(self, threads: int) -> Iterator[None]:

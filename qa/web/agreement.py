@@ -35,6 +35,7 @@ def cohen_kappa(a: Sequence[float], b: Sequence[float]) -> float | None:
     if n == 0:
         return None
     observed = exact_agreement(a, b)
+    assert observed is not None  # there are pairs
     ca, cb = Counter(a), Counter(b)
     expected = sum(ca[k] * cb[k] for k in ca) / (n * n)
     if expected >= 1.0:

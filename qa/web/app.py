@@ -411,7 +411,8 @@ async def decide_dispute(request: web.Request) -> web.Response:
         points = _number(str(form.get("points", "")), "points")
         if state == "accepted" and points is not None:
             # Check the points before the decision is written; the override follows it.
-            item = next((i for i in ctx.store.call(dispute.call_id).scorecard.items
+            card = ctx.store.call(dispute.call_id).scorecard
+            item = next((i for i in (card.items if card else ())
                          if i.rule_id == dispute.rule_id), None)
             if item is None or not 0 <= points <= item.points_possible:
                 raise WorkspaceError(f"points for '{dispute.rule_id}' out of range")
@@ -517,8 +518,8 @@ async def calibration_report(request: web.Request) -> web.Response:
     rows = []
     for rule in automatic:
         ratings: dict[str, dict[str, float]] = {}
-        for (reviewer, call_id, item), points in scores.items():
-            if item == rule:
+        for (reviewer, call_id, rule_id), points in scores.items():
+            if rule_id == rule:
                 ratings.setdefault(reviewer, {})[call_id] = points
         rows.append(item_agreement(rule, ratings, automatic[rule]))
     reviewers = sorted({r for (r, _c, _i) in scores})

@@ -170,7 +170,8 @@ class CallSearch:
         text search, each call's first matching segment (call id -> its text)."""
         from qa.rules.scoring import band as band_of
 
-        where, args = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        args: list[object] = []
         having, later = ["1 = 1"], []
         hits, hit = "", "NULL"
         if what.text:
@@ -222,7 +223,9 @@ class CallSearch:
             texts = dict(self._db.execute(
                 f"SELECT id, text FROM segments WHERE id IN ({', '.join('?' * len(first))})",
                 first).fetchall()) if first else {}
-        calls = [CallListing(*r[:7], total=r[7], automatic_total=r[8],
+        calls = [CallListing(call_id=r[0], agent_id=r[1], source=r[2], started_at=r[3],
+                             duration=r[4], category=r[5], end_reason=r[6],
+                             total=r[7], automatic_total=r[8],
                              band=band_of(r[7]) if r[7] is not None else "", events=r[9],
                              overrides=r[10]) for r in rows]
         return calls, {r[0]: texts[r[11]].strip() for r in rows if r[11] in texts}

@@ -459,7 +459,10 @@ class Workspace:
         out = []
         for r in rows:
             state = r[7] or ("expired" if now > r[6] else "open")
-            out.append(Dispute(*r[:7], state, r[8] or "", r[9] or "", r[10] or 0.0))
+            out.append(Dispute(id=r[0], call_id=r[1], rule_id=r[2], opened_by=r[3],
+                               comment=r[4], opened_at=r[5], deadline=r[6], state=state,
+                               decided_by=r[8] or "", decision=r[9] or "",
+                               decided_at=r[10] or 0.0))
         return out
 
     # -- calibration --------------------------------------------------------------------
@@ -507,7 +510,8 @@ class Workspace:
                                      " ORDER BY rowid", (session_id,)).fetchall()
         if row is None:
             raise WorkspaceError(f"no calibration session {session_id}")
-        return CalibrationSession(*row, tuple(c[0] for c in calls))
+        return CalibrationSession(id=row[0], name=row[1], created_by=row[2], created_at=row[3],
+                                  call_ids=tuple(c[0] for c in calls))
 
     def add_calibration_scores(self, session_id: int, call_id: str, reviewer: str,
                                points: dict[str, float]) -> None:
