@@ -35,6 +35,7 @@ you've seen our app" for the phrase "I don't know"): `veto`.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -71,6 +72,8 @@ LONG_SENTENCE = 9
 #: Word window for unpunctuated run-ons, and its stride.
 WINDOW_WORDS = 8
 WINDOW_STRIDE = 4
+#: A phrase of at most this many words (see `_size`) is judged by the words around it.
+SHORT_PHRASE = 2
 #: The most spans scored per segment (the cost is one encoder pass per new span).
 MAX_SPANS = 16
 
@@ -200,12 +203,13 @@ class IntentOptions:
     """
 
     enabled: bool = True
-    threshold: float = 0.3
+    threshold: float = 0.1
     library: bool = True
-    veto: float = 0.0
-    ridge: float = 0.5
+    veto: float = 0.1
+    ridge: float = 0.25
     exclusive: float | None = 0.0
     counter: float = 0.8
+    ngrams: float = 0.7
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,10 +271,48 @@ class Library:
     neutral: tuple[str, ...]
 
 
-def _features(vectors: np.ndarray, negated: np.ndarray) -> np.ndarray:
-    """Embedding, a negation flag and a bias column: what the classifiers read."""
-    out = np.empty((len(vectors), vectors.shape[1] + 2), dtype=np.float32)
-    out[:, :-2] = vectors
+#: Buckets of the hashed word and character n-grams.
+NGRAM_DIM = 1024
+
+
+def _grams(text: str) -> list[str]:
+    """Word uni- and bigrams, and character 2-4-grams of each word (for Chinese, of each run
+    of characters): the surface cues a sentence encoder smooths away."""
+    norm = normalize(text)
+    words = norm.split()
+    out = [f"w:{w}" for w in words]
+    out += [f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+    for word in words:
+        padded = f"<{word}>"
+        for n in (2, 3, 4):
+            out += [padded[i : i + n] for i in range(len(padded) - n + 1)]
+    return out
+
+
+def _hashed(texts: Sequence[str], dim: int = NGRAM_DIM) -> np.ndarray:
+    """Each text's n-grams hashed (CRC-32: the same in every process) into `dim` signed
+    buckets, L2-normalised."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for row, text in enumerate(texts):
+        for gram in set(_grams(text)):
+            h = zlib.crc32(gram.encode("utf-8"))
+            out[row, h % dim] += 1.0 if (h >> 31) & 1 else -1.0
+        norm = float(np.linalg.norm(out[row]))
+        if norm > 0:
+            out[row] /= norm
+    return out
+
+
+def _features(vectors: np.ndarray, negated: np.ndarray, texts: Sequence[str] = (),
+              ngrams: float = 0.0) -> np.ndarray:
+    """Embedding, hashed n-grams, a negation flag and a bias column: what the classifiers
+    read."""
+    extra = NGRAM_DIM if ngrams else 0
+    d = vectors.shape[1]
+    out = np.empty((len(vectors), d + extra + 2), dtype=np.float32)
+    out[:, :d] = vectors
+    if extra:
+        out[:, d : d + extra] = ngrams * _hashed(texts)
     out[:, -2] = np.where(negated, 0.5, -0.5)
     out[:, -1] = 1.0
     return out
@@ -338,7 +380,7 @@ class IntentMatcher:
         else:
             vectors = encoder.encode(texts)
         self._unit = vectors.T.copy()  # (d, texts) for cosine similarity
-        self._weights = self._fit(_features(vectors, self._negated))
+        self._weights = self._fit(_features(vectors, self._negated, texts, options.ngrams))
         self._index = {r.rule_id: i for i, r in enumerate(self.rules)}
         self._thresholds = np.asarray(
             [r.threshold if r.threshold is not None else options.threshold for r in self.rules]
@@ -353,24 +395,39 @@ class IntentMatcher:
         """One weighted ridge classifier per rule: +1 for its examples, -1 for the rest.
 
         A rule's counter-examples and the neutral talk count against it; so do the other
-        rules' examples, except where both rules share a text. Classes are weighted to the
-        same total, so a rule with ten examples is not drowned by a thousand negatives.
+        rules' examples, except where both rules share a text. Positives are weighted up to
+        the negatives' total, so a rule with ten examples is not drowned by a thousand
+        negatives. Every rule's system is the same Gram matrix of all texts plus a low-rank
+        change (its positives weighted up, its shared texts left out), so one inverse serves
+        all rules (Woodbury identity): fitting stays fast with thousands of features.
         """
+        x = features.astype(np.float64)
         n_rules = len(self.rules)
-        weights = np.zeros((features.shape[1], n_rules), dtype=np.float64)
-        ridge = self.options.ridge * np.eye(features.shape[1])
+        d = x.shape[1]
+        weights = np.zeros((d, n_rules), dtype=np.float64)
+        ridge = 2.0 * self.options.ridge * np.eye(d)
         ridge[-1, -1] = 0.0  # the bias is not shrunk
+        base = np.linalg.inv(x.T @ x + ridge)
+        total = x.sum(axis=0)
         for i in range(n_rules):
             positive = (self._owner == i) & ~self._counter
             own_texts = {self._texts[j] for j in np.flatnonzero(positive)}
-            negative = ~positive & np.asarray([t not in own_texts for t in self._texts])
-            used = positive | negative
-            x = features[used].astype(np.float64)
-            y = np.where(positive[used], 1.0, -1.0)
-            n_pos, n_neg = int(positive.sum()), int(negative.sum())
-            w = np.where(y > 0, 0.5 / max(1, n_pos), 0.5 / max(1, n_neg)) * len(y)
-            gram = x.T @ (x * w[:, None]) + ridge
-            weights[:, i] = np.linalg.solve(gram, x.T @ (w * y))
+            shared = ~positive & np.asarray([t in own_texts for t in self._texts])
+            n_pos = int(positive.sum())
+            n_neg = len(x) - n_pos - int(shared.sum())
+            rho = n_neg / max(1, n_pos)
+            # A = base⁻¹ + Uᵀ C U: positives weigh rho (not 1), shared texts 0 (not 1).
+            u = np.concatenate([x[positive], x[shared]])
+            c = np.concatenate([np.full(n_pos, rho - 1.0), np.full(int(shared.sum()), -1.0)])
+            rhs = -total + (1.0 + rho) * x[positive].sum(axis=0) + x[shared].sum(axis=0)
+            keep = c != 0
+            u, c = u[keep], c[keep]
+            first = base @ rhs
+            if len(u):
+                bu = base @ u.T
+                inner = np.diag(1.0 / c) + u @ bu
+                first -= bu @ np.linalg.solve(inner, u @ first)
+            weights[:, i] = first
         return weights.astype(np.float32)
 
     def __len__(self) -> int:
@@ -383,7 +440,8 @@ class IntentMatcher:
     def _scores(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         vectors = self.encoder.encode(list(texts))
         negated = np.asarray([is_negated(t) for t in texts], dtype=bool)
-        return _features(vectors, negated) @ self._weights, vectors @ self._unit, negated
+        feats = _features(vectors, negated, texts, self.options.ngrams)
+        return feats @ self._weights, vectors @ self._unit, negated
 
     def analyse(
         self, text: str, rule_ids: Sequence[str] | None = None,
@@ -509,6 +567,12 @@ class IntentMatcher:
             (s.start, s.end): s for s in around
             if at < 0 or (s.start <= at and at + len(evidence) <= s.end)
         }.values())
+        # A clause that is a short phrase and little else ("您好" in "您好，您还在听吗？",
+        # "Sorry, you cut out there") says nothing about whether the act was done; the words
+        # around it do. A longer phrase ("is there anything else") carries its act itself.
+        if at >= 0 and _size(evidence) <= SHORT_PHRASE:
+            wider = [s for s in cands if _size(s.text) > _size(evidence) + 1]
+            cands = wider or cands
         if not cands:
             return None
         scores, sims, negated = self._scores([s.text for s in cands])
