@@ -289,7 +289,7 @@ def _grams(text: str) -> list[str]:
     return out
 
 
-def _hashed(texts: Sequence[str], dim: int = NGRAM_DIM) -> np.ndarray:
+def _hashed(texts: Sequence[str], dim: int) -> np.ndarray:
     """Each text's n-grams hashed (CRC-32: the same in every process) into `dim` signed
     buckets, L2-normalised."""
     out = np.zeros((len(texts), dim), dtype=np.float32)
@@ -312,7 +312,7 @@ def _features(vectors: np.ndarray, negated: np.ndarray, texts: Sequence[str] = (
     out = np.empty((len(vectors), d + extra + 2), dtype=np.float32)
     out[:, :d] = vectors
     if extra:
-        out[:, d : d + extra] = ngrams * _hashed(texts)
+        out[:, d : d + extra] = ngrams * _hashed(texts, extra)
     out[:, -2] = np.where(negated, 0.5, -0.5)
     out[:, -1] = 1.0
     return out
@@ -401,13 +401,13 @@ class IntentMatcher:
         change (its positives weighted up, its shared texts left out), so one inverse serves
         all rules (Woodbury identity): fitting stays fast with thousands of features.
         """
-        x = features.astype(np.float64)
         n_rules = len(self.rules)
-        d = x.shape[1]
+        d = features.shape[1]
         weights = np.zeros((d, n_rules), dtype=np.float64)
         ridge = 2.0 * self.options.ridge * np.eye(d)
         ridge[-1, -1] = 0.0  # the bias is not shrunk
-        base = np.linalg.inv(x.T @ x + ridge)
+        base = np.linalg.inv((features.T @ features).astype(np.float64) + ridge)
+        x = features.astype(np.float64)
         total = x.sum(axis=0)
         for i in range(n_rules):
             positive = (self._owner == i) & ~self._counter
