@@ -203,7 +203,7 @@ class IntentOptions:
     """
 
     enabled: bool = True
-    threshold: float = 0.1
+    threshold: float = 0.15
     library: bool = True
     veto: float = 0.1
     ridge: float = 0.25
@@ -479,11 +479,23 @@ class IntentMatcher:
             top = None
         best: dict[int, IntentScore] = {}
         matches: list[tuple[float, int, IntentScore]] = []
+        # A clause of a word or two inside a longer sentence ("Sorry," in "Sorry, you cut out
+        # there", "您好，" in "您好，能听清吗？") is read with its sentence: it only counts
+        # when the smallest span around it reads as the act too (at least `veto`).
+        sizes = [_size(span.text) for span in cands]
+        context = [
+            min((c for c, o in enumerate(cands) if c != s and o.start <= span.start
+                 and span.end <= o.end and sizes[c] > sizes[s]),
+                key=lambda c: sizes[c], default=-1) if sizes[s] <= SHORT_PHRASE else -1
+            for s, span in enumerate(cands)
+        ]
         for i in wanted:
             verdicts = [self._score(i, span, float(scores[s, i]), sims[s], bool(negated[s]))
                         for s, span in enumerate(cands)]
             for s, span in enumerate(cands):
                 cand = verdicts[s]
+                if context[s] >= 0 and scores[context[s], i] < self.options.veto:
+                    cand = replace(cand, matched=False, clear=False)
                 if top is not None and top[s] - scores[s, i] > self.options.exclusive:
                     # Another rule reads this clause far better.
                     score = round(min(cand.score, -1.0), 4)
