@@ -34,6 +34,8 @@ you've seen our app" for the phrase "I don't know"): `veto`.
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 import zlib
 from collections.abc import Sequence
@@ -42,6 +44,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from qa.rules.normalize import is_cjk, normalize
+
+log = logging.getLogger("qa.rules.intents")
 
 #: Words that negate what follows them (after normalisation: apostrophes removed).
 NEGATION_WORDS = frozenset(
@@ -78,8 +82,11 @@ SHORT_PHRASE = 2
 MAX_SPANS = 16
 
 
+@functools.lru_cache(maxsize=8192)
 def is_negated(text: str) -> bool:
-    """True when `text` (any language, raw or normalised) says something is not so."""
+    """True when `text` (any language, raw or normalised) says something is not so.
+
+    Cached: agents repeat their script, and a span is judged once per rule pack it meets."""
     norm = normalize(text)
     norm = _IDIOMS_EN.sub(" ", norm)
     norm = _IDIOMS_ZH.sub(" ", norm)
@@ -273,6 +280,8 @@ class Library:
 
 #: Buckets of the hashed word and character n-grams.
 NGRAM_DIM = 1024
+#: Version of the features and the fit (part of the fitted-weights cache key).
+FEATURES = "use+ngrams-v2"
 
 
 def _grams(text: str) -> list[str]:
@@ -289,17 +298,27 @@ def _grams(text: str) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=8192)
+def _buckets(text: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """A text's n-grams hashed (CRC-32: the same in every process) into `dim` signed
+    buckets, L2-normalised: (bucket indices, values). Cached like `is_negated`."""
+    row = np.zeros(dim, dtype=np.float32)
+    for gram in set(_grams(text)):
+        h = zlib.crc32(gram.encode("utf-8"))
+        row[h % dim] += 1.0 if (h >> 31) & 1 else -1.0
+    norm = float(np.linalg.norm(row))
+    if norm > 0:
+        row /= norm
+    index = np.flatnonzero(row)
+    return index, row[index]
+
+
 def _hashed(texts: Sequence[str], dim: int) -> np.ndarray:
-    """Each text's n-grams hashed (CRC-32: the same in every process) into `dim` signed
-    buckets, L2-normalised."""
+    """Each text's hashed n-grams (`_buckets`), one row per text."""
     out = np.zeros((len(texts), dim), dtype=np.float32)
     for row, text in enumerate(texts):
-        for gram in set(_grams(text)):
-            h = zlib.crc32(gram.encode("utf-8"))
-            out[row, h % dim] += 1.0 if (h >> 31) & 1 else -1.0
-        norm = float(np.linalg.norm(out[row]))
-        if norm > 0:
-            out[row] /= norm
+        index, values = _buckets(text, dim)
+        out[row, index] = values
     return out
 
 
@@ -380,7 +399,7 @@ class IntentMatcher:
         else:
             vectors = encoder.encode(texts)
         self._unit = vectors.T.copy()  # (d, texts) for cosine similarity
-        self._weights = self._fit(_features(vectors, self._negated, texts, options.ngrams))
+        self._weights = self._fitted(vectors, cache=hasattr(encoder, "directory"))
         self._index = {r.rule_id: i for i, r in enumerate(self.rules)}
         self._thresholds = np.asarray(
             [r.threshold if r.threshold is not None else options.threshold for r in self.rules]
@@ -390,6 +409,43 @@ class IntentMatcher:
             {bool(x) for x in self._negated[(self._owner == i) & ~self._counter]}
             for i in range(len(self.rules))
         ]
+
+    def _fitted(self, vectors: np.ndarray, cache: bool) -> np.ndarray:
+        """The classifiers' weights: fitted, or read back from the disk cache when the same
+        texts, roles, embeddings and options were fitted before (a pack loads in a fraction of
+        a second after its first load)."""
+        if not cache:
+            return self._fit(_features(vectors, self._negated, self._texts, self.options.ngrams))
+        import hashlib
+        import os
+        import tempfile
+
+        from qa.rules.encoder import _cache_dir
+
+        digest = hashlib.sha256()
+        digest.update(f"{FEATURES}:{NGRAM_DIM}:{self.options.ngrams}:{self.options.ridge}:"
+                      f"{len(self.rules)}".encode())
+        for text, owner, counter in zip(self._texts, self._owner, self._counter, strict=True):
+            digest.update(f"{owner}:{int(counter)}:{text}\0".encode())
+        digest.update(np.ascontiguousarray(vectors).tobytes())
+        path = _cache_dir() / f"fit-{digest.hexdigest()[:32]}.npy"
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape == (vectors.shape[1] + NGRAM_DIM * bool(self.options.ngrams) + 2,
+                                len(self.rules)):
+                return cached
+        except (OSError, ValueError):
+            pass
+        weights = self._fit(_features(vectors, self._negated, self._texts, self.options.ngrams))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, weights, allow_pickle=False)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.debug("fitted weights not cached: %s", exc)
+        return weights
 
     def _fit(self, features: np.ndarray) -> np.ndarray:
         """One weighted ridge classifier per rule: +1 for its examples, -1 for the rest.
@@ -595,5 +651,11 @@ class IntentMatcher:
         countered = next((v for v in verdicts if v.countered), None)
         if countered is not None:
             return countered
+        # A phrase negated by the words around it ("You won't need to call back later",
+        # 没有投诉的意思) is not the act unless the classifier reads its clause as the act.
+        if at >= 0 and not is_negated(evidence):
+            clause = min(verdicts, key=lambda v: v.span.end - v.span.start)
+            if is_negated(clause.span.text) and clause.score < float(self._thresholds[i]):
+                return clause
         best = max(verdicts, key=lambda v: v.score)
         return best if best.score < self.options.veto else None
