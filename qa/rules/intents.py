@@ -281,13 +281,14 @@ class Library:
 #: Buckets of the hashed word and character n-grams.
 NGRAM_DIM = 1024
 #: Version of the features and the fit (part of the fitted-weights cache key).
-FEATURES = "use+ngrams-v2"
+FEATURES = "use+ngrams-v3"
 
 
 def _grams(text: str) -> list[str]:
     """Word uni- and bigrams, and character 2-4-grams of each word (for Chinese, of each run
-    of characters): the surface cues a sentence encoder smooths away."""
-    norm = normalize(text)
+    of characters): the surface cues a sentence encoder smooths away. 您 counts as 你: the
+    recogniser writes either for the polite "you" (and packs are written with 您)."""
+    norm = normalize(text).replace("您", "你")
     words = norm.split()
     out = [f"w:{w}" for w in words]
     out += [f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False)]
