@@ -472,7 +472,7 @@ class IntentMatcher:
             shared = ~positive & np.asarray([t in own_texts for t in self._texts])
             n_pos = int(positive.sum())
             n_neg = len(x) - n_pos - int(shared.sum())
-            rho = n_neg / max(1, n_pos)
+            rho = max(1, n_neg) / max(1, n_pos)  # a rule with no negatives still fits
             # A = base⁻¹ + Uᵀ C U: positives weigh rho (not 1), shared texts 0 (not 1).
             u = np.concatenate([x[positive], x[shared]])
             c = np.concatenate([np.full(n_pos, rho - 1.0), np.full(int(shared.sum()), -1.0)])
