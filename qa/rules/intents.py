@@ -10,11 +10,13 @@ as its own. A segment matches a rule's intent when one of its clauses does:
    else?"), so the segment is cut into sentences, long sentences into their comma clauses,
    and unpunctuated run-ons (as the recogniser writes them) into overlapping word windows;
    adjacent short clauses are also scored together. Each candidate is one span of the text.
-2. **Classifier.** Every text is embedded once (`qa.rules.encoder`, multilingual USE). Per
-   rule, a ridge classifier is fitted when the pack loads: the rule's examples and phrases
-   (and its behaviour's library examples) against its counter-examples, the other rules'
-   examples and the library's neutral call talk. Fitting is one linear solve per rule, so a
-   pack is ready in milliseconds once its texts are embedded (embeddings are cached on disk).
+2. **Classifier.** Every text is embedded once (`qa.rules.encoder`, multilingual USE) and
+   its word and character n-grams are hashed. Per rule, a ridge classifier over both (and a
+   negation flag) is fitted when the pack loads: the rule's examples and phrases (and its
+   behaviour's library examples) against its counter-examples, the other rules' examples and
+   the library's neutral call talk. One matrix inverse serves every rule, and the fitted
+   weights are cached on disk like the embeddings, so a pack is ready in a fraction of a
+   second after its first load.
    Nearest-neighbour similarity alone confused acts that share words; docs/intents.md has
    the comparison.
 3. **Polarity.** Embeddings barely see a negation (我知道了 scores 0.82 against 我不知道), so
@@ -198,15 +200,19 @@ class IntentOptions:
             of their own (the classifier is fitted to +1 for the rule, -1 for the rest).
         library: Use the built-in behaviour library's neutral call talk as negatives for
             every rule (and its behaviours where a rule names one).
-        veto: Classifier score below which a forbidden phrase's clause is taken to be a
-            counter-example (the phrase hit is dropped when the clause is also nearer a
-            counter-example than any example).
+        veto: Classifier score below which a phrase hit is dropped: when every span
+            around the phrase scores below it (a phrase of one or two words is judged by
+            the sentence around it, not its bare clause), or when the phrase's clause is
+            nearer a counter-example than any example. Also the score a clause of one or
+            two words needs on the span around it to count by meaning.
         ridge: Regularisation of the classifiers (larger: smoother, less fitted to the
             examples).
         exclusive: A rule only matches a clause on which no other rule of the same speaker
             scores more than this much higher (None: rules do not compete).
         counter: Cosine similarity to one of the rule's counter-examples from which a span
             that is nearer that counter-example than any example never matches.
+        ngrams: Weight of the hashed word and character n-grams beside the embedding in
+            the classifiers' features (0: embedding and negation flag only).
     """
 
     enabled: bool = True
