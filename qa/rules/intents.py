@@ -10,11 +10,13 @@ as its own. A segment matches a rule's intent when one of its clauses does:
    else?"), so the segment is cut into sentences, long sentences into their comma clauses,
    and unpunctuated run-ons (as the recogniser writes them) into overlapping word windows;
    adjacent short clauses are also scored together. Each candidate is one span of the text.
-2. **Classifier.** Every text is embedded once (`qa.rules.encoder`, multilingual USE). Per
-   rule, a ridge classifier is fitted when the pack loads: the rule's examples and phrases
-   (and its behaviour's library examples) against its counter-examples, the other rules'
-   examples and the library's neutral call talk. Fitting is one linear solve per rule, so a
-   pack is ready in milliseconds once its texts are embedded (embeddings are cached on disk).
+2. **Classifier.** Every text is embedded once (`qa.rules.encoder`, multilingual USE) and
+   its word and character n-grams are hashed. Per rule, a ridge classifier over both (and a
+   negation flag) is fitted when the pack loads: the rule's examples and phrases (and its
+   behaviour's library examples) against its counter-examples, the other rules' examples and
+   the library's neutral call talk. One matrix inverse serves every rule, and the fitted
+   weights are cached on disk like the embeddings, so a pack is ready in a fraction of a
+   second after its first load.
    Nearest-neighbour similarity alone confused acts that share words; docs/intents.md has
    the comparison.
 3. **Polarity.** Embeddings barely see a negation (我知道了 scores 0.82 against 我不知道), so
@@ -34,15 +36,19 @@ you've seen our app" for the phrase "I don't know"): `veto`.
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
+import zlib
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 import numpy as np
 
 from qa.rules.normalize import is_cjk, normalize
+
+log = logging.getLogger("qa.rules.intents")
 
 #: Words that negate what follows them (after normalisation: apostrophes removed).
 NEGATION_WORDS = frozenset(
@@ -73,13 +79,18 @@ LONG_SENTENCE = 9
 #: Word window for unpunctuated run-ons, and its stride.
 WINDOW_WORDS = 8
 WINDOW_STRIDE = 4
+#: A phrase of at most this many words (see `_size`) is judged by the words around it.
+SHORT_PHRASE = 2
 #: The most spans scored per segment (all go through the encoder in one batch per segment;
 #: each new span adds the token contexts it does not share with the others).
 MAX_SPANS = 16
 
 
+@functools.lru_cache(maxsize=8192)
 def is_negated(text: str) -> bool:
-    """True when `text` (any language, raw or normalised) says something is not so."""
+    """True when `text` (any language, raw or normalised) says something is not so.
+
+    Cached: agents repeat their script, and a span is judged once per rule pack it meets."""
     norm = normalize(text)
     norm = _IDIOMS_EN.sub(" ", norm)
     norm = _IDIOMS_ZH.sub(" ", norm)
@@ -181,10 +192,6 @@ def spans(text: str) -> list[Span]:
     return unique[:MAX_SPANS]
 
 
-#: `is_negated` of recent spans: the veto and the intents read the same spans of a segment.
-_span_negated = lru_cache(maxsize=4096)(is_negated)
-
-
 @dataclass(frozen=True, slots=True)
 class IntentOptions:
     """How rules match by meaning (the pack's `intents:` section).
@@ -195,24 +202,29 @@ class IntentOptions:
             of their own (the classifier is fitted to +1 for the rule, -1 for the rest).
         library: Use the built-in behaviour library's neutral call talk as negatives for
             every rule (and its behaviours where a rule names one).
-        veto: Classifier score below which a forbidden phrase's clause is taken to be a
-            counter-example (the phrase hit is dropped when the clause is also nearer a
-            counter-example than any example).
+        veto: Classifier score below which a phrase hit is dropped: when every span
+            around the phrase scores below it (a phrase of one or two words is judged by
+            the sentence around it, not its bare clause), or when the phrase's clause is
+            nearer a counter-example than any example. Also the score a clause of one or
+            two words needs on the span around it to count by meaning.
         ridge: Regularisation of the classifiers (larger: smoother, less fitted to the
             examples).
         exclusive: A rule only matches a clause on which no other rule of the same speaker
             scores more than this much higher (None: rules do not compete).
         counter: Cosine similarity to one of the rule's counter-examples from which a span
             that is nearer that counter-example than any example never matches.
+        ngrams: Weight of the hashed word and character n-grams beside the embedding in
+            the classifiers' features (0: embedding and negation flag only).
     """
 
     enabled: bool = True
-    threshold: float = 0.3
+    threshold: float = 0.15
     library: bool = True
-    veto: float = 0.0
-    ridge: float = 0.5
+    veto: float = 0.1
+    ridge: float = 0.25
     exclusive: float | None = 0.0
     counter: float = 0.8
+    ngrams: float = 0.7
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,10 +286,61 @@ class Library:
     neutral: tuple[str, ...]
 
 
-def _features(vectors: np.ndarray, negated: np.ndarray) -> np.ndarray:
-    """Embedding, a negation flag and a bias column: what the classifiers read."""
-    out = np.empty((len(vectors), vectors.shape[1] + 2), dtype=np.float32)
-    out[:, :-2] = vectors
+#: Buckets of the hashed word and character n-grams.
+NGRAM_DIM = 1024
+#: Version of the features and the fit (part of the fitted-weights cache key).
+FEATURES = "use+ngrams-v3"
+
+
+def _grams(text: str) -> list[str]:
+    """Word uni- and bigrams, and character 2-4-grams of each word (for Chinese, of each run
+    of characters): the surface cues a sentence encoder smooths away. 您 counts as 你: the
+    recogniser writes either for the polite "you" (and packs are written with 您)."""
+    norm = normalize(text).replace("您", "你")
+    words = norm.split()
+    out = [f"w:{w}" for w in words]
+    out += [f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+    for word in words:
+        padded = f"<{word}>"
+        for n in (2, 3, 4):
+            out += [padded[i : i + n] for i in range(len(padded) - n + 1)]
+    return out
+
+
+@functools.lru_cache(maxsize=8192)
+def _buckets(text: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """A text's n-grams hashed (CRC-32: the same in every process) into `dim` signed
+    buckets, L2-normalised: (bucket indices, values). Cached like `is_negated`."""
+    row = np.zeros(dim, dtype=np.float32)
+    for gram in set(_grams(text)):
+        h = zlib.crc32(gram.encode("utf-8"))
+        row[h % dim] += 1.0 if (h >> 31) & 1 else -1.0
+    norm = float(np.linalg.norm(row))
+    if norm > 0:
+        row /= norm
+    index = np.flatnonzero(row)
+    return index, row[index]
+
+
+def _hashed(texts: Sequence[str], dim: int) -> np.ndarray:
+    """Each text's hashed n-grams (`_buckets`), one row per text."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for row, text in enumerate(texts):
+        index, values = _buckets(text, dim)
+        out[row, index] = values
+    return out
+
+
+def _features(vectors: np.ndarray, negated: np.ndarray, texts: Sequence[str] = (),
+              ngrams: float = 0.0) -> np.ndarray:
+    """Embedding, hashed n-grams, a negation flag and a bias column: what the classifiers
+    read."""
+    extra = NGRAM_DIM if ngrams else 0
+    d = vectors.shape[1]
+    out = np.empty((len(vectors), d + extra + 2), dtype=np.float32)
+    out[:, :d] = vectors
+    if extra:
+        out[:, d : d + extra] = ngrams * _hashed(texts, extra)
     out[:, -2] = np.where(negated, 0.5, -0.5)
     out[:, -1] = 1.0
     return out
@@ -309,10 +372,10 @@ class IntentMatcher:
         kept = []
         for rule in rules:
             extra = library.behaviours.get(rule.behaviour, ()) if library and rule.behaviour else ()
-            texts = tuple(dict.fromkeys((*rule.examples, *extra)))
-            if texts:
+            own = tuple(dict.fromkeys((*rule.examples, *extra)))
+            if own:
                 kept.append(rule)
-                positives.append(texts)
+                positives.append(own)
         self.rules = tuple(kept)
         neutral = library.neutral if library is not None else ()
         # One table of every text: positives of each rule, counter-examples, neutral talk.
@@ -345,7 +408,7 @@ class IntentMatcher:
         else:
             vectors = encoder.encode(texts)
         self._unit = vectors.T.copy()  # (d, texts) for cosine similarity
-        self._weights = self._fit(_features(vectors, self._negated))
+        self._weights = self._fitted(vectors, cache=hasattr(encoder, "directory"))
         self._index = {r.rule_id: i for i, r in enumerate(self.rules)}
         self._thresholds = np.asarray(
             [r.threshold if r.threshold is not None else options.threshold for r in self.rules]
@@ -356,28 +419,80 @@ class IntentMatcher:
             for i in range(len(self.rules))
         ]
 
+    def _fitted(self, vectors: np.ndarray, cache: bool) -> np.ndarray:
+        """The classifiers' weights: fitted, or read back from the disk cache when the same
+        texts, roles, embeddings and options were fitted before (a pack loads in a fraction of
+        a second after its first load)."""
+        if not cache:
+            return self._fit(_features(vectors, self._negated, self._texts, self.options.ngrams))
+        import hashlib
+        import os
+        import tempfile
+
+        from qa.rules.encoder import _cache_dir
+
+        digest = hashlib.sha256()
+        digest.update(f"{FEATURES}:{NGRAM_DIM}:{self.options.ngrams}:{self.options.ridge}:"
+                      f"{len(self.rules)}".encode())
+        for text, owner, counter in zip(self._texts, self._owner, self._counter, strict=True):
+            digest.update(f"{owner}:{int(counter)}:{text}\0".encode())
+        digest.update(np.ascontiguousarray(vectors).tobytes())
+        path = _cache_dir() / f"fit-{digest.hexdigest()[:32]}.npy"
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape == (vectors.shape[1] + NGRAM_DIM * bool(self.options.ngrams) + 2,
+                                len(self.rules)):
+                return cached
+        except (OSError, ValueError):
+            pass
+        weights = self._fit(_features(vectors, self._negated, self._texts, self.options.ngrams))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, weights, allow_pickle=False)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.debug("fitted weights not cached: %s", exc)
+        return weights
+
     def _fit(self, features: np.ndarray) -> np.ndarray:
         """One weighted ridge classifier per rule: +1 for its examples, -1 for the rest.
 
         A rule's counter-examples and the neutral talk count against it; so do the other
-        rules' examples, except where both rules share a text. Classes are weighted to the
-        same total, so a rule with ten examples is not drowned by a thousand negatives.
+        rules' examples, except where both rules share a text. Positives are weighted up to
+        the negatives' total, so a rule with ten examples is not drowned by a thousand
+        negatives. Every rule's system is the same Gram matrix of all texts plus a low-rank
+        change (its positives weighted up, its shared texts left out), so one inverse serves
+        all rules (Woodbury identity): fitting stays fast with thousands of features.
         """
         n_rules = len(self.rules)
-        weights = np.zeros((features.shape[1], n_rules), dtype=np.float64)
-        ridge = self.options.ridge * np.eye(features.shape[1])
+        d = features.shape[1]
+        weights = np.zeros((d, n_rules), dtype=np.float64)
+        ridge = 2.0 * self.options.ridge * np.eye(d)
         ridge[-1, -1] = 0.0  # the bias is not shrunk
+        base = np.linalg.inv((features.T @ features).astype(np.float64) + ridge)
+        x = features.astype(np.float64)
+        total = x.sum(axis=0)
         for i in range(n_rules):
             positive = (self._owner == i) & ~self._counter
             own_texts = {self._texts[j] for j in np.flatnonzero(positive)}
-            negative = ~positive & np.asarray([t not in own_texts for t in self._texts])
-            used = positive | negative
-            x = features[used].astype(np.float64)
-            y = np.where(positive[used], 1.0, -1.0)
-            n_pos, n_neg = int(positive.sum()), int(negative.sum())
-            w = np.where(y > 0, 0.5 / max(1, n_pos), 0.5 / max(1, n_neg)) * len(y)
-            gram = x.T @ (x * w[:, None]) + ridge
-            weights[:, i] = np.linalg.solve(gram, x.T @ (w * y))
+            shared = ~positive & np.asarray([t in own_texts for t in self._texts])
+            n_pos = int(positive.sum())
+            n_neg = len(x) - n_pos - int(shared.sum())
+            rho = max(1, n_neg) / max(1, n_pos)  # a rule with no negatives still fits
+            # A = base⁻¹ + Uᵀ C U: positives weigh rho (not 1), shared texts 0 (not 1).
+            u = np.concatenate([x[positive], x[shared]])
+            c = np.concatenate([np.full(n_pos, rho - 1.0), np.full(int(shared.sum()), -1.0)])
+            rhs = -total + (1.0 + rho) * x[positive].sum(axis=0) + x[shared].sum(axis=0)
+            keep = c != 0
+            u, c = u[keep], c[keep]
+            first = base @ rhs
+            if len(u):
+                bu = base @ u.T
+                inner = np.diag(1.0 / c) + u @ bu
+                first -= bu @ np.linalg.solve(inner, u @ first)
+            weights[:, i] = first
         return weights.astype(np.float32)
 
     def __len__(self) -> int:
@@ -398,8 +513,9 @@ class IntentMatcher:
             own = set(texts)
             extra = [t for t in dict.fromkeys(also) if t not in own]
             vectors = self.encoder.encode([*texts, *extra])[: len(texts)]
-            negated = np.asarray([_span_negated(t) for t in texts], dtype=bool)
-            return _features(vectors, negated) @ self._weights, vectors @ self._unit, negated
+            negated = np.asarray([is_negated(t) for t in texts], dtype=bool)
+            feats = _features(vectors, negated, texts, self.options.ngrams)
+            return feats @ self._weights, vectors @ self._unit, negated
 
     def analyse(
         self, text: str, rule_ids: Sequence[str] | None = None,
@@ -437,11 +553,23 @@ class IntentMatcher:
             top = None
         best: dict[int, IntentScore] = {}
         matches: list[tuple[float, int, IntentScore]] = []
+        # A clause of a word or two inside a longer sentence ("Sorry," in "Sorry, you cut out
+        # there", "您好，" in "您好，能听清吗？") is read with its sentence: it only counts
+        # when the smallest span around it reads as the act too (at least `veto`).
+        sizes = [_size(span.text) for span in cands]
+        context = [
+            min((c for c, o in enumerate(cands) if c != s and o.start <= span.start
+                 and span.end <= o.end and sizes[c] > sizes[s]),
+                key=lambda c: sizes[c], default=-1) if sizes[s] <= SHORT_PHRASE else -1
+            for s, span in enumerate(cands)
+        ]
         for i in wanted:
             verdicts = [self._score(i, span, float(scores[s, i]), sims[s], bool(negated[s]))
                         for s, span in enumerate(cands)]
             for s, span in enumerate(cands):
                 cand = verdicts[s]
+                if context[s] >= 0 and scores[context[s], i] < self.options.veto:
+                    cand = replace(cand, matched=False, clear=False)
                 if top is not None and top[s] - scores[s, i] > self.options.exclusive:
                     # Another rule reads this clause far better.
                     score = round(min(cand.score, -1.0), 4)
@@ -526,6 +654,12 @@ class IntentMatcher:
             (s.start, s.end): s for s in around
             if at < 0 or (s.start <= at and at + len(evidence) <= s.end)
         }.values())
+        # A clause that is a short phrase and little else ("您好" in "您好，您还在听吗？",
+        # "Sorry, you cut out there") says nothing about whether the act was done; the words
+        # around it do. A longer phrase ("is there anything else") carries its act itself.
+        if at >= 0 and _size(evidence) <= SHORT_PHRASE:
+            wider = [s for s in cands if _size(s.text) > _size(evidence) + 1]
+            cands = wider or cands
         if not cands:
             return None
         scores, sims, negated = self._scores([s.text for s in cands], [s.text for s in whole])
@@ -536,5 +670,11 @@ class IntentMatcher:
         countered = next((v for v in verdicts if v.countered), None)
         if countered is not None:
             return countered
+        # A phrase negated by the words around it ("You won't need to call back later",
+        # 没有投诉的意思) is not the act unless the classifier reads its clause as the act.
+        if at >= 0 and not is_negated(evidence):
+            clause = min(verdicts, key=lambda v: v.span.end - v.span.start)
+            if is_negated(clause.span.text) and clause.score < float(self._thresholds[i]):
+                return clause
         best = max(verdicts, key=lambda v: v.score)
         return best if best.score < self.options.veto else None

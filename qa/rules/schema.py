@@ -45,7 +45,7 @@ ALLOWED_KEYS: dict[str, frozenset[str]] = {
     ),
     "matching": frozenset({"fuzzy", "pinyin", "fuzzy_threshold", "word_similarity", "max_near"}),
     "intents": frozenset(
-        {"enabled", "threshold", "library", "veto", "ridge", "exclusive", "counter"}
+        {"enabled", "threshold", "library", "veto", "ridge", "exclusive", "counter", "ngrams"}
     ),
     "step": frozenset(
         {
@@ -584,6 +584,7 @@ def _intents(ctx: _Ctx, node: yaml.Node, field: str) -> IntentOptions:
         ridge=num("ridge", 0.001, 100.0),
         exclusive=num("exclusive", 0.0, 4.0) if "exclusive" in m else d.exclusive,
         counter=num("counter", 0.0, 1.0),
+        ngrams=num("ngrams", 0.0, 10.0),
     )
 
 

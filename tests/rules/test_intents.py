@@ -128,6 +128,41 @@ def test_a_phrase_in_its_own_clause_is_kept_however_the_sentence_is_punctuated(d
     assert fired(detectors["en"], text).get("closing") == "exact"
 
 
+@pytest.mark.parametrize(("lang", "text", "rule"), [
+    ("zh", "您好，您那边能听见我说话吗？", "greeting"),  # a line check, not an opening
+])
+def test_a_short_phrase_is_judged_by_the_sentence_around_it(detectors, lang, text, rule):
+    phrases_only = RuleDetector(detectors[lang].pack, intents=False)
+    assert rule in fired(phrases_only, text)  # the phrase is there
+    assert rule not in fired(detectors[lang], text)
+
+
+def test_fitted_classifiers_are_cached_on_disk(monkeypatch, tmp_path):
+    """A pack's classifiers are fitted once; the next load reads the weights back."""
+    import numpy as np
+
+    import qa.rules.encoder as encoder_module
+    from qa.rules.encoder import shared_encoder
+    from qa.rules.intents import IntentMatcher, IntentOptions, IntentRule
+
+    monkeypatch.setattr(encoder_module, "_cache_dir", lambda: tmp_path)
+    rules = [IntentRule("greeting", ("Hello, how can I help?", "Good morning, Acme support.")),
+             IntentRule("closing", ("Anything else today?", "Thanks for calling, bye."),
+                        ("I can help you with that.",))]
+    first = IntentMatcher(rules, shared_encoder(), IntentOptions(library=False))
+    assert len(list(tmp_path.glob("fit-*.npy"))) == 1
+
+    def no_fit(self, features):
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr(IntentMatcher, "_fit", no_fit)
+    again = IntentMatcher(rules, shared_encoder(), IntentOptions(library=False))
+    assert np.array_equal(first._weights, again._weights)
+    # Other options are another fit.
+    with pytest.raises(AssertionError, match="fitted again"):
+        IntentMatcher(rules, shared_encoder(), IntentOptions(library=False, ridge=1.0))
+
+
 def test_a_multi_act_turn_matches_each_act(detectors):
     got = fired(detectors["en"], "Sorry about all this. I'll raise a complaint ticket for you "
                 "right now. Is there anything else I can do for you today?")
@@ -190,19 +225,25 @@ def _held_out(lang: str, packs) -> tuple:
             evaluate(RuleDetector(pack, intents=False), data), len(data))
 
 
+#: Floors on the held-out half: measured (precision, recall) less 0.03 for another CPU's
+#: rounding of borderline utterances. Measured: en 0.956 / 0.883, zh 0.940 / 0.858.
+HELD_OUT_FLOORS = {"en": (0.92, 0.85), "zh": (0.91, 0.82)}
+
+
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_held_out_half_meaning_beats_phrases(lang, packs):
     """The test half is never used for tuning. Phrase matching finds a fifth to a third of
     the behaviours there (measured: recall en 0.18, zh 0.29); matching by meaning must find far
-    more at a precision no worse than the phrases' own (measured: en 0.89/0.83, zh 0.87/0.85).
-    The margins are wide so that they hold on any x86-64 CPU, where float rounding moves a few
-    borderline utterances (docs/intents.md has the table)."""
+    more, at a precision well above the phrases' own (docs/intents.md has the table). The
+    floors fail the embedding-only classifier that came before (en 0.90 / 0.82, zh 0.89 /
+    0.85)."""
     both, phrases, n = _held_out(lang, packs)
     assert n >= 250
     report = {"intents": (both.pooled.precision, both.pooled.recall),
               "phrases": (phrases.pooled.precision, phrases.pooled.recall)}
     print(f"{lang} held-out pooled precision/recall: {json.dumps(report)}")
-    assert both.pooled.recall >= phrases.pooled.recall + 0.35, report
-    assert both.pooled.recall >= 0.75, report
-    assert both.pooled.precision >= 0.80, report
-    assert both.pooled.precision >= phrases.pooled.precision - 0.02, report
+    precision, recall = HELD_OUT_FLOORS[lang]
+    assert both.pooled.recall >= phrases.pooled.recall + 0.45, report
+    assert both.pooled.recall >= recall, report
+    assert both.pooled.precision >= precision, report
+    assert both.pooled.precision >= phrases.pooled.precision + 0.05, report

@@ -175,19 +175,20 @@ def _checks(replayed: dict[str, dict]) -> list[tuple[str, str, bool, object, obj
 @pytest.mark.slow
 def test_rendered_calls_mostly_get_exactly_their_expected_events(replayed):
     """Each call's steps done and missed, forbidden counts per rule, main category and score
-    against its script's expectations: 60 checks over 12 calls. Measured on this machine: 40
-    hold with phrases and intents (18 with phrases alone). The failures are the matcher's
-    (stall read into "It comes with you", a closing into "Thanks, James, you're verified", a
-    negated "call back later") and the recogniser's (Mandarin homophones in the identity
-    check). The bar sits below the measured figure so that another CPU's rounding of a
-    borderline segment does not fail CI, and far above phrases alone."""
+    against its script's expectations: 60 checks over 12 calls. Measured on this machine: 53
+    hold with phrases and intents (18 with phrases alone; 40 with the embedding-only
+    classifier before). The failures are the recogniser's (Mandarin homophones in the
+    identity check: 身份正后思维) and the matcher's (a calm status question read as a
+    complaint, so an apology is due; a stall said in a garbled Mandarin run-on).
+    docs/intents.md lists them. The bar sits below the measured figure so that another CPU's
+    rounding of a borderline segment does not fail CI, and far above phrases alone."""
     checks = _checks(replayed)
     held = [c for c in checks if c[2]]
     for name, field, ok, got, expected in checks:
         print(f"{'ok  ' if ok else 'FAIL'} {name:<20} {field:<9} got {got} expected {expected}")
     print(f"{len(held)} of {len(checks)} expectations hold")
     assert len(checks) == 60
-    assert len(held) >= 34, [c[:2] for c in checks if not c[2]]
+    assert len(held) >= 50, [c[:2] for c in checks if not c[2]]
 
 
 @pytest.mark.slow
