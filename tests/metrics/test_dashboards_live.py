@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from qa.dashboards import scoped
 from qa.rules import load_pack
 from tests.metrics.prom import PromServer, free_port
 from tests.pulse import PulseServer
@@ -148,12 +149,12 @@ def test_every_dashboard_query_returns_the_calls_values(repo, tmp_path, pulse):
             assert empty == [], "panels without data:\n" + "\n".join(empty)
             panel = {(board, expr): result for (board, _, expr), result in values.items()}
             # Gauges read as they are: the silent sound-card call is the one still running.
-            assert panel[("floor", "sum(qa_calls_active)")] == [({}, 1.0)]
-            assert panel[("floor", "sum(qa_calls_past_warning)")] == [({}, 0.0)]
-            assert panel[("floor", "sum(qa_calls_past_limit)")] == [({}, 0.0)]
-            assert panel[("floor", "max(qa_handle_time_limit_seconds)")] == [({}, 300.0)]
-            assert panel[("pipeline", "sum(rate(qa_rtp_packets_received_total[1m]))")] == [
-                ({}, 0.0)]
+            assert panel[("floor", scoped("sum(qa_calls_active)"))] == [({}, 1.0)]
+            assert panel[("floor", scoped("sum(qa_calls_past_warning)"))] == [({}, 0.0)]
+            assert panel[("floor", scoped("sum(qa_calls_past_limit)"))] == [({}, 0.0)]
+            assert panel[("floor", scoped("max(qa_handle_time_limit_seconds)"))] == [({}, 300.0)]
+            rtp = scoped("sum(rate(qa_rtp_packets_received_total[1m]))")
+            assert panel[("pipeline", rtp)] == [({}, 0.0)]
 
             # The counters behind the panels hold exactly what the calls contained.
             in_scripts = forbidden_in_scripts()
