@@ -214,11 +214,6 @@ class ChannelFrontEnd:
         self._flushed = False
 
     @property
-    def speaking(self) -> bool:
-        """True while an utterance is open."""
-        return self._endpointer is not None and self._endpointer.speaking
-
-    @property
     def open_start_sample(self) -> int | None:
         """16 kHz call-clock start of the open utterance, or None when not speaking."""
         start = None if self._endpointer is None else self._endpointer.open_start_sample

@@ -203,13 +203,13 @@ def test_wrong_rate_chunk_is_rejected_and_counted(clip16: np.ndarray) -> None:
     assert (stats.rejected_chunks, stats.frames) == (1, 0)
 
 
-def test_speaking_and_stats_follow_the_stream(clip16: np.ndarray) -> None:
+def test_open_utterance_and_stats_follow_the_stream(clip16: np.ndarray) -> None:
     fe = ChannelFrontEnd("call-1", Speaker.AGENT, 16000)
-    assert not fe.speaking
+    assert fe.open_start_sample is None
     fe.push(AudioChunk("call-1", Speaker.AGENT, clip16[: 2 * 16000], 16000, 0))
-    assert fe.speaking  # JFK speaks from the first second
+    assert fe.open_start_sample is not None  # JFK speaks from the first second
     utts = fe.flush()
-    assert not fe.speaking
+    assert fe.open_start_sample is None
     stats = fe.stats
     assert stats.frames == 2 * 16000 // 480
     assert 0 < stats.voiced_frames <= stats.frames
@@ -261,7 +261,7 @@ def test_settled_sample_is_never_passed_by_a_later_utterance(
         assert new >= settled  # it only moves forward
         # It never claims audio that has not been pushed yet.
         assert new <= (chunk.first_sample + len(chunk.pcm)) * 16000 // rate
-        if fe.speaking:
+        if fe.open_start_sample is not None:
             seen_open = True
             assert fe.open_start_sample == new
         else:
