@@ -109,11 +109,15 @@ class Span:
     text: str
 
 
+#: A CJK unified ideograph (`qa.rules.normalize.is_cjk`'s ranges), for counting them fast.
+_CJK = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\uf900-\ufaff]")
+
+
+@functools.lru_cache(maxsize=8192)
 def _size(text: str) -> int:
     """Length in words, counting two Chinese characters as one word."""
-    cjk = sum(1 for ch in text if is_cjk(ch))
-    latin = "".join(" " if is_cjk(ch) else ch for ch in text).split()
-    return len(latin) + cjk // 2
+    latin, cjk = _CJK.subn(" ", text)
+    return len(latin.split()) + cjk // 2
 
 
 def _pieces(text: str, pattern: re.Pattern[str], offset: int) -> list[Span]:
@@ -418,6 +422,17 @@ class IntentMatcher:
             {bool(x) for x in self._negated[(self._owner == i) & ~self._counter]}
             for i in range(len(self.rules))
         ]
+        # Per rule and span polarity, where its examples and counter-examples sit in the
+        # table (`_score` runs for every rule on every span: the masks are made once here).
+        self._nearest: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
+        for i in range(len(self.rules)):
+            rule = self._owner == i
+            for negated in (False, True):
+                mine = rule & (self._negated == negated)
+                pos = np.flatnonzero(mine & ~self._counter)
+                if not len(pos):
+                    pos = np.flatnonzero(rule & ~self._counter)
+                self._nearest[i, negated] = (pos, np.flatnonzero(mine & self._counter))
 
     def _fitted(self, vectors: np.ndarray, cache: bool) -> np.ndarray:
         """The classifiers' weights: fitted, or read back from the disk cache when the same
@@ -607,11 +622,7 @@ class IntentMatcher:
 
     def _score(self, i: int, span: Span, score: float, sims: np.ndarray,
                negated: bool) -> IntentScore:
-        mine = (self._owner == i) & (self._negated == negated)
-        pos = np.flatnonzero(mine & ~self._counter)
-        neg = np.flatnonzero(mine & self._counter)
-        if not len(pos):
-            pos = np.flatnonzero((self._owner == i) & ~self._counter)
+        pos, neg = self._nearest[i, negated]
         j = pos[int(np.argmax(sims[pos]))]
         k = neg[int(np.argmax(sims[neg]))] if len(neg) else -1
         # Explicit checks on top of the classifier: the span's polarity must be one the rule's
