@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 class NatsServer:
-    """`nats-server -js -sd DIR -a 127.0.0.1 -p PORT` (DESIGN.md: starts in under a second)."""
+    """`nats-server -js -sd DIR -a 127.0.0.1 -p PORT` (docs/design.md: starts in under a second)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -71,3 +71,18 @@ def nats_server(tmp_path: Path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A private PostgreSQL server (`tests.pgserver`) for the store the nodes share."""
+    from tests.pgserver import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"{exc} (tools/bootstrap-system.sh installs postgresql)")
+    try:
+        yield server
+    finally:
+        server.close()

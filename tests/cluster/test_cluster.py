@@ -1,5 +1,6 @@
-"""The whole cluster on one machine: a real NATS server, two capture nodes (`qa run --asr`)
-and real `qa worker` processes running Whisper on a recorded call. One worker is killed with
+"""The whole cluster on one machine: a real NATS server, a real PostgreSQL server holding the
+one store both capture nodes (`qa run --asr`) write, and real `qa worker` processes running
+Whisper on a recorded call. One worker is killed with
 SIGKILL in the middle of a batch and the NATS server is restarted while the next worker is
 decoding; on each node the call's transcript, stored once per utterance in the order spoken,
 and its scorecard equal those of a single-process run of the same file."""
@@ -69,7 +70,7 @@ class Process:
                 self.proc.kill()
 
 
-def _run_args(db: Path) -> list[str]:
+def _run_args(db: Path | str) -> list[str]:
     return ["run", "--source", f"file:{SAMPLE_CALL}", "--language", "en", "--rules", str(RULES),
             "--db", str(db), "--json"]
 
@@ -85,13 +86,32 @@ def _stored(db: Path) -> tuple[list[tuple], dict]:
     return segments, {"total": total, "band": band, "items": items}
 
 
+def _stored_shared(url: str, call_id: str) -> tuple[list[tuple], dict]:
+    """The same, for one call of the PostgreSQL store the nodes share."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        segments = [tuple(r) for r in conn.execute(
+            'SELECT speaker, start, "end", text FROM segments WHERE call_id = %s ORDER BY id',
+            (call_id,)).fetchall()]
+        (total, band), = conn.execute("SELECT total, band FROM scorecards WHERE call_id = %s",
+                                      (call_id,)).fetchall()
+        items = [tuple(r) for r in conn.execute(
+            "SELECT rule_id, points_awarded FROM score_items WHERE call_id = %s"
+            " ORDER BY position", (call_id,)).fetchall()]
+    return segments, {"total": total, "band": band, "items": items}
+
+
 def _summary(process: Process) -> dict:
     lines = [json.loads(line) for line in process.lines if line.startswith("{")]
     (summary,) = [line for line in lines if line.get("type") == "summary"]
     return summary
 
 
-def test_worker_killed_and_server_restarted_lose_nothing(nats_server, tmp_path: Path):
+def test_worker_killed_and_server_restarted_lose_nothing(nats_server, pg_server,
+                                                         tmp_path: Path):
+    """Two capture nodes share one PostgreSQL store and two recognition workers behind
+    NATS; a worker is SIGKILLed mid-batch and NATS restarts once."""
     # The single-process run of the same file, same model and options.
     local = Process(*_run_args(tmp_path / "local.db"), log=tmp_path / "local.log")
     assert local.proc.wait(180) == 0, "".join(local.lines[-30:])
@@ -100,7 +120,8 @@ def test_worker_killed_and_server_restarted_lose_nothing(nats_server, tmp_path: 
 
     workers = ["worker", "--nats", nats_server.url, "--batch", "4", "--ack-wait", "3"]
     # Two capture nodes, each with the call, share the workers; each gets its own results.
-    nodes = [Process(*_run_args(tmp_path / f"node{i}.db"), "--asr", nats_server.url,
+    shared = pg_server.database()  # the store both nodes write
+    nodes = [Process(*_run_args(shared), "--asr", nats_server.url,
                      "--node", f"capture-{i}", log=tmp_path / f"node{i}.log") for i in (1, 2)]
     first = second = None
     try:
@@ -127,8 +148,13 @@ def test_worker_killed_and_server_restarted_lose_nothing(nats_server, tmp_path: 
             if process is not None:
                 process.stop()
 
-    for i, node in enumerate(nodes, 1):
-        stored, card = _stored(tmp_path / f"node{i}.db")
+    import psycopg
+
+    with psycopg.connect(shared) as conn:
+        calls = {r[0] for r in conn.execute("SELECT call_id FROM calls").fetchall()}
+    assert calls == {_summary(node)["call"] for node in nodes} and len(calls) == 2
+    for node in nodes:
+        stored, card = _stored_shared(shared, _summary(node)["call"])
         # Every utterance exactly once (the killed worker's batch was transcribed twice),
         # with the same text and times as the single-process run.
         assert sorted(stored) == sorted(expected)
