@@ -9,6 +9,7 @@ as the live call was.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -142,8 +143,11 @@ class Monitor:
             # Detection costs ~1 s per utterance; the pack says what the centre speaks.
             language = self.pack.language
         self.language = language
+        # One concurrent decode per pipeline worker, the cores split between them.
+        workers = max(1, options.pipeline.workers)
         self.transcriber = None if options.asr is not None else transcriber or Transcriber(
-            TranscriberOptions(model=options.model, language=language)
+            TranscriberOptions(model=options.model, language=language, num_workers=workers,
+                               cpu_threads=max(1, (os.cpu_count() or 2) // workers))
         )
         self._closers: list = []
         all_listeners: list[PipelineListener] = []

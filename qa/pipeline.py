@@ -59,9 +59,12 @@ class PipelineOptions:
 
     Attributes:
         frontend: Framing, VAD and endpointer settings for every channel.
-        workers: Transcription worker threads sharing the one model. On 2 cores one worker
-            with 2 CTranslate2 threads keeps latency lowest; more workers help only with more
-            cores.
+        workers: Transcription worker threads sharing the one model, each decoding its own
+            batch at the same time (`qa.monitor` gives the model as many concurrent decodes
+            and splits the cores between them). Two measured best on 2 cores for calls that
+            start apart (40 calls 1.3 s apart: p95 2.3 s against 8.1 s with one worker of two
+            threads); one is better only when every call's utterances end at once
+            (docs/capacity.md, "All cores").
         queue_size: Utterances that may wait for a worker, over all calls, before the drop
             policy above applies.
         language: Language of every call (`en`, `zh`), or None to detect it per utterance.
@@ -74,7 +77,7 @@ class PipelineOptions:
     """
 
     frontend: FrontEndOptions = field(default_factory=FrontEndOptions)
-    workers: int = 1
+    workers: int = 2
     queue_size: int = 64
     language: str | None = None
     max_batch: int = 8

@@ -49,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--language", choices=("en", "zh", "auto"),
                         help="default: the rule pack's language, else auto")
     parser.add_argument("--model", help="model name or directory (default: base)")
-    parser.add_argument("--workers", type=int, help="transcription worker threads (default 1)")
+    parser.add_argument("--workers", type=int,
+                        help="transcription workers, each decoding a batch at once, the cores "
+                        "split between them (default 2)")
     parser.add_argument("--asr", metavar="URL",
                         help="recognise on `qa worker` processes through NATS JetStream "
                         "(nats://HOST:4222) instead of loading the model here")

@@ -93,8 +93,11 @@ def run_load(
     reference: dict[str, str],
     calls: int,
     make_pipeline: Callable[[list[PipelineListener]], Pipeline] | None = None,
+    stagger: float = STAGGER_S,
 ) -> LoadResult:
-    """Replays `calls` copies of the call in real time, staggered; measures latency and CPU.
+    """Replays `calls` copies of the call in real time, started `stagger` seconds apart (0:
+    all at once, the worst case: every call's utterances end at the same moments); measures
+    latency and CPU.
 
     `make_pipeline` builds the sink under test from the listeners (anything with the
     `Pipeline`'s source-sink methods, `wait_idle` and `close`); the default is a `Pipeline`
@@ -111,7 +114,7 @@ def run_load(
     ]
 
     def play(index: int, source: FileSource) -> None:
-        time.sleep(index * STAGGER_S)
+        time.sleep(index * stagger)
         source.run(pipeline, stop)
 
     threads = [threading.Thread(target=play, args=(i, s)) for i, s in enumerate(sources)]
