@@ -4,7 +4,7 @@
     agent: agent-007
     language: en          # en | zh | auto
     model: base           # a model name or a directory
-    workers: 2            # transcription workers (each decodes a batch at once)
+    workers: 1            # transcription workers (2: see docs/capacity.md, "All cores")
     queue_size: 64
     json: false
     rules: examples/rules/en_support.yaml   # check every call against this pack
@@ -68,7 +68,7 @@ class RunConfig:
     agent: str = ""
     language: str = "auto"
     model: str = DEFAULT_MODEL
-    workers: int = 2
+    workers: int = 1
     queue_size: int = 64
     json: bool = False
     rules: str = ""

@@ -63,8 +63,9 @@ class PipelineOptions:
             batch at the same time (`qa.monitor` gives the model as many concurrent decodes
             and splits the cores between them). Two measured best on 2 cores for calls that
             start apart (40 calls 1.3 s apart: p95 2.3 s against 8.1 s with one worker of two
-            threads); one is better only when every call's utterances end at once
-            (docs/capacity.md, "All cores").
+            threads); one is better when every call's utterances end at once, and batches
+            made of fewer utterances vary more in what borderline audio is heard as, so one
+            stays the default until that is fixed (docs/capacity.md, "All cores").
         queue_size: Utterances that may wait for a worker, over all calls, before the drop
             policy above applies.
         language: Language of every call (`en`, `zh`), or None to detect it per utterance.
@@ -77,7 +78,7 @@ class PipelineOptions:
     """
 
     frontend: FrontEndOptions = field(default_factory=FrontEndOptions)
-    workers: int = 2
+    workers: int = 1
     queue_size: int = 64
     language: str | None = None
     max_batch: int = 8

@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="model name or directory (default: base)")
     parser.add_argument("--workers", type=int,
                         help="transcription workers, each decoding a batch at once, the cores "
-                        "split between them (default 2)")
+                        "split between them (default 1; 2 serves more staggered calls on 2 "
+                        "cores, docs/capacity.md)")
     parser.add_argument("--asr", metavar="URL",
                         help="recognise on `qa worker` processes through NATS JetStream "
                         "(nats://HOST:4222) instead of loading the model here")

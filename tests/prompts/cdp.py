@@ -41,7 +41,10 @@ class Browser:
     """One headless Chromium process and a CDP session on its first page."""
 
     def __init__(self) -> None:
-        self._profile = tempfile.TemporaryDirectory(prefix="qa-chromium-")
+        # Chromium's helper processes can still be writing the profile as the main process
+        # exits; a leftover file there must not fail the test that closed the browser.
+        self._profile = tempfile.TemporaryDirectory(prefix="qa-chromium-",
+                                                    ignore_cleanup_errors=True)
         self._proc = subprocess.Popen(
             [chromium_binary(), *_FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
