@@ -97,7 +97,8 @@ async def _answer_backwards_twice(url: str, count: int, hold: float = 0.0) -> in
         segment = Segment(u.call_id, u.speaker, u.start, u.end, f"{u.speaker} {u.index}")
         for copy in range(2):  # the second as a worker killed after publishing would
             await js.publish(work.reply_to, encode_result(
-                Result(work.utterance_id, (segment,), worker=f"hand-{copy}")))
+                Result(work.utterance_id, (segment,), worker=f"hand-{copy}",
+                       decode_seconds=hold / 4)))
     for message in messages:
         await message.ack()
     await nc.close()
@@ -175,7 +176,8 @@ def test_latency_is_measured_end_to_end_from_the_end_of_speech(nats_server):
     registry = CollectorRegistry()
     metrics = QAMetrics(registry)
     remote = RemoteTranscriber(RemoteOptions(url=nats_server.url, node="timed"),
-                               metrics.remote_round_trip.observe).start()
+                               metrics.remote_round_trip.observe,
+                               metrics.remote_decode.observe).start()
     collector = Collector()
     pipeline = Pipeline(None, PipelineOptions(language="en"),
                         [collector, MetricsListener(metrics)], submit=remote.submit)
@@ -200,5 +202,9 @@ def test_latency_is_measured_end_to_end_from_the_end_of_speech(nats_server):
     assert registry.get_sample_value("qa_remote_round_trip_seconds_count") == count
     round_trips = registry.get_sample_value("qa_remote_round_trip_seconds_sum")
     assert hold * count <= round_trips <= latency_sum
+    # The worker's own share, as its results report it (the rest was waiting).
+    assert registry.get_sample_value("qa_remote_decode_seconds_count") == count
+    assert registry.get_sample_value("qa_remote_decode_seconds_sum") == pytest.approx(
+        hold / 4 * count)
     summary = collector.summaries["timed-call"]
     assert summary.latency_p50 >= hold and summary.latency_p95 >= summary.latency_p50
