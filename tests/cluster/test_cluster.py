@@ -38,6 +38,7 @@ class Process:
         self.lines: list[str] = []
         self._new = threading.Condition()
         self._out = open(log, "w")  # noqa: SIM115 (closed by the last reader)
+        self._streams = 2
         self.proc = subprocess.Popen([sys.executable, "-m", "qa", "-v", *args], cwd=REPO,
                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
@@ -53,7 +54,8 @@ class Process:
                 self.lines.append(line)
                 self._new.notify_all()
         with self._new:
-            if not any(r.is_alive() for r in self._readers if r is not threading.current_thread()):
+            self._streams -= 1
+            if self._streams == 0:
                 self._out.close()
 
     def wait_for(self, text: str, timeout: float) -> str:
