@@ -168,7 +168,7 @@ class SentenceEncoder:
     def nbytes(self) -> int:
         """Bytes held in arrays: the weights (the 64 MB quantised vocabulary table among
         them), the store of projected tokens and the cached embeddings."""
-        total = self._forward.projected.nbytes
+        total = self._forward.projected.nbytes + self._forward.first.nbytes
         for value in vars(self._backend).values():
             arrays = value if isinstance(value, list) else [value]
             total += sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
@@ -254,6 +254,7 @@ class _Forward:
         self._max_left = reference._MAX_LEFT
         self._emb = reference._EMB_DIM
         self._cnn = reference._CNN_DIM
+        cnn = self._cnn
         # The window a token's final features depend on: two convolutions, each reaching
         # `left` tokens back and `order - 1 - left` ahead.
         self._reach = (2 * max(left for _, left in self._orders),
@@ -263,34 +264,76 @@ class _Forward:
         self._keys = sorted({(0, 0), self._reach}
                             | {(k * left, k * (n - 1 - left))
                                for n, left in self._orders for k in (1, 2)}, key=sum)
-        # Projected tokens, by id: a context-free step, and calls reuse most of their words.
-        self.projected = np.empty((self.PROJECTED, backend.proj_W.shape[1]), dtype=np.float32)
+        # A convolution over a window of `order` rows is the sum, over the window's slots, of
+        # each row times its slot's block of the weights: `[w_0 | w_1 | ...]` (cnn, order *
+        # cnn) gives every slot's product of a row at once.
+        self._w1 = [self._by_slot(w, n) for w, (n, _) in zip(backend.w1, self._orders,
+                                                               strict=True)]
+        self._w2 = [self._by_slot(w, n) for w, (n, _) in zip(backend.w2, self._orders,
+                                                               strict=True)]
+        #: Where each branch's slot products sit in a token's row of `first`.
+        self._first_at = np.cumsum([0, *(n * cnn for n, _ in self._orders)]).tolist()
+        # Per token id: its layer-normed projection, and its first convolutions' products
+        # for every window slot (a token's first layer does not depend on its context), so
+        # a known token costs no product in the first layer, only sums.
+        width = backend.proj_W.shape[1]
+        self.projected = np.empty((self.PROJECTED, width), dtype=np.float32)
+        self.first = np.empty((self.PROJECTED, self._first_at[-1]), dtype=np.float32)
         self._slot: dict[int, int] = {}
 
-    #: Token projections kept (3 KB each); the store starts afresh when full.
+    #: Tokens kept (13 KB each: projection and first-layer products); the store starts
+    #: afresh when full.
     PROJECTED = 4096
 
-    def _projected(self, ids: np.ndarray, emb: np.ndarray) -> np.ndarray:
-        """The layer-normed projection of each (distinct) token id, from the store or made."""
+    def _by_slot(self, w: np.ndarray, order: int) -> np.ndarray:
+        """`(order * cnn, cnn)` window weights as `(cnn, order * cnn)` slot products."""
+        cnn = self._cnn
+        return np.ascontiguousarray(np.concatenate(
+            [w[o * cnn:(o + 1) * cnn] for o in range(order)], axis=1))
+
+    def _tokens(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each distinct token id's projection and first-layer slot products (with a zero
+        row after them: the slot beyond a text's edge), from the store or made."""
         slot = self._slot
         slots = [slot.get(i, -1) for i in ids.tolist()]
         new = [k for k, at in enumerate(slots) if at < 0]
+        x_all = np.empty((len(ids), self.projected.shape[1]), dtype=np.float32)
+        p_all = np.empty((len(ids) + 1, self.first.shape[1]), dtype=np.float32)
+        p_all[-1] = 0.0
         if not new:
-            return self.projected[slots]
+            np.take(self.projected, slots, axis=0, out=x_all)
+            np.take(self.first, slots, axis=0, out=p_all[:-1])
+            return x_all, p_all
         if len(slot) + len(new) > self.PROJECTED:
             slot.clear()
             slots = [-1] * len(ids)
             new = list(range(len(ids)))
-        b = self._b
-        x = emb[new] @ b.proj_W
+        b, cnn = self._b, self._cnn
+        new_ids = ids[new]
+        chunk = new_ids % len(b.scale)
+        emb = b.table[new_ids].astype(np.float32)
+        emb *= b.scale[chunk, None]
+        emb += b.lo[chunk, None]
+        x = emb @ b.proj_W
         x += b.proj_b
         self._layernorm(x, b.ln_g_all, b.ln_b_all, b.eps)
+        p = np.empty((len(new), self.first.shape[1]), dtype=np.float32)
+        for i, at in enumerate(self._first_at[:-1]):
+            np.matmul(x[:, i * cnn:(i + 1) * cnn], self._w1[i],
+                      out=p[:, at:self._first_at[i + 1]])
         if len(new) > self.PROJECTED:  # one batch of more distinct tokens than are kept
-            return x
-        for k, row in zip(new, x, strict=True):
-            slots[k] = slot[int(ids[k])] = len(slot)
-            self.projected[slots[k]] = row
-        return self.projected[slots]
+            return x, np.concatenate([p, p_all[-1:]])
+        known = [k for k, at in enumerate(slots) if at >= 0]
+        if known:
+            x_all[known] = self.projected[[slots[k] for k in known]]
+            p_all[known] = self.first[[slots[k] for k in known]]
+        x_all[new] = x
+        p_all[new] = p
+        for k, row in enumerate(new):
+            at = slot[int(ids[row])] = len(slot)
+            self.projected[at] = x[k]
+            self.first[at] = p[k]
+        return x_all, p_all
 
     def __call__(self, groups: list[list[int]]) -> np.ndarray:
         """Token ids of each text (with BOS/EOS) to the package's unit embeddings."""
@@ -305,39 +348,51 @@ class _Forward:
         for key in self._keys:  # narrowest first: each widens the one before
             ctx.get(*key)
 
-        # Token projection: once per distinct token id, and kept for the next calls.
+        # Token projection and first-layer products: once per distinct token id, kept for
+        # the next calls.
         rep0, inv0 = ctx.get(0, 0)
         ids = flat[rep0]
-        chunk = ids % len(b.scale)
-        emb = b.table[ids].astype(np.float32)
-        emb *= b.scale[chunk, None]
-        emb += b.lo[chunk, None]
-        x = self._projected(ids, emb)[inv0]
+        x, p = self._tokens(ids)
+        # Each position's distinct token, and the zero row (index len(ids)) beyond an edge.
+        token = np.append(inv0, len(ids))
 
         # Final features: once per distinct context of the whole reach.
         rep_f, inv_f = ctx.get(*self._reach)
         feats = np.empty((len(rep_f), emb_dim + len(self._orders) * cnn), dtype=np.float32)
+        chunk = ids % len(b.scale)
+        emb = b.table[ids].astype(np.float32)
+        emb *= b.scale[chunk, None]
+        emb += b.lo[chunk, None]
         feats[:, :emb_dim] = emb[inv0[rep_f]]
         idx = self._window_index(starts, lens, n)
-        # Row n is the zero that window slots outside a token's own text point at.
-        buf = np.empty((n + 1, cnn), dtype=np.float32)
-        buf[n] = 0.0
         for i, (order, left) in enumerate(self._orders):
             right = order - 1 - left
-            xs = x[:, i * cnn:(i + 1) * cnn]
-            buf[:n] = xs
             cols = idx[:, self._max_left - left:self._max_left - left + order]
+            # First layer, per distinct context of its window: the sum of the window's
+            # tokens' slot products.
             rep1, inv1 = ctx.get(left, right)
-            h = buf[cols[rep1]].reshape(len(rep1), order * cnn) @ b.w1[i]
+            at = self._first_at[i]
+            slots = token[cols[rep1]]
+            h = p[slots[:, 0], at:at + cnn]
+            for o in range(1, order):
+                h += p[slots[:, o], at + o * cnn:at + (o + 1) * cnn]
             h += b.b1[i]
             np.maximum(h, 0, out=h)
-            h += xs[rep1]
-            buf[:n] = h[inv1]
+            h += x[inv0[rep1], i * cnn:(i + 1) * cnn]
+            # Second layer: the slot products of each distinct first-layer context (one
+            # product per context, not per window), summed per distinct context of its
+            # window; the row after them is the zero beyond an edge.
+            q = np.empty((len(rep1) + 1, order * cnn), dtype=np.float32)
+            q[-1] = 0.0
+            np.matmul(h, self._w2[i], out=q[:-1])
             rep2, inv2 = ctx.get(2 * left, 2 * right)
-            c2 = buf[cols[rep2]].reshape(len(rep2), order * cnn) @ b.w2[i]
+            slots = np.append(inv1, len(rep1))[cols[rep2]]
+            c2 = q[slots[:, 0], :cnn]
+            for o in range(1, order):
+                c2 += q[slots[:, o], o * cnn:(o + 1) * cnn]
             c2 += b.b2[i]
             np.maximum(c2, 0, out=c2)
-            c2 += buf[rep2]
+            c2 += h[inv1[rep2]]
             off = emb_dim + i * cnn
             feats[:, off:off + cnn] = c2[inv2[rep_f]]
         self._layernorm(feats, b.ln_g, b.ln_b, b.eps)
