@@ -163,6 +163,15 @@ class SentenceEncoder:
                     self._cache.popitem(last=False)
         return out
 
+    def warm(self, texts: Sequence[str]) -> int:
+        """Keeps the tokens of `texts` ready (their words' ids, projections and first-layer
+        products), as many as the token store has room for: given a pack's texts at load, a
+        call's first turns do not pay for the pack's vocabulary. Changes no embedding.
+        Returns the number of tokens added."""
+        with self._lock, self.blas():
+            ids = dict.fromkeys(chain.from_iterable(self._tokens(t) for t in texts))
+            return self._forward.keep(list(ids))
+
     def clear_cache(self) -> None:
         """Forgets the recently encoded texts (benchmarks time new sentences with it)."""
         with self._lock:
@@ -290,6 +299,13 @@ class _Forward:
     #: Tokens kept (13 KB each: projection and first-layer products); the store starts
     #: afresh when full.
     PROJECTED = 4096
+
+    def keep(self, ids: list[int]) -> int:
+        """Makes and stores the tokens among `ids` not yet stored, while there is room."""
+        new = [i for i in ids if i not in self._slot][:self.PROJECTED - len(self._slot)]
+        for at in range(0, len(new), 512):
+            self._tokens(np.asarray(new[at:at + 512], dtype=np.int64))
+        return len(new)
 
     def _by_slot(self, w: np.ndarray, order: int) -> np.ndarray:
         """`(order * cnn, cnn)` window weights as `(cnn, order * cnn)` slot products."""
@@ -501,7 +517,9 @@ def _cache_dir() -> Path:
 def encode_cached(encoder: SentenceEncoder, texts: Sequence[str]) -> np.ndarray:
     """Like `encoder.encode`, for a large fixed set of texts (a pack and the behaviour
     library): the result is kept on disk, keyed by the texts and the encoder's weights, so a
-    process embeds them once, not at every start. Falls back to encoding on any file error."""
+    process embeds them once, not at every start. Falls back to encoding on any file error.
+    The texts' tokens are made ready either way (`SentenceEncoder.warm`): they are the
+    vocabulary the calls will use."""
     import hashlib
     import os
     import tempfile
@@ -516,6 +534,7 @@ def encode_cached(encoder: SentenceEncoder, texts: Sequence[str]) -> np.ndarray:
     try:
         cached = np.load(path, allow_pickle=False)
         if cached.shape == (len(texts), DIM):
+            encoder.warm(texts)
             return cached
     except (OSError, ValueError):
         pass
