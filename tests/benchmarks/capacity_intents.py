@@ -10,12 +10,18 @@ mode in turn, alternating, on the same calls:
 - `intents`: the pack's rules with its intents (encoder and classifiers loaded before the
   first call, as `qa run` does).
 
+Every call is a copy of the same call, so with the encoder's cache its sentences would be
+encoded once for all calls; `--new-sentences` empties the cache before each segment, so every
+segment costs what a sentence never heard before costs (the worst case, as the intent
+benchmark measures it).
+
 Per run: end-of-speech-to-final-text latency p50/p95, CPU, WER, drops (as `capacity.py`),
 and for the rules: segments matched, intent hits, the dispatcher's CPU per segment for the
 rules (thread time, p50/p99) and the end of speech to the rules' verdict (p50/p95: the
 transcription latency plus the wait in the dispatcher's queue plus the matching).
 
-    .venv/bin/python -m tests.benchmarks.capacity_intents --calls 8,16 --modes off,intents
+    .venv/bin/python -m tests.benchmarks.capacity_intents --calls 8,16 --modes off,intents \
+        --new-sentences
 """
 
 from __future__ import annotations
@@ -58,12 +64,16 @@ class _TimedRules:
     The call's audio runs in real time from when the pipeline asks for its rules (the call's
     start), so a segment's speech ended `segment.end` seconds after that."""
 
-    def __init__(self, rules: CallRules, times: RuleTimes) -> None:
+    def __init__(self, rules: CallRules, times: RuleTimes, new_sentences: bool = False) -> None:
         self._rules = rules
         self._times = times
+        self._forget = new_sentences and rules.intents is not None
         self._start = time.monotonic()
 
     def on_segment(self, segment):
+        if self._forget:  # every sentence new (on the dispatcher thread, outside the timing)
+            self._rules.intents.encoder.clear_cache()
+            self._rules.intents.__dict__.get("_scored", {}).clear()
         cpu = time.thread_time()
         events = self._rules.on_segment(segment)
         spent = time.thread_time() - cpu
@@ -79,9 +89,10 @@ class _TimedRules:
         return getattr(self._rules, name)
 
 
-def rules_factory(mode: str, times: RuleTimes,
-                  pack_path: Path = PACK) -> Callable[[CallInfo], _TimedRules] | None:
-    """The pipeline's per-call rules for a mode (None for `off`), everything loaded now."""
+def rules_factory(mode: str, times: RuleTimes, pack_path: Path = PACK,
+                  new_sentences: bool = False) -> Callable[[CallInfo], _TimedRules] | None:
+    """The pipeline's per-call rules for a mode (None for `off`), everything loaded now;
+    `new_sentences`: the encoder's cache emptied before each segment."""
     if mode == "off":
         return None
     if mode not in MODES:
@@ -94,7 +105,7 @@ def rules_factory(mode: str, times: RuleTimes,
 
     def rules(call: CallInfo) -> _TimedRules:
         return _TimedRules(CallRules(pack, call.call_id, call.agent_id, matcher=matcher,
-                                     intents=intents or False), times)
+                                     intents=intents or False), times, new_sentences)
 
     return rules
 
@@ -119,10 +130,10 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def run(transcriber, call_wav: Path, reference: dict[str, str], calls: int, mode: str,
-        pack_path: Path = PACK) -> tuple[LoadResult, dict]:
+        pack_path: Path = PACK, new_sentences: bool = False) -> tuple[LoadResult, dict]:
     """One live-load run with a rules mode; the load result and the rules' figures."""
     times = RuleTimes()
-    rules = rules_factory(mode, times, pack_path)
+    rules = rules_factory(mode, times, pack_path, new_sentences)
     result = run_load(transcriber, call_wav, reference, calls,
                       batched_with_rules(transcriber, rules))
     figures = {
@@ -145,6 +156,8 @@ def main() -> None:
                         help=f"rules modes, alternated per N ({', '.join(MODES)})")
     parser.add_argument("--pack", type=Path, default=PACK)
     parser.add_argument("--shared-audio", type=Path, default=REPO.parent / "shared" / "audio")
+    parser.add_argument("--new-sentences", action="store_true",
+                        help="empty the encoder's cache before each segment (every sentence new)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -157,7 +170,8 @@ def main() -> None:
               "  rules cpu p50/p99 ms  verdict p50/p95 s  load", flush=True)
         for n in (int(x) for x in args.calls.split(",")):
             for mode in modes:
-                r, f = run(transcriber, call_wav, reference, n, mode, args.pack)
+                r, f = run(transcriber, call_wav, reference, n, mode, args.pack,
+                           args.new_sentences)
                 load = Path("/proc/loadavg").read_text().split()[0]
                 rows.append({"mode": mode, "load_average": float(load), **asdict(r), **f})
                 print(f"{mode:8s} {r.calls:5d}  {r.utterances:4d}  {r.latency_p50:5.2f}"
