@@ -180,9 +180,11 @@ class SentenceEncoder:
     @property
     def nbytes(self) -> int:
         """Bytes held in arrays: the weights (the 64 MB quantised vocabulary table among
-        them), the store of tokens (projections and first-layer products) and the cached
-        embeddings."""
-        total = self._forward.projected.nbytes + self._forward.first.nbytes
+        them), the store of tokens (projections and first-layer products, 54 MB when full), the
+        folded head and the cached embeddings."""
+        forward = self._forward
+        total = (forward.projected.nbytes + forward.first.nbytes + forward._head_in.nbytes
+                 + forward._head_b.nbytes)
         for value in vars(self._backend).values():
             arrays = value if isinstance(value, list) else [value]
             total += sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
