@@ -17,8 +17,9 @@ benchmark measures it).
 
 Per run: end-of-speech-to-final-text latency p50/p95, CPU, WER, drops (as `capacity.py`),
 and for the rules: segments matched, intent hits, the dispatcher's CPU per segment for the
-rules (thread time, p50/p99) and the end of speech to the rules' verdict (p50/p95: the
-transcription latency plus the wait in the dispatcher's queue plus the matching).
+rules (thread time, p50/p99, and the run's total) and the end of speech to the rules'
+verdict (p50/p95: the transcription latency plus the wait in the dispatcher's queue plus the
+matching).
 
     .venv/bin/python -m tests.benchmarks.capacity_intents --calls 8,16 --modes off,intents \
         --new-sentences
@@ -141,6 +142,7 @@ def run(transcriber, call_wav: Path, reference: dict[str, str], calls: int, mode
         "intent_hits": times.intent_hits,
         "rules_cpu_p50_ms": round(_pct(times.cpu, 50) * 1e3, 2),
         "rules_cpu_p99_ms": round(_pct(times.cpu, 99) * 1e3, 2),
+        "rules_cpu_total_s": round(sum(times.cpu), 3),
         "verdict_p50_s": round(_pct(times.verdict, 50), 2),
         "verdict_p95_s": round(_pct(times.verdict, 95), 2),
     }
