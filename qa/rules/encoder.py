@@ -165,7 +165,7 @@ class SentenceEncoder:
 
     def warm(self, texts: Sequence[str]) -> int:
         """Keeps the tokens of `texts` ready (their words' ids, projections and first-layer
-        products), as many as the token store has room for: given a pack's texts at load, a
+        products), up to three quarters of the token store: given a pack's texts at load, a
         call's first turns do not pay for the pack's vocabulary. Changes no embedding.
         Returns the number of tokens added."""
         with self._lock, self.blas():
@@ -306,8 +306,10 @@ class _Forward:
     PROJECTED = 4096
 
     def keep(self, ids: list[int]) -> int:
-        """Makes and stores the tokens among `ids` not yet stored, while there is room."""
-        new = [i for i in ids if i not in self._slot][:self.PROJECTED - len(self._slot)]
+        """Makes and stores the tokens among `ids` not yet stored, up to three quarters of the
+        store (the rest is for the calls' own words: a full store starts afresh)."""
+        room = max(0, self.PROJECTED * 3 // 4 - len(self._slot))
+        new = [i for i in ids if i not in self._slot][:room]
         for at in range(0, len(new), 512):
             self._tokens(np.asarray(new[at:at + 512], dtype=np.int64))
         return len(new)

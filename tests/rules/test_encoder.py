@@ -192,3 +192,16 @@ def test_warming_with_texts_keeps_their_tokens_and_changes_no_embedding(encoder)
     encoder.clear_cache()
     _same_rows(encoder.encode(texts), _one_by_one(encoder, texts))
     assert len(store) == added  # encoding them needed no new token
+
+
+def test_warming_leaves_a_quarter_of_the_store_for_the_calls(encoder, monkeypatch):
+    texts = [s.text for turn in TURNS for s in spans(turn)]
+    store = encoder._forward._slot
+    monkeypatch.setattr(encoder._forward, "PROJECTED", 40)
+    store.clear()
+    try:
+        assert encoder.warm(texts) == 30 == len(store)
+        encoder.clear_cache()
+        _same_rows(encoder.encode(texts[:3]), _one_by_one(encoder, texts[:3]))
+    finally:
+        store.clear()
