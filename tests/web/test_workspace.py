@@ -1,9 +1,10 @@
-"""The workspace's tables and policies on a real store file: passwords, lockout, sessions,
-disputes' limits and deadlines, append-only trails, agreement figures, and `qa users`."""
+"""The workspace's tables and policies on a real store, an SQLite file and a database on a
+real PostgreSQL server (`db` runs each test on both): passwords, lockout, sessions, disputes'
+limits and deadlines, append-only trails, search in English and Chinese, agreement figures,
+and `qa users`."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
@@ -13,24 +14,40 @@ from qa.errors import WorkspaceError
 from qa.store import CallStore, StoreOptions
 from qa.web.agreement import cohen_kappa, exact_agreement, item_agreement
 from qa.web.options import AccountOptions, DisputeOptions
-from qa.web.search import index_text, match_query
+from qa.web.search import CallFilter, CallSearch, index_text, match_query, tsquery, tsvector
 from qa.web.workspace import Workspace
-from tests.store.conftest import CALL_ID, fill
+from tests.store.conftest import CALL_ID, fill, raw_connect
 from tests.web.conftest import qa
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """A location with no store yet: an SQLite file, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "calls.db"
+    return request.getfixturevalue("pg_server").database()
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "calls.db"
-    with CallStore(StoreOptions(path=path)) as store:
+def db(empty_db: Path | str) -> Path | str:
+    """A store holding the sample call (English and Chinese segments), on each backend."""
+    with CallStore(StoreOptions(path=empty_db)) as store:
         fill(store)
-    return path
+    return empty_db
+
+
+def _one(db: Path | str, sql: str) -> tuple:
+    conn, _ = raw_connect(db)
+    try:
+        return tuple(conn.execute(sql).fetchone())
+    finally:
+        conn.close()
 
 
 def test_password_is_stored_as_an_argon2id_hash(db: Path) -> None:
     ws = Workspace(db)
     ws.add_user("rita", "reviewer", "a-long-password")
-    stored = sqlite3.connect(db).execute("SELECT password_hash FROM users").fetchone()[0]
+    stored = _one(db, "SELECT password_hash FROM users")[0]
     assert stored.startswith("$argon2id$") and "a-long-password" not in stored
     assert ws.authenticate("rita", "a-long-password").role == "reviewer"
     with pytest.raises(WorkspaceError, match="invalid"):
@@ -68,7 +85,7 @@ def test_sessions_are_stored_hashed_and_end_when_the_user_is_disabled(db: Path) 
     ws = Workspace(db)
     user = ws.add_user("rita", "reviewer", "a-long-password")
     token, session = ws.start_session(user)
-    stored = sqlite3.connect(db).execute("SELECT token_hash FROM sessions").fetchone()[0]
+    stored = _one(db, "SELECT token_hash FROM sessions")[0]
     assert token not in stored
     assert ws.session(token).user.username == "rita"
     assert Workspace.csrf_ok(session, session.csrf) and not Workspace.csrf_ok(session, "x")
@@ -109,11 +126,18 @@ def test_trails_are_append_only(db: Path, table: str) -> None:
     ws.decide_dispute(d.id, "rejected", "rita", "no")
     s = ws.start_calibration("w1", "sam", [CALL_ID])
     ws.add_calibration_scores(s.id, CALL_ID, "rita", {"greeting": 10})
-    con = sqlite3.connect(db)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        con.execute(f"UPDATE {table} SET id = id")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        con.execute(f"DELETE FROM {table}")
+    con, integrity = raw_connect(db)
+    try:
+        with pytest.raises(integrity, match="append-only"):
+            con.execute(f"UPDATE {table} SET id = id")
+        with pytest.raises(integrity, match="append-only"):
+            con.execute(f"DELETE FROM {table}")
+        if not isinstance(db, Path):  # PostgreSQL: TRUNCATE skips row triggers
+            with pytest.raises(integrity, match="append-only"):
+                con.execute(f"TRUNCATE {table} CASCADE")
+    finally:
+        con.close()
+    assert ws.audit_log(action="view_call")[0].call_id == CALL_ID
 
 
 def test_free_text_is_redacted(db: Path) -> None:
@@ -149,8 +173,18 @@ def test_chinese_text_is_indexed_as_character_pairs() -> None:
     assert match_query("  ,, ") is None
 
 
-def test_users_command_adds_lists_and_disables(tmp_path: Path) -> None:
-    db = str(tmp_path / "calls.db")
+def test_postgresql_terms_match_what_the_sqlite_index_holds() -> None:
+    assert tsvector("我很生气!") == "'我很':1 '很生':2 '生气':3"
+    assert tsvector("Not my PROBLEM, café") == "'not':1 'my':2 'problem':3 'cafe':4"
+    assert tsquery("生氣") == "'生气'"
+    assert tsquery("not my problem") == "'not' <-> 'my' <-> 'problem'"
+    assert tsquery("x' | !call_id:*") == "'x' <-> 'call' <-> 'id'"  # no operator survives
+    assert tsquery("退") == "'退':*"
+    assert tsquery("  ,, ") is None
+
+
+def test_users_command_adds_lists_and_disables(empty_db: Path | str) -> None:
+    db = str(empty_db)
     env = {"QA_PASSWORD": "a-long-password"}
     done = qa("users", "add", "ann", "--role", "agent", "--agent-id", "agent-7", "--db", db,
               env=env, timeout=60)
@@ -164,13 +198,44 @@ def test_users_command_adds_lists_and_disables(tmp_path: Path) -> None:
         "disabled")
     missing = qa("users", "disable", "zed", "--db", db, timeout=60)
     assert missing.returncode == 2 and "no user 'zed'" in missing.stderr
-    ws = Workspace(Path(db))
+    ws = Workspace(empty_db)
     assert [e.action for e in ws.audit_log(username="cli")] == ["user_disable", "user_add"]
 
 
-def test_a_deleted_call_leaves_the_search_index(db: Path) -> None:
-    from qa.web.search import CallFilter, CallSearch
+def test_search_finds_english_and_chinese_phrases(db: Path | str) -> None:
+    search = CallSearch(db)
+    try:
+        found, quotes = search.search(CallFilter(text="NOT my problem"))
+        assert [c.call_id for c in found] == [CALL_ID]
+        assert quotes[CALL_ID] == "Sorry, that's not my problem."
+        # A phrase, not a bag of words; Chinese inside a run; traditional folded.
+        assert search.calls(CallFilter(text="problem my not")) == []
+        assert [c.call_id for c in search.calls(CallFilter(text="知道"))] == [CALL_ID]
+        assert [c.call_id for c in search.calls(CallFilter(text="不知道怎麼辦"))] == [CALL_ID]
+        assert [c.call_id for c in search.calls(CallFilter(text="怎"))] == [CALL_ID]
+        assert search.calls(CallFilter(text="知不道")) == []
+        assert search.calls(CallFilter(text="card broke", agent="agent-9")) == []
+    finally:
+        search.close()
 
+
+def test_a_segment_stored_after_a_search_is_found_by_the_next(db: Path | str) -> None:
+    from qa.types import Segment, Speaker
+
+    search = CallSearch(db)
+    try:
+        assert search.calls(CallFilter(text="refund by friday")) == []
+        with CallStore(StoreOptions(path=db)) as store:
+            store.add_segment(Segment(CALL_ID, Speaker.AGENT, 11.0, 12.0,
+                                      " You will get the refund by Friday.", language="en"))
+        assert [c.call_id for c in search.calls(CallFilter(text="refund by friday"))] == [
+            CALL_ID]
+        assert search.sync() == 0  # each segment is indexed once
+    finally:
+        search.close()
+
+
+def test_a_deleted_call_leaves_the_search_index(db: Path | str) -> None:
     search = CallSearch(db)
     try:
         assert [c.call_id for c in search.calls(CallFilter(text="not my problem"))] == [CALL_ID]
@@ -178,18 +243,7 @@ def test_a_deleted_call_leaves_the_search_index(db: Path) -> None:
         with CallStore(StoreOptions(path=db)) as store:
             store.delete_call(CALL_ID)  # retention
         assert search.calls(CallFilter(text="not my problem")) == []
-        count = sqlite3.connect(db).execute("SELECT count(*) FROM transcript_index").fetchone()
-        assert count == (0,)  # the words themselves are gone, not only hidden
+        # The words themselves are gone, not only hidden.
+        assert _one(db, "SELECT count(*) FROM transcript_index") == (0,)
     finally:
         search.close()
-
-
-def test_a_postgresql_store_is_refused_with_the_reason_and_no_password():
-    """The workspace's tables are SQLite's (FTS5 search); a PostgreSQL URL used to become a
-    file path named after the URL. It is refused, naming why, with the password masked."""
-    from qa.commands.serve import workspace_store
-    from qa.errors import WorkspaceError
-
-    with pytest.raises(WorkspaceError, match="SQLite call store only") as caught:
-        workspace_store("postgresql://qa:s3cret@db.example/qa")
-    assert "s3cret" not in str(caught.value)
