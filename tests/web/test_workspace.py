@@ -247,3 +247,63 @@ def test_a_deleted_call_leaves_the_search_index(db: Path | str) -> None:
         assert _one(db, "SELECT count(*) FROM transcript_index") == (0,)
     finally:
         search.close()
+
+
+def _store_at_version(location: Path | str, version: int) -> None:
+    """Creates the schema as a release of `version` did (its steps only)."""
+    from qa.store import BASE, MIGRATIONS, open_backend
+
+    db = open_backend(StoreOptions(path=location))
+    try:
+        db.begin()
+        for step in (BASE, *MIGRATIONS):
+            if step.version <= version:
+                for statement in step.statements(db.dialect):
+                    db.execute(statement)
+        db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_a_version_5_store_upgrades_its_search_and_calibration_order(
+    empty_db: Path | str,
+) -> None:
+    """Segments stored before the step that indexes them on PostgreSQL are searchable after
+    it, and a calibration session keeps the order its calls were listed in."""
+    _store_at_version(empty_db, 5)
+    con, _ = raw_connect(empty_db)
+    mark = "?" if isinstance(empty_db, Path) else "%s"
+    try:
+        for call in ("call-b", "call-a"):
+            con.execute("INSERT INTO calls (call_id, agent_id, source, started_at, channels,"
+                        f" sample_rate) VALUES ({mark}, 'agent-7', 'rtp', 1.0, 'agent', 8000)",
+                        (call,))
+            con.execute('INSERT INTO segments (call_id, speaker, start, "end", text, words,'
+                        " language, avg_logprob, no_speech_prob) VALUES"
+                        f" ({mark}, 'agent', 0, 1, {mark}, '[]', 'zh', 0, 0)",
+                        (call, f"{call} says 那不归我管"))
+        con.execute("INSERT INTO calibration_sessions (name, created_by, created_at)"
+                    " VALUES ('old', 'sam', 1.0)")
+        for call in ("call-b", "call-a"):  # listed b first
+            con.execute(f"INSERT INTO calibration_calls VALUES (1, {mark})", (call,))
+        if not isinstance(empty_db, Path):
+            con.commit()
+    finally:
+        con.close()
+    with CallStore(StoreOptions(path=empty_db)) as store:
+        assert store.upgraded_from == 5
+    search = CallSearch(empty_db)
+    ws = Workspace(empty_db)
+    try:
+        assert {c.call_id for c in search.calls(CallFilter(text="不归我管"))} == {
+            "call-a", "call-b"}
+        assert [c.call_id for c in search.calls(CallFilter(text="call-a says"))] == [
+            "call-a"]
+        if isinstance(empty_db, Path):  # SQLite kept the order; PostgreSQL had none to keep
+            assert ws.calibration(1).call_ids == ("call-b", "call-a")
+        new = ws.start_calibration("new", "sam", ["call-b", "call-a"])
+        assert ws.calibration(new.id).call_ids == ("call-b", "call-a")
+    finally:
+        search.close()
+        ws.close()
