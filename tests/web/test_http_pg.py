@@ -130,6 +130,12 @@ def test_agent_gets_403_on_another_agents_call(served_pg: Served) -> None:
     assert client.get(f"/calls/{other}/audio")[0] == 403
     denied = audit_rows(served_pg, username="ann", action="view_call_denied")
     assert denied and denied[0].call_id == other
+    # Her own call's recording plays (the store on the server names the file).
+    own = served_pg.calls["agent-a"]
+    status, headers, _ = client.request("GET", f"/calls/{own}/audio",
+                                        headers={"Range": "bytes=0-99"})
+    assert status == 206 and headers["Content-Type"] == "audio/flac"
+    assert audit_rows(served_pg, username="ann", action="play_recording", call_id=own)
 
 
 def test_dispute_opened_by_the_agent_and_decided_by_a_reviewer(served_pg: Served) -> None:

@@ -307,3 +307,24 @@ def test_a_version_5_store_upgrades_its_search_and_calibration_order(
     finally:
         search.close()
         ws.close()
+
+
+def test_the_workspace_rides_out_a_postgresql_restart(tmp_path: Path, pg_server) -> None:
+    """The server restarts under a running workspace: the next login reconnects by itself
+    (the store's backend layer), nothing written before is lost."""
+    url = pg_server.database()
+    with CallStore(StoreOptions(path=url)) as store:
+        fill(store)
+    ws = Workspace(url)
+    search = CallSearch(url)
+    try:
+        ws.add_user("rita", "reviewer", "a-long-password")
+        pg_server.stop()
+        pg_server.start()
+        assert ws.authenticate("rita", "a-long-password").username == "rita"
+        ws.audit("rita", "login")
+        assert [c.call_id for c in search.calls(CallFilter(text="不知道"))] == [CALL_ID]
+        assert [e.action for e in ws.audit_log()] == ["login"]
+    finally:
+        ws.close()
+        search.close()
