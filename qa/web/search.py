@@ -23,6 +23,7 @@ The user's text never reaches either as syntax: only word tokens, inside one phr
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import unicodedata
@@ -35,6 +36,8 @@ from qa.store import CallListing, StoreOptions, open_backend
 from qa.textnorm import to_simplified
 
 __all__ = ["CallFilter", "CallSearch", "index_text", "match_query", "tsquery", "tsvector"]
+
+log = logging.getLogger("qa.web.search")
 
 #: Han ideographs (CJK unified, extension A, compatibility).
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
@@ -194,8 +197,16 @@ class CallSearch:
         added = 0
         with self._lock:
             while True:
-                batch = (self._sync_postgresql() if self._db.dialect == "postgresql"
-                         else self._sync_sqlite())
+                try:
+                    batch = (self._sync_postgresql() if self._db.dialect == "postgresql"
+                             else self._sync_sqlite())
+                except self._db.errors as exc:
+                    if not self._db.transient(exc):
+                        raise
+                    # A lock, a deadlock with a retention delete, a restart: the queue
+                    # stays, the next search indexes it; this one answers from the index.
+                    log.warning("search index not updated this time: %s", exc)
+                    return added
                 if not batch:
                     return added
                 added += batch

@@ -328,3 +328,30 @@ def test_the_workspace_rides_out_a_postgresql_restart(tmp_path: Path, pg_server)
     finally:
         ws.close()
         search.close()
+
+
+def test_a_search_answers_from_the_index_while_the_store_is_locked(tmp_path: Path) -> None:
+    """Another process holding the write lock past the wait delays indexing, not the search:
+    what is indexed is found, the rest on the next search."""
+    from qa.types import Segment, Speaker
+
+    path = tmp_path / "calls.db"
+    with CallStore(StoreOptions(path=path)) as store:
+        fill(store)
+    search = CallSearch(StoreOptions(path=path, busy_timeout=0.2))
+    try:
+        assert search.calls(CallFilter(text="not my problem"))
+        with CallStore(StoreOptions(path=path)) as store:
+            store.add_segment(Segment(CALL_ID, Speaker.AGENT, 11.0, 12.0, " refund by friday"))
+        holder, _ = raw_connect(path)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            assert search.calls(CallFilter(text="refund by friday")) == []
+            assert search.calls(CallFilter(text="not my problem"))
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert [c.call_id for c in search.calls(CallFilter(text="refund by friday"))] == [
+            CALL_ID]
+    finally:
+        search.close()
