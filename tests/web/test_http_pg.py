@@ -4,9 +4,9 @@ in a temporary folder, `tests.pgserver`), over HTTP like a browser.
 The store is the one the real pipeline filled for the SQLite tests (`seeded_db`), moved onto
 the server by `qa db copy`; an account is made by `qa users add --db URL`, the others through
 `Workspace` on the same URL. The key flows of the browser tests run against it: login per
-role, search by an English and a Chinese phrase, an override that ends in the store with its
-audit entry, a reviewer's view in the audit log, a dispute decided, a calibration scored, the
-live feed, and an agent refused another agent's call (403, audited).
+role, search by an English and a Chinese phrase, an override and a label that end in the
+store with their audit entries, a reviewer's view in the audit log, a dispute decided, a
+calibration scored, the live floor, and an agent refused another agent's call (403, audited).
 """
 
 from __future__ import annotations
@@ -104,6 +104,22 @@ def test_override_ends_in_the_store_with_an_audit_entry(served_pg: Served) -> No
     assert (done.rule_id, done.new_points, done.reviewer) == ("closing", 0.0, "rita")
     entry = audit_rows(served_pg, username="rita", action="override", call_id=call)[0]
     assert "closing cut short on pg" in entry.detail
+
+
+def test_label_ends_in_the_store_with_an_audit_entry(served_pg: Served) -> None:
+    client = Client(served_pg.url)
+    client.login("ravi")
+    call = served_pg.calls["agent-b"]
+    status, _, _ = client.post(f"/calls/{call}/label", {
+        "segment": "1", "rule": "apology", "verdict": "no", "reason": "not an apology"})
+    assert status == 303
+    with served_pg.store() as store:
+        label = store.labels("apology")[-1]
+        first = store.call(call).segments[0].text
+    assert (label.call_id, label.segment, label.verdict, label.reviewer) == (
+        call, 1, "no", "ravi")
+    assert label.text == first
+    assert audit_rows(served_pg, username="ravi", action="label", call_id=call)
 
 
 def test_reviewer_view_is_in_the_audit_log(served_pg: Served) -> None:
