@@ -79,9 +79,12 @@ def match_query(query: str) -> str | None:
 
 def _terms(text: str) -> list[str]:
     """The index's tokens of `text`, diacritics removed (FTS5's `remove_diacritics 2`)."""
-    bare = "".join(c for c in unicodedata.normalize("NFD", index_text(text))
-                   if not unicodedata.combining(c))
-    return _TOKEN.findall(unicodedata.normalize("NFC", bare))
+    folded = index_text(text)
+    if not unicodedata.is_normalized("NFD", folded):  # only then has it marks to drop
+        bare = "".join(c for c in unicodedata.normalize("NFD", folded)
+                       if not unicodedata.combining(c))
+        folded = unicodedata.normalize("NFC", bare)
+    return _TOKEN.findall(folded)
 
 
 def tsvector(text: str) -> str:
@@ -89,7 +92,8 @@ def tsvector(text: str) -> str:
     (so a phrase query can match them in order). Terms are word characters only, so no quote
     or backslash needs escaping."""
     # PostgreSQL keeps positions up to 16383; a segment of that many words does not occur.
-    return " ".join(f"'{t}':{min(i, 16383)}" for i, t in enumerate(_terms(text), 1))
+    return " ".join([f"'{t}':{i if i < 16383 else 16383}"
+                     for i, t in enumerate(_terms(text), 1)])
 
 
 def tsquery(query: str) -> str | None:
@@ -242,12 +246,15 @@ class CallSearch:
                 " JOIN segments s ON s.id = p.segment_id ORDER BY p.segment_id LIMIT ?"
                 " FOR UPDATE OF p SKIP LOCKED", (_BATCH,)).fetchall()
             if rows:
-                self._db.executemany(
+                ids = [r[0] for r in rows]
+                # One statement per batch (arrays), not one per row: a round trip each.
+                self._db.execute(
                     "INSERT INTO transcript_index (segment_id, call_id, body)"
-                    " VALUES (?, ?, ?::tsvector) ON CONFLICT (segment_id) DO NOTHING",
-                    [(i, call, tsvector(text)) for i, call, text in rows])
+                    " SELECT i, c, b::tsvector FROM unnest(?::bigint[], ?::text[], ?::text[])"
+                    " AS t(i, c, b) ON CONFLICT (segment_id) DO NOTHING",
+                    (ids, [r[1] for r in rows], [tsvector(r[2]) for r in rows]))
                 self._db.execute("DELETE FROM transcript_pending WHERE segment_id = ANY(?)",
-                                 ([r[0] for r in rows],))
+                                 (ids,))
             self._db.commit()
         except BaseException:
             self._db.rollback()
