@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from qa.db import mask_url
 from qa.errors import WorkspaceError
 from qa.store import CallStore, StoreOptions
 from qa.web.app import build_app
@@ -56,7 +57,7 @@ async def _run(options: WebOptions, ready: Callable[[str], None]) -> None:
         host, port = runner.addresses[0][:2]
         scheme = "https" if context else "http"
         url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}/"
-        log.info("review workspace on %s (database %s)", url, options.db)
+        log.info("review workspace on %s (database %s)", url, mask_url(str(options.db)))
         ready(url)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
