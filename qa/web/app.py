@@ -16,6 +16,7 @@ import logging
 import re
 import secrets
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,12 @@ _SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
+#: Largest row id the database holds (a signed 64-bit integer); a longer number in an
+#: address names nothing (SQLite raised OverflowError on it: a 500).
+_MAX_ID = (1 << 63) - 1
+#: First characters that make a spreadsheet read a CSV cell as a formula (OWASP "CSV
+#: injection"); agent ids come from SIP headers and categories from rule packs.
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,27 @@ CONTEXT = web.AppKey("context", Context)
 FEED_SEEN = web.AppKey("feed_seen", dict)
 #: Seconds between audit entries for one user following one live call.
 _FEED_AUDIT_S = 600.0
+
+
+def _row_id(request: web.Request, key: str) -> int:
+    """The numeric id in the address (the route allows digits only), 404 when out of range."""
+    value = int(request.match_info[key])
+    if value > _MAX_ID:
+        raise web.HTTPNotFound(text=f"404: no such {key.replace('_', ' ')}")
+    return value
+
+
+def _segment(value: str) -> str:
+    """A value quoted as one path segment of an address: a call id may hold `?`, `#`, `%`
+    or a line break (a file's name), which would otherwise change where a link goes."""
+    return urllib.parse.quote(value, safe="")
+
+
+def _cell(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
 
 
 def _ctx(request: web.Request) -> Context:
@@ -256,9 +284,10 @@ async def export(request: web.Request) -> web.Response:
     writer.writerow(["call_id", "agent_id", "started", "duration", "category", "automatic_total",
                      "total", "band", "events", "overrides"])
     for c in calls:
-        writer.writerow([c.call_id, c.agent_id, format_started(c.started_at),
-                         "" if c.duration is None else round(c.duration, 1), c.category or "",
-                         c.automatic_total, c.total, c.band, c.events, c.overrides])
+        writer.writerow([_cell(v) for v in (
+            c.call_id, c.agent_id, format_started(c.started_at),
+            "" if c.duration is None else round(c.duration, 1), c.category or "",
+            c.automatic_total, c.total, c.band, c.events, c.overrides)])
     _audit(request, "export", detail=f"{len(calls)} calls; filter {request.query_string}")
     return web.Response(text=out.getvalue(), content_type="text/csv", headers={
         "Content-Disposition": 'attachment; filename="calls.csv"'})
@@ -352,7 +381,7 @@ async def override(request: web.Request) -> web.Response:
         return _error(request, f"override refused: {exc}")
     _audit(request, "override", call_id,
            f"{rule}: {done.old_points:g} -> {done.new_points:g}; {done.reason}")
-    raise web.HTTPSeeOther(f"/calls/{call_id}#scorecard")
+    raise web.HTTPSeeOther(f"/calls/{_segment(call_id)}#scorecard")
 
 
 async def label(request: web.Request) -> web.Response:
@@ -369,7 +398,7 @@ async def label(request: web.Request) -> web.Response:
         return _error(request, f"label refused: {exc}")
     _audit(request, "label", call_id,
            f"segment {done.segment} {done.verdict} for {done.rule_id}; {done.reason}")
-    raise web.HTTPSeeOther(f"/calls/{call_id}#transcript")
+    raise web.HTTPSeeOther(f"/calls/{_segment(call_id)}#transcript")
 
 
 # -- disputes ------------------------------------------------------------------------------
@@ -388,7 +417,7 @@ async def open_dispute(request: web.Request) -> web.Response:
     except WorkspaceError as exc:
         return _error(request, f"dispute refused: {exc}")
     _audit(request, "dispute_open", call_id, f"dispute {dispute.id} on {rule}: {dispute.comment}")
-    raise web.HTTPSeeOther(f"/calls/{call_id}#disputes")
+    raise web.HTTPSeeOther(f"/calls/{_segment(call_id)}#disputes")
 
 
 async def disputes_page(request: web.Request) -> web.Response:
@@ -405,7 +434,7 @@ async def decide_dispute(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     form = await request.post()
     try:
-        dispute = ctx.workspace.dispute(int(request.match_info["dispute_id"]))
+        dispute = ctx.workspace.dispute(_row_id(request, "dispute_id"))
         state = str(form.get("state", ""))
         comment = str(form.get("comment", ""))
         points = _number(str(form.get("points", "")), "points")
@@ -453,7 +482,7 @@ async def start_calibration(request: web.Request) -> web.Response:
 
 def _calibration(request: web.Request):
     try:
-        return _ctx(request).workspace.calibration(int(request.match_info["session_id"]))
+        return _ctx(request).workspace.calibration(_row_id(request, "session_id"))
     except (WorkspaceError, ValueError):
         raise web.HTTPNotFound(text="404: no such calibration session") from None
 
@@ -575,6 +604,7 @@ def templates() -> jinja2.Environment:
     """The page templates, HTML-escaped by default."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["segment"] = _segment
     return env
 
 

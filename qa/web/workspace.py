@@ -275,10 +275,20 @@ class Workspace:
                 The message never says whether the name exists.
         """
         now = time.time()
-        with self._lock:
-            row = self._db.execute(
+        # The attempt is counted (and the lock set by the last allowed one) before the slow
+        # hash check, in one transaction: concurrent guesses cannot all read the same count
+        # and so try more passwords than `max_failures` (they did: 30 at once all verified).
+        last = False
+        with self._tx() as db:
+            row = db.execute(
                 "SELECT password_hash, disabled, locked_until, failed_logins FROM users"
                 " WHERE username = ?", (username,)).fetchone()
+            if row is not None and row[2] <= now:
+                last = row[3] + 1 >= self.accounts.max_failures
+                db.execute("UPDATE users SET failed_logins = ?, locked_until = ?"
+                           " WHERE username = ?",
+                           (0 if last else row[3] + 1,
+                            now + self.accounts.lockout_s if last else 0.0, username))
         if row is None:
             with suppress(VerificationError):
                 _HASHER.verify(_DUMMY_HASH, password)
@@ -291,18 +301,13 @@ class Workspace:
             ok = True
         except (VerificationError, InvalidHashError):
             ok = False
-        with self._tx() as db:
-            if not ok:
-                failures += 1
-                lock = now + self.accounts.lockout_s if failures >= self.accounts.max_failures \
-                    else 0.0
-                db.execute("UPDATE users SET failed_logins = ?, locked_until = ?"
-                           " WHERE username = ?", (0 if lock else failures, lock, username))
-                if lock:
-                    log.warning("account %s locked for %.0f s after %d failed logins",
-                                username, self.accounts.lockout_s, failures)
-            else:
-                db.execute("UPDATE users SET failed_logins = 0 WHERE username = ?", (username,))
+        if not ok and last:
+            log.warning("account %s locked for %.0f s after %d failed logins",
+                        username, self.accounts.lockout_s, failures + 1)
+        if ok:
+            with self._tx() as db:
+                db.execute("UPDATE users SET failed_logins = 0, locked_until = 0"
+                           " WHERE username = ?", (username,))
                 if _HASHER.check_needs_rehash(stored):
                     db.execute("UPDATE users SET password_hash = ? WHERE username = ?",
                                (_HASHER.hash(password), username))
