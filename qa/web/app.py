@@ -135,6 +135,15 @@ def _error(request: web.Request, message: str, status: int = 400) -> web.Respons
     return _render(request, "error.html", status=status, message=message)
 
 
+async def _form(request: web.Request):
+    """The posted form; a body that does not parse (a multipart without its boundary) is a 400,
+    not a 500."""
+    try:
+        return await request.post()
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"400: unreadable form: {exc}") from None
+
+
 @web.middleware
 async def _security(request: web.Request,
                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
@@ -142,6 +151,11 @@ async def _security(request: web.Request,
         response = await handler(request)
     except web.HTTPException as exc:
         response = exc
+    except Exception:
+        # Whatever slipped past the handlers: logged here with its request, answered with a
+        # plain 500 that carries the same headers as every other answer and no traceback.
+        log.exception("%s %s failed", request.method, request.path)
+        response = web.Response(status=500, text="500: internal error (logged)")
     for name, value in _SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if not request.path.startswith("/static/"):
@@ -163,7 +177,7 @@ async def _authenticate(request: web.Request,
         raise web.HTTPUnauthorized(text="401: log in first")
     request["session"] = session
     if request.method == "POST":
-        form = await request.post()
+        form = await _form(request)
         sent = str(form.get("csrf", "")) or request.headers.get("X-CSRF-Token", "")
         if not Workspace.csrf_ok(session, sent):
             raise web.HTTPForbidden(text="403: missing or wrong CSRF token")
@@ -191,7 +205,7 @@ def _set_login_cookie(request: web.Request, response: web.Response, nonce: str) 
 
 async def login(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    form = await request.post()
+    form = await _form(request)
     nonce = request.cookies.get(LOGIN_COOKIE, "")
     if not nonce or not secrets.compare_digest(nonce, str(form.get("csrf", ""))):
         raise web.HTTPForbidden(text="403: missing or wrong CSRF token")
@@ -332,8 +346,13 @@ async def audio(request: web.Request) -> web.StreamResponse:
     found = recording_file(ctx.store, call_id)
     if found is None:
         raise web.HTTPNotFound(text="404: no recording kept for this call")
-    # The player asks for byte ranges as it seeks; one entry per play, not per range.
-    if request.http_range.start in (None, 0):
+    # The player asks for byte ranges as it seeks; one entry per play, not per range. A
+    # malformed Range header raised ValueError here (a 500); FileResponse answers it with 416.
+    try:
+        first = request.http_range.start in (None, 0)
+    except ValueError:
+        first = False
+    if first:
         _audit(request, "play_recording", call_id)
     return web.FileResponse(found.path, headers={"Content-Type": found.content_type})
 

@@ -57,6 +57,9 @@ CAN: dict[str, frozenset[str]] = {
 }
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _HASHER = PasswordHasher()
+#: Unknown login names whose failures are counted (the oldest forgotten first): bounds the
+#: memory a flood of invented names can take.
+_UNKNOWN_NAMES = 10_000
 #: Verified against when the username is unknown, so a wrong name costs as long as a
 #: wrong password and the timing tells nobody which names exist.
 _DUMMY_HASH = _HASHER.hash(secrets.token_hex(16))
@@ -174,6 +177,8 @@ class Workspace:
         self.dispute_options = disputes or DisputeOptions()
         self._redact = redact
         self._lock = threading.Lock()
+        self._unknown: dict[str, tuple[int, float]] = {}  # name -> (failures, locked until)
+        self._unknown_lock = threading.Lock()
         self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA foreign_keys = ON")
@@ -290,6 +295,8 @@ class Workspace:
                            (0 if last else row[3] + 1,
                             now + self.accounts.lockout_s if last else 0.0, username))
         if row is None:
+            if self._unknown_locked(username, now):
+                raise WorkspaceError("account locked after repeated failed logins; try later")
             with suppress(VerificationError):
                 _HASHER.verify(_DUMMY_HASH, password)
             raise WorkspaceError("invalid username or password")
@@ -318,6 +325,23 @@ class Workspace:
         user = self.user(username)
         assert user is not None
         return user
+
+    def _unknown_locked(self, username: str, now: float) -> bool:
+        """Counts a failed login of a name that has no account, like one that has: without
+        this, the sixth try of a real name said "locked" and of an unknown one "invalid",
+        which told an attacker which names exist. The newest `_UNKNOWN_NAMES` are kept."""
+        with self._unknown_lock:
+            failures, until = self._unknown.pop(username, (0, 0.0))
+            if until > now:
+                self._unknown[username] = (failures, until)
+                return True
+            failures += 1
+            if failures >= self.accounts.max_failures:
+                failures, until = 0, now + self.accounts.lockout_s
+            self._unknown[username] = (failures, until)
+            while len(self._unknown) > _UNKNOWN_NAMES:
+                del self._unknown[next(iter(self._unknown))]
+            return False
 
     # -- sessions -----------------------------------------------------------------------
 

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import shutil
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from qa.store import CallStore, StoreOptions
-from qa.types import CallInfo, Event, EventKind, Scorecard, ScoreItem, Segment, Severity, Speaker
+from qa.types import (
+    CallInfo,
+    Event,
+    EventKind,
+    Recording,
+    Scorecard,
+    ScoreItem,
+    Segment,
+    Severity,
+    Speaker,
+)
 from qa.web.workspace import Workspace
 from tests.web.conftest import PASSWORD, Client, Served, start_server, stop_server
 
@@ -47,6 +58,15 @@ def fill(db: Path) -> dict[str, str]:
                 ScoreItem("no_shirking", HOSTILE, 10.0, 5.0, (HOSTILE,), (2.0,)),), 5.0, "<75"))
             store.end_call(call_id, duration=4.0, category=HOSTILE, reason="hangup")
             calls[agent] = call_id
+        # A kept recording for the first call (one second of silence), for the audio route.
+        wav = db.parent / "call-0.wav"
+        with wave.open(str(wav), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            out.writeframes(b"\0\0" * 8000)
+        store.add_recording(Recording("call-0", str(wav), "wav", 8000, 1, 1.0,
+                                      wav.stat().st_size))
     return calls
 
 

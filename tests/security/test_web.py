@@ -169,3 +169,38 @@ def test_every_state_change_needs_the_session_csrf_token(hostile) -> None:
         # Another user's token does not do either.
         assert rita.request("POST", path, {"csrf": sam.csrf, **form})[0] == 403, path
     assert rita.get("/calls")[0] == 200  # still logged in
+
+
+def test_locking_tells_nobody_which_names_exist(hostile) -> None:
+    # Six wrong passwords for a real name end in "locked"; for an invented name the answer
+    # stayed "invalid", so the sixth try told an attacker whether the name had an account.
+    workspace = Workspace(hostile.db)
+    workspace.add_user("real-name", "reviewer", PASSWORD)
+    workspace.close()
+    answers = {}
+    for name in ("real-name", "invented-name"):
+        pages = [Client(hostile.url).login(name, "wrong-password-x")[2] for _ in range(6)]
+        answers[name] = ["locked" if "locked" in p else "invalid" for p in pages]
+    assert answers["real-name"] == answers["invented-name"] == ["invalid"] * 5 + ["locked"]
+
+
+def test_malformed_range_and_form_bodies_are_client_errors(hostile) -> None:
+    # Each was a 500 with a traceback in the log: a Range header aiohttp cannot parse, and a
+    # multipart form without its boundary (on the login form too).
+    ann = logged_in(hostile, "ann")
+    status, headers, _ = ann.request("GET", "/calls/call-0/audio", headers={"Range": "bytes=0-9"})
+    assert status == 206 and headers["Content-Range"] == "bytes 0-9/16044"
+    for bad in ("bytes=abc", "bytes=10-5", "items=0-1", "bytes=0-1,5-6"):
+        status, headers, _ = ann.request("GET", "/calls/call-0/audio", headers={"Range": bad})
+        assert status == 416, bad
+        assert headers["X-Content-Type-Options"] == "nosniff"
+    multipart = {"Content-Type": "multipart/form-data; boundary=zz"}
+    for path in ("/calls/call-0/disputes", "/login"):
+        status, headers, page = ann.request("POST", path, data={"csrf": ann.csrf},
+                                            headers=multipart)
+        assert status == 400 and "unreadable form" in page, path
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    # A body past the 1 MiB limit is refused before it is read.
+    status, _, _ = ann.request("POST", "/calls/call-0/disputes",
+                               data={"csrf": ann.csrf, "comment": "x" * (2 << 20)})
+    assert status == 413
