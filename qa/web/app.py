@@ -9,6 +9,7 @@ calibration scores and logins go to the audit log.
 from __future__ import annotations
 
 import asyncio
+import collections
 import csv
 import datetime as dt
 import io
@@ -44,11 +45,16 @@ LOGIN_COOKIE = "qa_login"
 #: Sent with every response: scripts, styles and media only from this server, no framing.
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-    "img-src 'self'; media-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "img-src 'self'; media-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
 }
+#: Sent over HTTPS only: browsers then refuse plain HTTP to this host for a year, so a
+#: network attacker cannot strip TLS from a later visit.
+_HSTS = "max-age=31536000"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
 #: Largest row id the database holds (a signed 64-bit integer); a longer number in an
 #: address names nothing (SQLite raised OverflowError on it: a 500).
@@ -70,6 +76,48 @@ class Context:
 
 
 CONTEXT = web.AppKey("context", Context)
+class _Throttle:
+    """Failed logins per client address in a sliding window (`AccountOptions`).
+
+    Holds at most `_ADDRESSES` addresses (the oldest forgotten first), so a flood from many
+    addresses takes bounded memory."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[str, collections.deque[float]] = {}
+        self._warned: dict[str, float] = {}
+
+    def _recent(self, address: str, now: float) -> collections.deque[float]:
+        times = self._failures.pop(address, None) or collections.deque(maxlen=self.limit)
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        self._failures[address] = times  # now the newest
+        while len(self._failures) > _ADDRESSES:
+            del self._failures[next(iter(self._failures))]
+        return times
+
+    def refused(self, address: str, now: float) -> float:
+        """Seconds until `address` may try again (0: it may now)."""
+        times = self._recent(address, now)
+        return times[0] + self.window_s - now if len(times) >= self.limit else 0.0
+
+    def failed(self, address: str, now: float) -> None:
+        self._recent(address, now).append(now)
+
+    def first_refusal(self, address: str, now: float) -> bool:
+        """True once per window for a refused address: that refusal is audited, not the rest."""
+        if now - self._warned.get(address, -self.window_s) < self.window_s:
+            return False
+        self._warned.pop(address, None)
+        self._warned[address] = now
+        while len(self._warned) > _ADDRESSES:
+            del self._warned[next(iter(self._warned))]
+        return True
+
+
+#: Client addresses whose failed logins are remembered.
+_ADDRESSES = 10_000
+THROTTLE = web.AppKey("throttle", _Throttle)
 #: When each (user, call) last had a live-transcript read audited.
 FEED_SEEN = web.AppKey("feed_seen", dict)
 #: Seconds between audit entries for one user following one live call.
@@ -158,6 +206,8 @@ async def _security(request: web.Request,
         response = web.Response(status=500, text="500: internal error (logged)")
     for name, value in _SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if _ctx(request).options.tls:
+        response.headers.setdefault("Strict-Transport-Security", _HSTS)
     if not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
     if isinstance(response, web.HTTPException):
@@ -211,9 +261,20 @@ async def login(request: web.Request) -> web.Response:
         raise web.HTTPForbidden(text="403: missing or wrong CSRF token")
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
+    throttle, address, now = request.app[THROTTLE], _address(request), time.monotonic()
+    wait = throttle.refused(address, now)
+    if wait:
+        if throttle.first_refusal(address, now):
+            log.warning("logins from %s refused for %.0f s after %d failures", address, wait,
+                        throttle.limit)
+            ctx.workspace.audit("", "login_throttled", detail=f"{throttle.limit} failures",
+                                address=address)
+        raise web.HTTPTooManyRequests(text="429: too many failed logins from this address; "
+                                      "try later", headers={"Retry-After": str(int(wait) + 1)})
     try:
         user = await asyncio.to_thread(ctx.workspace.authenticate, username, password)
     except WorkspaceError as exc:
+        throttle.failed(address, now)
         known = ctx.workspace.user(username) is not None
         ctx.workspace.audit(username if known else "", "login_failed",
                             detail=str(exc) if known else "unknown user",
@@ -640,6 +701,8 @@ def build_app(options: WebOptions, store: CallStore) -> web.Application:
     search = CallSearch(options.db)
     app[CONTEXT] = Context(options, store, workspace, search, templates())
     app[FEED_SEEN] = {}
+    app[THROTTLE] = _Throttle(options.accounts.address_failures,
+                              options.accounts.address_window_s)
 
     async def close(_app: web.Application) -> None:
         workspace.close()

@@ -4,9 +4,12 @@ hostile text, requests made like a browser's (or like a script's)."""
 from __future__ import annotations
 
 import csv
+import http.client
 import io
 import re
 import shutil
+import ssl
+import subprocess
 import threading
 import urllib.parse
 
@@ -24,7 +27,8 @@ def test_concurrent_wrong_logins_try_no_more_passwords_than_the_limit(hostile_db
     workspace = Workspace(tmp_path / "calls.db")
     workspace.add_user("victim", "reviewer", PASSWORD)
     workspace.close()
-    proc, url = start_server(tmp_path / "calls.db")
+    # (All from one address: its own throttle is set above the 31 tries here.)
+    proc, url = start_server(tmp_path / "calls.db", "--address-failures", "100")
     try:
         tries = []
         for _ in range(30):
@@ -204,3 +208,74 @@ def test_malformed_range_and_form_bodies_are_client_errors(hostile) -> None:
     status, _, _ = ann.request("POST", "/calls/call-0/disputes",
                                data={"csrf": ann.csrf, "comment": "x" * (2 << 20)})
     assert status == 413
+
+
+def test_tls_adds_hsts_and_secure_cookies_and_every_answer_has_a_strict_csp(hostile, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    proc, url = start_server(hostile.db, "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        client = Client(url, ssl.create_default_context(cafile=str(cert)))
+        status, headers, _ = client.get("/login")
+        assert status == 200 and headers["Strict-Transport-Security"] == "max-age=31536000"
+        assert "Secure" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
+        status, headers, _ = client.login("rita")
+        assert status == 303 and "Secure" in headers["Set-Cookie"]
+        for path in ("/calls", "/calls/call-0", "/no-such-page", "/static/app.js"):
+            headers = client.get(path)[1]
+            assert headers["Strict-Transport-Security"] == "max-age=31536000", path
+            csp = headers["Content-Security-Policy"]
+            # No <base> may re-point the page's relative links and forms, no plugins.
+            assert "base-uri 'none'" in csp and "object-src 'none'" in csp, path
+    finally:
+        stop_server(proc)
+    # Plain HTTP (the loopback) promises nothing about HTTPS.
+    assert "Strict-Transport-Security" not in Client(hostile.url).get("/login")[1]
+
+
+def _login_from(url: str, source: str, username: str, password: str) -> tuple[int, dict]:
+    """Logs in over a connection from the loopback address `source` (127.0.0.x)."""
+    parts = urllib.parse.urlsplit(url)
+
+    def request(method: str, path: str, body: str = "", headers: dict | None = None):
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30,
+                                          source_address=(source, 0))
+        try:
+            conn.request(method, path, body=body or None, headers=headers or {})
+            reply = conn.getresponse()
+            return reply.status, dict(reply.getheaders()), reply.read().decode()
+        finally:
+            conn.close()
+
+    _, headers, page = request("GET", "/login")
+    nonce = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode({"csrf": nonce, "username": username, "password": password})
+    status, headers, _ = request("POST", "/login", form, {
+        "Content-Type": "application/x-www-form-urlencoded", "Cookie": f"qa_login={nonce}"})
+    return status, headers
+
+
+def test_one_address_spraying_passwords_is_throttled_whatever_the_names(hostile_db, tmp_path):
+    # One password tried once against many names never trips the per-account lockout; the
+    # address is refused after `--address-failures` failures, without a check or an audit row.
+    shutil.copytree(hostile_db[0].parent, tmp_path, dirs_exist_ok=True)
+    proc, url = start_server(tmp_path / "calls.db", "--address-failures", "5")
+    try:
+        for name in ("ann", "bo", "rita", "sam", "ada"):
+            assert _login_from(url, "127.0.0.2", name, "Summer2026!!")[0] == 401
+        for _ in range(3):
+            status, headers = _login_from(url, "127.0.0.2", "rita", PASSWORD)
+            assert status == 429 and 0 < int(headers["Retry-After"]) <= 61
+        # Another address is not held back, and the names sprayed are not locked.
+        assert _login_from(url, "127.0.0.3", "rita", PASSWORD)[0] == 303
+        workspace = Workspace(tmp_path / "calls.db")
+        try:
+            assert len(workspace.audit_log(action="login_failed")) == 5
+            throttled = workspace.audit_log(action="login_throttled")
+            assert [(e.username, e.address) for e in throttled] == [("", "127.0.0.2")]
+        finally:
+            workspace.close()
+    finally:
+        stop_server(proc)
