@@ -229,7 +229,8 @@ class IntentOptions:
             threshold, by more than this much above the clause's own score: a weak reading
             of a part gives way to a clear reading of the whole ("My machine went for repair
             last week and I haven't heard anything since. Can you tell me where it's up
-            to?" asks; it does not complain). None: parts are read on their own.
+            to?" asks; it does not complain). None: parts are read on their own. 0.25 was
+            chosen on the tune half and the library (docs/intents.md).
     """
 
     enabled: bool = True
@@ -241,7 +242,7 @@ class IntentOptions:
     counter: float = 0.8
     ngrams: float = 0.7
     pinyin: float = 0.0
-    turn: float | None = None
+    turn: float | None = 0.25
 
 
 @dataclass(frozen=True, slots=True)
