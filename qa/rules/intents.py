@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import zlib
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -219,6 +220,18 @@ class IntentOptions:
             that is nearer that counter-example than any example never matches.
         ngrams: Weight of the hashed word and character n-grams beside the embedding in
             the classifiers' features (0: embedding and negation flag only).
+        pinyin: Weight of each Chinese text's toneless-pinyin syllable 1-3-grams among its
+            n-grams, relative to a character n-gram (0: characters only). The recogniser
+            writes homophones (灵岛不再 for 领导不在, 身份正后思维 for 身份证后四位): their
+            characters differ, their sounds do not. Off by default: on the tune half and the
+            library it traded recall between them rather than adding any (docs/intents.md).
+        turn: A clause does not count for a rule when a longer span around it (its
+            sentence, the whole turn) reads as another rule, at or above that rule's
+            threshold, by more than this much above the clause's own score: a weak reading
+            of a part gives way to a clear reading of the whole ("My machine went for repair
+            last week and I haven't heard anything since. Can you tell me where it's up
+            to?" asks; it does not complain). None: parts are read on their own. 0.25 was
+            chosen on the tune half and the library (docs/intents.md).
     """
 
     enabled: bool = True
@@ -229,6 +242,8 @@ class IntentOptions:
     exclusive: float | None = 0.0
     counter: float = 0.8
     ngrams: float = 0.7
+    pinyin: float = 0.0
+    turn: float | None = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +308,7 @@ class Library:
 #: Buckets of the hashed word and character n-grams.
 NGRAM_DIM = 1024
 #: Version of the features and the fit (part of the fitted-weights cache key).
-FEATURES = "use+ngrams-v3"
+FEATURES = "use+ngrams+pinyin-v6"
 
 
 def _grams(text: str) -> list[str]:
@@ -311,26 +326,58 @@ def _grams(text: str) -> list[str]:
     return out
 
 
+def _sounds(text: str) -> list[str]:
+    """Toneless-pinyin syllable 1-3-grams of each run of Chinese characters, with the
+    matcher's folding (zh/z, ch/c, sh/s, -ng/-n: the recogniser and southern speech blur
+    them), so a homophone the recogniser wrote reads like the word that was said. Off by
+    default (`IntentOptions.pinyin`): measured, it did not generalise (docs/intents.md)."""
+    from qa.rules.matcher import _syllable  # one cached syllable table for both
+
+    out: list[str] = []
+    for run in _CJK_RUN.findall(normalize(text).replace("您", "你")):
+        syl = [_syllable(ch) for ch in run]
+        out += [f"p:{s}" for s in syl]
+        syl = ["<", *syl, ">"]
+        for n in (2, 3):
+            out += ["p:" + " ".join(syl[i : i + n]) for i in range(len(syl) - n + 1)]
+    return out
+
+
+_CJK_RUN = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\uf900-\ufaff]+")
+
+
 @functools.lru_cache(maxsize=8192)
-def _buckets(text: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """A text's n-grams hashed (CRC-32: the same in every process) into `dim` signed
-    buckets, L2-normalised: (bucket indices, values). Cached like `is_negated`. Each gram
-    adds +1 to bucket `crc32 % dim` when the CRC's top bit is set, else -1; the loop is
+def _buckets(text: str, dim: int, pinyin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A text's n-grams (and, weighted `pinyin`, its syllable n-grams) hashed (CRC-32: the
+    same in every process) into `dim` signed buckets, L2-normalised: (bucket indices,
+    values). Cached like `is_negated`. Each gram adds +weight to bucket `crc32 % dim` when
+    the CRC's top bit is set, else -weight; without pinyin (the default) the loop is
     compiled (`qa._native.ngrams`, 10 times faster than in Python, the same values)."""
-    return signed_buckets(set(_grams(text)), dim)
+    if not pinyin:
+        return signed_buckets(set(_grams(text)), dim)
+    row = np.zeros(dim, dtype=np.float32)
+    for grams, weight in ((set(_grams(text)), 1.0), (set(_sounds(text)), pinyin)):
+        for gram in grams:
+            h = zlib.crc32(gram.encode("utf-8"))
+            row[h % dim] += weight if (h >> 31) & 1 else -weight
+    norm = float(np.linalg.norm(row))
+    if norm > 0:
+        row /= norm
+    index = np.flatnonzero(row)
+    return index, row[index]
 
 
-def _hashed(texts: Sequence[str], dim: int) -> np.ndarray:
+def _hashed(texts: Sequence[str], dim: int, pinyin: float = 0.0) -> np.ndarray:
     """Each text's hashed n-grams (`_buckets`), one row per text."""
     out = np.zeros((len(texts), dim), dtype=np.float32)
     for row, text in enumerate(texts):
-        index, values = _buckets(text, dim)
+        index, values = _buckets(text, dim, pinyin)
         out[row, index] = values
     return out
 
 
 def _features(vectors: np.ndarray, negated: np.ndarray, texts: Sequence[str] = (),
-              ngrams: float = 0.0) -> np.ndarray:
+              ngrams: float = 0.0, pinyin: float = 0.0) -> np.ndarray:
     """Embedding, hashed n-grams, a negation flag and a bias column: what the classifiers
     read."""
     extra = NGRAM_DIM if ngrams else 0
@@ -338,7 +385,7 @@ def _features(vectors: np.ndarray, negated: np.ndarray, texts: Sequence[str] = (
     out = np.empty((len(vectors), d + extra + 2), dtype=np.float32)
     out[:, :d] = vectors
     if extra:
-        out[:, d : d + extra] = ngrams * _hashed(texts, extra)
+        out[:, d : d + extra] = ngrams * _hashed(texts, extra, pinyin)
     out[:, -2] = np.where(negated, 0.5, -0.5)
     out[:, -1] = 1.0
     return out
@@ -433,7 +480,8 @@ class IntentMatcher:
         texts, roles, embeddings and options were fitted before (a pack loads in a fraction of
         a second after its first load)."""
         if not cache:
-            return self._fit(_features(vectors, self._negated, self._texts, self.options.ngrams))
+            return self._fit(_features(vectors, self._negated, self._texts, self.options.ngrams,
+                                       self.options.pinyin))
         import hashlib
         import os
         import tempfile
@@ -441,7 +489,8 @@ class IntentMatcher:
         from qa.rules.encoder import _cache_dir
 
         digest = hashlib.sha256()
-        digest.update(f"{FEATURES}:{NGRAM_DIM}:{self.options.ngrams}:{self.options.ridge}:"
+        digest.update(f"{FEATURES}:{NGRAM_DIM}:{self.options.ngrams}:{self.options.pinyin}:"
+                      f"{self.options.ridge}:"
                       f"{len(self.rules)}".encode())
         for text, owner, counter in zip(self._texts, self._owner, self._counter, strict=True):
             digest.update(f"{owner}:{int(counter)}:{text}\0".encode())
@@ -454,7 +503,8 @@ class IntentMatcher:
                 return cached
         except (OSError, ValueError):
             pass
-        weights = self._fit(_features(vectors, self._negated, self._texts, self.options.ngrams))
+        weights = self._fit(_features(vectors, self._negated, self._texts, self.options.ngrams,
+                                       self.options.pinyin))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
@@ -531,7 +581,8 @@ class IntentMatcher:
             with getattr(self.encoder, "blas", nullcontext)():
                 vectors = self.encoder.encode(todo)
                 negated = np.asarray([is_negated(t) for t in todo], dtype=bool)
-                feats = _features(vectors, negated, todo, self.options.ngrams)
+                feats = _features(vectors, negated, todo, self.options.ngrams,
+                                  self.options.pinyin)
                 scores, sims = feats @ self._weights, vectors @ self._unit
             if len(kept) + len(todo) > self.SCORED:
                 kept.clear()
@@ -577,6 +628,11 @@ class IntentMatcher:
             top = None
         best: dict[int, IntentScore] = {}
         matches: list[tuple[float, int, IntentScore]] = []
+        # Per span and rival, its score where it reaches its threshold (`turn`).
+        reached = None
+        if self.options.turn is not None and len(compete) > 1:
+            reached = np.where(scores[:, compete] >= self._thresholds[compete],
+                               scores[:, compete], -np.inf)
         # A clause of a word or two inside a longer sentence ("Sorry," in "Sorry, you cut out
         # there", "您好，" in "您好，能听清吗？") is read with its sentence: it only counts
         # when the smallest span around it reads as the act too (at least `veto`).
@@ -588,6 +644,8 @@ class IntentMatcher:
             for s, span in enumerate(cands)
         ]
         for i in wanted:
+            turn = None if reached is None else np.delete(
+                reached, [c for c, r in enumerate(compete) if r == i], axis=1).max(axis=1)
             verdicts = [self._score(i, span, float(scores[s, i]), sims[s], bool(negated[s]))
                         for s, span in enumerate(cands)]
             for s, span in enumerate(cands):
@@ -608,6 +666,12 @@ class IntentMatcher:
                     for v in verdicts
                 ):
                     cand = replace(cand, matched=False, clear=False)
+                if cand.matched and turn is not None and any(
+                    sizes[o] > sizes[s] and other.start <= span.start and span.end <= other.end
+                    and turn[o] - cand.score > self.options.turn
+                    for o, other in enumerate(cands)
+                ):
+                    cand = replace(cand, matched=False)
                 if cand.matched:
                     matches.append((cand.score, i, cand))
                 if i not in best or (cand.clear, cand.score) > (best[i].clear, best[i].score):

@@ -45,7 +45,8 @@ ALLOWED_KEYS: dict[str, frozenset[str]] = {
     ),
     "matching": frozenset({"fuzzy", "pinyin", "fuzzy_threshold", "word_similarity", "max_near"}),
     "intents": frozenset(
-        {"enabled", "threshold", "library", "veto", "ridge", "exclusive", "counter", "ngrams"}
+        {"enabled", "threshold", "library", "veto", "ridge", "exclusive", "counter", "ngrams",
+         "pinyin", "turn"}
     ),
     "step": frozenset(
         {
@@ -585,6 +586,8 @@ def _intents(ctx: _Ctx, node: yaml.Node, field: str) -> IntentOptions:
         exclusive=num("exclusive", 0.0, 4.0) if "exclusive" in m else d.exclusive,
         counter=num("counter", 0.0, 1.0),
         ngrams=num("ngrams", 0.0, 10.0),
+        pinyin=num("pinyin", 0.0, 10.0),
+        turn=num("turn", 0.0, 4.0) if "turn" in m else d.turn,
     )
 
 

@@ -169,6 +169,39 @@ def test_a_multi_act_turn_matches_each_act(detectors):
     assert {"apology", "resolution", "closing"} <= set(got)
 
 
+def test_a_status_question_that_mentions_a_wait_is_a_consultation_not_a_complaint(detectors):
+    """A weak complaint reading of one sentence gives way to the clear reading of the whole
+    turn (`IntentOptions.turn`): the customer asks where things are up to. Before, the first
+    sentence alone made the call a complaint (en_hard_negatives in docs/intents.md)."""
+    got = fired(detectors["en"], "Hi. My washing machine was collected for repair last week, "
+                "and I haven't heard anything since. Can you tell me where it's up to?",
+                "customer")
+    assert set(got) == {"consultation"}, got
+    # A clear complaint with a question in it is still a complaint.
+    got = fired(detectors["en"], "This is the third time I've rung about the same fault and "
+                "nobody has fixed it. It's a disgrace. When are you going to sort it out?",
+                "customer")
+    assert "complaint" in got, got
+
+
+def test_pinyin_features_read_a_recogniser_homophone_like_the_word_said():
+    """With `pinyin`, 灵岛不再 (what the recogniser wrote) shares its syllables with 领导不在
+    (what was said), though not one character."""
+    import numpy as np
+
+    from qa.rules.intents import NGRAM_DIM, _hashed
+
+    said, heard = "领导不在，过几天再打来吧", "灵岛不再过几天再打来吧"
+    other = "您的身份证号码已经核实过了"
+
+    def cosine(a: str, b: str, pinyin: float) -> float:
+        x, y = _hashed([a, b], NGRAM_DIM, pinyin)
+        return float(np.dot(x, y))
+
+    assert cosine(said, heard, 1.0) > cosine(said, heard, 0.0) + 0.15
+    assert cosine(said, other, 1.0) < 0.2
+
+
 def test_intent_events_carry_kind_score_and_nearest_example(packs):
     rules = CallRules(packs["en"], "c1")
     events = rules.on_segment(
@@ -226,8 +259,8 @@ def _held_out(lang: str, packs) -> tuple:
 
 
 #: Floors on the held-out half: measured (precision, recall) less 0.03 for another CPU's
-#: rounding of borderline utterances. Measured: en 0.956 / 0.883, zh 0.940 / 0.858.
-HELD_OUT_FLOORS = {"en": (0.92, 0.85), "zh": (0.91, 0.82)}
+#: rounding of borderline utterances. Measured: en 0.965 / 0.874, zh 0.940 / 0.858.
+HELD_OUT_FLOORS = {"en": (0.93, 0.84), "zh": (0.91, 0.82)}
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

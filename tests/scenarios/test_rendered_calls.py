@@ -175,20 +175,30 @@ def _checks(replayed: dict[str, dict]) -> list[tuple[str, str, bool, object, obj
 @pytest.mark.slow
 def test_rendered_calls_mostly_get_exactly_their_expected_events(replayed):
     """Each call's steps done and missed, forbidden counts per rule, main category and score
-    against its script's expectations: 60 checks over 12 calls. Measured on this machine: 53
-    hold with phrases and intents (18 with phrases alone; 40 with the embedding-only
-    classifier before). The failures are the recogniser's (Mandarin homophones in the
-    identity check: 身份正后思维) and the matcher's (a calm status question read as a
-    complaint, so an apology is due; a stall said in a garbled Mandarin run-on).
-    docs/intents.md lists them. The bar sits below the measured figure so that another CPU's
-    rounding of a borderline segment does not fail CI, and far above phrases alone."""
+    against its script's expectations: 60 checks over 12 calls. Measured on this machine: all
+    60 hold (18 with phrases alone; 40 with the embedding-only classifier; 53 with the hybrid
+    classifier before the `turn` check, on transcripts where the recogniser wrote the
+    Mandarin identity check and a stall as homophones: 身份正后思维, 灵岛不再). int8 Whisper
+    rounds differently on another CPU and those two Mandarin turns are the ones that vary
+    (four checks hang on them: docs/intents.md), so the bar is 56, far above phrases alone."""
     checks = _checks(replayed)
     held = [c for c in checks if c[2]]
     for name, field, ok, got, expected in checks:
         print(f"{'ok  ' if ok else 'FAIL'} {name:<20} {field:<9} got {got} expected {expected}")
     print(f"{len(held)} of {len(checks)} expectations hold")
     assert len(checks) == 60
-    assert len(held) >= 50, [c[:2] for c in checks if not c[2]]
+    assert len(held) >= 56, [c[:2] for c in checks if not c[2]]
+
+
+@pytest.mark.slow
+def test_a_calm_status_question_does_not_make_a_call_a_complaint(replayed):
+    """"My washing machine was collected for repair last week, and I haven't heard anything
+    since. Can you tell me where it's up to?" asks where things are; read as a complaint, it
+    made an apology fall due and missed it (90, not 100). The English transcript of this
+    call is the same on every run measured."""
+    got = replayed["en_hard_negatives"]
+    assert got["category"] == "consultation", got["events"]
+    assert got["missed"] == [] and got["score"] == 100.0, got["events"]
 
 
 @pytest.mark.slow
