@@ -19,12 +19,19 @@ from qa.monitor import Monitor, MonitorOptions
 from qa.offline import cut_file
 from qa.pipeline import PipelineOptions
 from qa.sources.wav import read_wav
+from qa.textnorm import english_words
 from qa.types import Speaker, Utterance
 from tests.scenarios.calls import render_call
 
 
 def _text(segments) -> str:
     return " ".join(s.text for s in segments)
+
+
+def _words(segments) -> list[str]:
+    """The words as the rules see them (case and punctuation folded): on one thread the
+    engine still flips a final full stop or a comma between runs, never a word here."""
+    return english_words(_text(segments), numerals=True)
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +58,14 @@ def test_text_is_the_same_alone_and_in_any_batch(scripted, long_utterance, batch
     assert len(short) >= 8
     long_window = window_frames(int(long_utterance.duration * 100) + 60, options)
     assert long_window > window_frames(int(short[0].duration * 100) + 60, options)
-    alone = [_text(batcher.transcribe(u, "en")) for u in short]
-    assert any("sorry" in text.lower() for text in alone)
+    alone = [_words(batcher.transcribe(u, "en")) for u in short]
+    assert any("sorry" in words for words in alone)
     differ = []
     # Each short utterance next to the long one (a batch of 2), and all of them in batches
     # of 8 with the long one in front, in two orders.
     for i, utterance in enumerate(short):
         together = batcher.transcribe_batch([long_utterance, utterance], "en")
-        if _text(together[1]) != alone[i]:
+        if _words(together[1]) != alone[i]:
             differ.append((2, alone[i], _text(together[1])))
     for order in (list(range(len(short))), list(range(len(short)))[::-1]):
         for start in range(0, len(order), 7):
@@ -66,7 +73,7 @@ def test_text_is_the_same_alone_and_in_any_batch(scripted, long_utterance, batch
             together = batcher.transcribe_batch([long_utterance, *(short[r] for r in rows)],
                                                 "en")
             for r, segments in zip(rows, together[1:], strict=True):
-                if _text(segments) != alone[r]:
+                if _words(segments) != alone[r]:
                     differ.append((len(rows) + 1, alone[r], _text(segments)))
     assert not differ, differ
 
