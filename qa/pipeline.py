@@ -6,7 +6,8 @@ calls share a bounded utterance queue served by a fixed number of transcription 
 (CTranslate2 releases the GIL while it decodes). The workers only transcribe: one dispatcher
 thread runs the rules and the listeners (store, console, metrics, prompts), so a slow or failing
 store, or rules that raise, never stop transcription. Final segments reach the listeners in
-utterance order per channel, so the rules see each speaker's words in the order spoken.
+the order their utterances were cut, per call, whichever worker finishes first, so the rules
+see each call as spoken whatever the number of workers.
 
 Queue policy, when the queue is full: the oldest waiting utterance of the call with the most
 waiting utterances is dropped, counted on that call and logged, so one call that floods the
@@ -152,6 +153,10 @@ class _Call:
         self.info = info
         self.channels = channels
         self.refused = refused  # refused at its start (overload): recorded, not transcribed
+        # (speaker, index) of the utterances cut and not yet delivered, in the order they were
+        # cut: results are delivered in this order whatever worker finishes first, so the
+        # rules see the call as one worker would show it (any number of workers).
+        self.order: deque[tuple[Speaker, int]] = deque()
         self.rules: CallRulesLike | None = None  # set, used and dropped by the dispatcher
         self.lock = threading.RLock()  # bookkeeping shared by source, workers and dispatcher
         self.ending_reason: str | None = None
@@ -314,6 +319,7 @@ class Pipeline:
         for utterance in utterances:
             call.utterances += 1
             channel.pending[utterance.index] = utterance
+            call.order.append((utterance.speaker, utterance.index))
             channel.speech += utterance.duration
             # Posted before the utterance can reach a worker, so the rules hear of the
             # speech before its words.
@@ -540,10 +546,15 @@ class Pipeline:
                     or utterance.index in channel.ready):
                 return  # given up when stopping (`drain`); its result came too late
             channel.ready[utterance.index] = (utterance, segments, latency)
-            while channel.next_index in channel.ready:
-                item = channel.ready.pop(channel.next_index)
-                channel.pending.pop(item[0].index, None)
-                channel.next_index += 1
+            while call.order:
+                speaker, index = call.order[0]
+                head = call.channels[speaker]
+                if index not in head.ready:
+                    break
+                call.order.popleft()
+                item = head.ready.pop(index)
+                head.pending.pop(index, None)
+                head.next_index = index + 1
                 done.append(item)
         for _, done_segments, done_latency in done:
             if done_segments is None:
