@@ -553,19 +553,22 @@ class Pipeline:
                     break
                 call.order.popleft()
                 item = head.ready.pop(index)
-                head.pending.pop(index, None)
                 head.next_index = index + 1
                 done.append(item)
-        for _, done_segments, done_latency in done:
+        for done_utterance, done_segments, done_latency in done:
+            # Still pending until its turn, so that time advances after each utterance only
+            # as far as the ones after it allow (as when they arrive one by one).
+            with call.lock:
+                call.channels[done_utterance.speaker].pending.pop(done_utterance.index, None)
             if done_segments is None:
                 call.dropped += 1
-                continue
-            call.latencies.append(done_latency)
-            for segment in done_segments:
-                call.segments += 1
-                self._notify("segment", segment, done_latency)
-                self._apply_rules(call, "on_segment", segment)
-        self._advance(call)
+            else:
+                call.latencies.append(done_latency)
+                for segment in done_segments:
+                    call.segments += 1
+                    self._notify("segment", segment, done_latency)
+                    self._apply_rules(call, "on_segment", segment)
+            self._advance(call)
         self._maybe_finish(call)
 
     def _complete_through(self, call: _Call) -> float:
