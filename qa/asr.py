@@ -53,8 +53,14 @@ class TranscriberOptions:
         model: Model name from `models/manifest.json` or a local model directory.
         device: CTranslate2 device (`cpu` or `cuda`).
         compute_type: CTranslate2 compute type; `int8` is the fast CPU choice.
-        cpu_threads: Threads per decode (the service shares a small machine).
-        num_workers: Decodes that may run at once when several threads call `transcribe`.
+        cpu_threads: CTranslate2 threads per decode. One, whatever the machine: oneDNN
+            splits its float products by thread, and 1 and 2 threads heard 7 of 90 utterances
+            of the scripted and shared calls differently ("Great. Thank you." / "Great! Thank
+            you!"), so the thread count is fixed and the cores are used by decoding several
+            batches at once instead (`num_workers`, `PipelineOptions.workers`;
+            docs/capacity.md, "All cores").
+        num_workers: Decodes that may run at once when several threads call the model (the
+            pipeline's workers); 2 uses both cores of the reference machine.
         language: `en`, `zh`, or None to detect per utterance (costs ~0.7-1.2 s each).
         beam_size: Beam width. On the shared 16 kHz clips beam 5 took 14.7 s against 8.4 s for
             beam 1 but was better where it matters: Chinese mean CER 0.18 against 0.24 (the
@@ -82,8 +88,8 @@ class TranscriberOptions:
     model: str = DEFAULT_MODEL
     device: str = "cpu"
     compute_type: str = "int8"
-    cpu_threads: int = 2
-    num_workers: int = 1
+    cpu_threads: int = 1
+    num_workers: int = 2
     language: str | None = None
     beam_size: int = 5
     temperatures: tuple[float, ...] = (0.0, 0.4)

@@ -68,6 +68,10 @@ class BatchOptions:
             Mandarin differed from the per-utterance path's on 5-6 of 8 clips even with a full
             window, and its pooled CER ranged from 0.05 better to 0.05 worse by CPU
             (docs/capacity.md, "Mandarin on other CPUs").
+        beam_size: Beam width; None takes the transcriber's. The overload policy's cheap
+            decode (`CHEAP`) uses 1.
+        temperatures: Temperatures tried in turn; None takes the transcriber's. The cheap
+            decode uses (0.0,): no sampled retry.
     """
 
     pad_frames: int = 300
@@ -77,6 +81,12 @@ class BatchOptions:
     max_tokens_per_second: float = 12.0
     timestamp_slack: float = 0.5
     pad_s: float | None = None
+    beam_size: int | None = None
+    temperatures: tuple[float, ...] | None = None
+
+
+#: The decode the overload policy switches to (`qa.overload`): greedy, no sampled retry.
+CHEAP = BatchOptions(beam_size=1, temperatures=(0.0,))
 
 
 def window_frames(content_frames: int, options: BatchOptions) -> int:
@@ -147,7 +157,25 @@ class BatchTranscriber:
     def _decode(
         self, features: list[np.ndarray], utterances: list[Utterance], language: str | None
     ) -> list[list[Segment]]:
-        frames = max(window_frames(f.shape[-1], self.options) for f in features)
+        # An utterance's text must not depend on the batch it lands in (which depends on
+        # load and on the worker split): each is padded to its own window and gets its own
+        # token budget, so the batch is decoded as one sub-batch per window length. Padding
+        # every row to the batch's longest window changed borderline utterances' text.
+        groups: dict[int, list[int]] = {}
+        for i, f in enumerate(features):
+            groups.setdefault(window_frames(f.shape[-1], self.options), []).append(i)
+        results: list[list[Segment]] = [[] for _ in features]
+        for frames, rows in groups.items():
+            decoded = self._decode_window(frames, [features[i] for i in rows],
+                                          [utterances[i] for i in rows], language)
+            for i, segments in zip(rows, decoded, strict=True):
+                results[i] = segments
+        return results
+
+    def _decode_window(
+        self, frames: int, features: list[np.ndarray], utterances: list[Utterance],
+        language: str | None,
+    ) -> list[list[Segment]]:
         batch = np.zeros((len(features), features[0].shape[0], frames), dtype=np.float32)
         for row, f in zip(batch, features, strict=True):
             row[:, : f.shape[-1]] = f
@@ -156,8 +184,9 @@ class BatchTranscriber:
             languages = self._parts.detect_language(encoded)
         else:
             languages = [language or "en"] * len(features)
-        longest = max(u.duration for u in utterances)
-        max_new = int(32 + self.options.max_tokens_per_second * longest)
+        # The budget follows the window, which every row of this sub-batch shares, so a
+        # row's decode stops where it would stop alone.
+        max_new = int(32 + self.options.max_tokens_per_second * frames / FRAMES_PER_SECOND)
         # Timestamps count from the start of the padded audio.
         pad_s = len(self._pad) / SAMPLE_RATE
         durations = [u.duration + 2 * pad_s for u in utterances]
@@ -192,7 +221,9 @@ class BatchTranscriber:
         parts = self._parts
         rows = list(rows)
         best: dict[int, SimpleNamespace] = {}
-        for temperature in opts.temperatures:
+        beam_size = self.options.beam_size or opts.beam_size
+        temperatures = self.options.temperatures or opts.temperatures
+        for temperature in temperatures:
             if not rows:
                 break
             view = parts.rows(encoded, rows)
@@ -208,7 +239,7 @@ class BatchTranscriber:
                 kwargs = {"beam_size": 1, "num_hypotheses": 5, "sampling_topk": 0,
                           "sampling_temperature": temperature}
             else:
-                kwargs = {"beam_size": opts.beam_size}
+                kwargs = {"beam_size": beam_size}
             if not self.options.without_timestamps:
                 # faster-whisper's default: the first timestamp within 1 s (50 x 20 ms).
                 kwargs["max_initial_timestamp_index"] = 50

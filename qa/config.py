@@ -4,7 +4,7 @@
     agent: agent-007
     language: en          # en | zh | auto
     model: base           # a model name or a directory
-    workers: 1            # transcription workers (2: see docs/capacity.md, "All cores")
+    workers: 2            # transcription workers: one per core (docs/capacity.md, "All cores")
     queue_size: 64
     json: false
     rules: examples/rules/en_support.yaml   # check every call against this pack
@@ -43,7 +43,7 @@ class RunConfig:
         agent: Agent id recorded on every call.
         language: `en`, `zh` or `auto` (detect per utterance; slower).
         model: Model name or directory.
-        workers: Transcription worker threads.
+        workers: Transcription worker threads, each decoding a batch on one core.
         queue_size: Utterances that may wait for a worker before the drop policy applies.
         json: Print JSON lines instead of text.
         rules: Rule pack to check every call against ('' = none).
@@ -68,7 +68,7 @@ class RunConfig:
     agent: str = ""
     language: str = "auto"
     model: str = DEFAULT_MODEL
-    workers: int = 1
+    workers: int = 2
     queue_size: int = 64
     json: bool = False
     rules: str = ""

@@ -9,7 +9,6 @@ as the live call was.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -143,11 +142,12 @@ class Monitor:
             # Detection costs ~1 s per utterance; the pack says what the centre speaks.
             language = self.pack.language
         self.language = language
-        # One concurrent decode per pipeline worker, the cores split between them.
+        # One concurrent decode per pipeline worker, each on the one thread every decode
+        # gets (TranscriberOptions.cpu_threads): the thread count changes what is heard, the
+        # worker count must not.
         workers = max(1, options.pipeline.workers)
         self.transcriber = None if options.asr is not None else transcriber or Transcriber(
-            TranscriberOptions(model=options.model, language=language, num_workers=workers,
-                               cpu_threads=max(1, (os.cpu_count() or 2) // workers))
+            TranscriberOptions(model=options.model, language=language, num_workers=workers)
         )
         self._closers: list = []
         all_listeners: list[PipelineListener] = []
@@ -212,6 +212,7 @@ class Monitor:
         self.remote = None
         transcribe: TranscribeFn | None = None
         transcribe_batch: TranscribeBatchFn | None = None
+        transcribe_cheap: TranscribeBatchFn | None = None
         if options.asr is not None:
             from qa.cluster.remote import RemoteTranscriber
 
@@ -221,16 +222,19 @@ class Monitor:
             ).start()
             self._closers.append(self.remote.close)
         else:
-            from qa.batching import BatchTranscriber
+            from qa.batching import CHEAP, BatchTranscriber
 
             # Short-window batched decoding (docs/capacity.md): a lone utterance takes it
             # too, as faster-whisper's 30 s window costs ~1 s per decode whatever the length.
             batcher = BatchTranscriber(self.transcriber)
             transcribe = batcher.transcribe
             transcribe_batch = batcher.transcribe_batch
+            # The overload policy's cheap decode (qa.overload): beam 1, no sampled retry.
+            transcribe_cheap = BatchTranscriber(self.transcriber, CHEAP).transcribe_batch
             if self.metrics is not None:
                 transcribe = self.metrics.timed(transcribe)
                 transcribe_batch = self.metrics.timed_batch(transcribe_batch)
+                transcribe_cheap = self.metrics.timed_batch(transcribe_cheap)
         self.pipeline = Pipeline(
             transcribe,
             PipelineOptions(
@@ -240,11 +244,13 @@ class Monitor:
                 language=language,
                 max_batch=options.pipeline.max_batch,
                 batch_wait_ms=options.pipeline.batch_wait_ms,
+                overload=options.pipeline.overload,
             ),
             listeners=all_listeners,
             rules=rules,
             transcribe_batch=transcribe_batch,
             submit=self.remote.submit if self.remote is not None else None,
+            transcribe_cheap=transcribe_cheap,
         )
         if self.metrics is not None:
             self.metrics.watch_pipeline(self.pipeline)

@@ -6,11 +6,14 @@ calls share a bounded utterance queue served by a fixed number of transcription 
 (CTranslate2 releases the GIL while it decodes). The workers only transcribe: one dispatcher
 thread runs the rules and the listeners (store, console, metrics, prompts), so a slow or failing
 store, or rules that raise, never stop transcription. Final segments reach the listeners in
-utterance order per channel, so the rules see each speaker's words in the order spoken.
+the order their utterances were cut, per call, whichever worker finishes first, so the rules
+see each call as spoken whatever the number of workers.
 
 Queue policy, when the queue is full: the oldest waiting utterance of the call with the most
 waiting utterances is dropped, counted on that call and logged, so one call that floods the
-queue cannot starve the others and nothing is lost silently.
+queue cannot starve the others and nothing is lost silently. When the workers fall behind,
+the overload policy (`qa.overload`) degrades the decode, refuses new calls and sheds
+utterances that waited too long, each counted and logged.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 
 from qa.conversation import DEAD_AIR_MIN, SpeechTimeline
 from qa.frontend import ChannelFrontEnd, FrontEndOptions
+from qa.overload import DEGRADED, LEVELS, REFUSING, OverloadOptions, OverloadState
 from qa.types import (
     SAMPLE_RATE,
     AudioChunk,
@@ -60,12 +64,11 @@ class PipelineOptions:
     Attributes:
         frontend: Framing, VAD and endpointer settings for every channel.
         workers: Transcription worker threads sharing the one model, each decoding its own
-            batch at the same time (`qa.monitor` gives the model as many concurrent decodes
-            and splits the cores between them). Two measured best on 2 cores for calls that
-            start apart (40 calls 1.3 s apart: p95 2.3 s against 8.1 s with one worker of two
-            threads); one is better when every call's utterances end at once, and batches
-            made of fewer utterances vary more in what borderline audio is heard as, so one
-            stays the default until that is fixed (docs/capacity.md, "All cores").
+            batch at the same time on one thread (`qa.monitor` gives the model as many
+            concurrent decodes). Two, one per core of the reference machine: 40 calls 1.3 s
+            apart gave p95 2.3 s against 8.1 s with one worker of two threads
+            (docs/capacity.md, "All cores"). An utterance's text depends neither on the
+            batch it lands in nor on this number. Set it to the number of cores.
         queue_size: Utterances that may wait for a worker, over all calls, before the drop
             policy above applies.
         language: Language of every call (`en`, `zh`), or None to detect it per utterance.
@@ -75,14 +78,16 @@ class PipelineOptions:
         batch_wait_ms: How long a worker holding fewer than `max_batch` utterances waits for
             more before decoding what it has (100 ms: under load the queue fills the batch
             anyway; when idle it adds at most this to a lone utterance).
+        overload: What is given up, and when, while the workers are behind (`qa.overload`).
     """
 
     frontend: FrontEndOptions = field(default_factory=FrontEndOptions)
-    workers: int = 1
+    workers: int = 2
     queue_size: int = 64
     language: str | None = None
     max_batch: int = 8
     batch_wait_ms: int = 100
+    overload: OverloadOptions = field(default_factory=OverloadOptions)
 
 
 class CallRulesLike(Protocol):
@@ -143,9 +148,15 @@ class _Channel:
 
 
 class _Call:
-    def __init__(self, info: CallInfo, channels: dict[Speaker, _Channel]) -> None:
+    def __init__(self, info: CallInfo, channels: dict[Speaker, _Channel],
+                 refused: bool = False) -> None:
         self.info = info
         self.channels = channels
+        self.refused = refused  # refused at its start (overload): recorded, not transcribed
+        # (speaker, index) of the utterances cut and not yet delivered, in the order they were
+        # cut: results are delivered in this order whatever worker finishes first, so the
+        # rules see the call as one worker would show it (any number of workers).
+        self.order: deque[tuple[Speaker, int]] = deque()
         self.rules: CallRulesLike | None = None  # set, used and dropped by the dispatcher
         self.lock = threading.RLock()  # bookkeeping shared by source, workers and dispatcher
         self.ending_reason: str | None = None
@@ -181,6 +192,9 @@ class Pipeline:
             each utterance is handed on as soon as a worker thread takes it (the remote
             workers batch across capture nodes), and its result comes back through the same
             reorder buffer, so order and the drop accounting are those of local recognition.
+        transcribe_cheap: The cheaper batched step used while overloaded (`qa.overload`);
+            None: the overloaded pipeline keeps the normal steps, and still grows its
+            batches, refuses calls and sheds old utterances.
     """
 
     def __init__(
@@ -191,13 +205,19 @@ class Pipeline:
         rules: RulesFactory | None = None,
         transcribe_batch: TranscribeBatchFn | None = None,
         submit: SubmitFn | None = None,
+        transcribe_cheap: TranscribeBatchFn | None = None,
     ) -> None:
         if transcribe is None and submit is None:
             raise ValueError("a pipeline needs a transcription step or a remote backend")
         self._transcribe = transcribe
         self._transcribe_batch = transcribe_batch
         self._submit = submit
+        self._transcribe_cheap = transcribe_cheap
         self.options = options or PipelineOptions()
+        #: The overload level and what it gave up (read by the metrics). Remote recognition
+        #: has its own back-pressure, so only local recognition sheds.
+        self.overload = OverloadState(
+            self.options.overload if submit is None else OverloadOptions(enabled=False))
         self._listeners = tuple(listeners)
         self._rules = rules
         self._calls: dict[str, _Call] = {}
@@ -236,11 +256,18 @@ class Pipeline:
             )
             for speaker in call.channels
         }
-        state = _Call(call, channels)
+        with self._queue_cv:
+            age = self._queue_age()
+            refused = self.overload.update(age) >= REFUSING
+        state = _Call(call, channels, refused)
         with self._calls_lock:
             if call.call_id in self._calls:
                 raise ValueError(f"call {call.call_id} started twice")
             self._calls[call.call_id] = state
+        if refused:
+            self.overload.count(refused=1)
+            log.warning("overload: call %s refused, not transcribed (oldest waiting utterance "
+                        "%.1f s old); counted in qa_calls_refused_total", call.call_id, age)
         log.info("call %s started (%s, agent %r)", call.call_id, call.source, call.agent_id)
         self._post(self._start, state)
 
@@ -249,6 +276,8 @@ class Pipeline:
         if call is None:
             log.warning("audio for unknown call %s dropped", chunk.call_id)
             return
+        if call.refused:
+            return  # counted once, when it was refused
         channel = call.channels.get(chunk.channel)
         if channel is None:
             log.warning("audio for unknown channel %s of call %s", chunk.channel, chunk.call_id)
@@ -276,8 +305,11 @@ class Pipeline:
         if call is None:
             return
         with call.lock:
-            for channel in call.channels.values():
-                self._accept(call, channel, channel.frontend.flush())
+            if call.refused:
+                reason = f"refused: overload ({reason})"
+            else:
+                for channel in call.channels.values():
+                    self._accept(call, channel, channel.frontend.flush())
             self._post(self._end, call, reason)
 
     # -- scheduling (source threads) --------------------------------------------------------
@@ -287,6 +319,7 @@ class Pipeline:
         for utterance in utterances:
             call.utterances += 1
             channel.pending[utterance.index] = utterance
+            call.order.append((utterance.speaker, utterance.index))
             channel.speech += utterance.duration
             # Posted before the utterance can reach a worker, so the rules hear of the
             # speech before its words.
@@ -323,22 +356,47 @@ class Pipeline:
 
     # -- transcription workers --------------------------------------------------------------
 
+    def _queue_age(self) -> float:
+        """Seconds the oldest waiting utterance has waited (queue lock held)."""
+        if not self._queue:
+            return 0.0
+        closed = self._queue[0][2].closed_at  # the heap's head is the oldest (FIFO order)
+        return max(0.0, time.monotonic() - closed) if closed else 0.0
+
+    def _shed(self) -> list[tuple[_Call, Utterance]]:
+        """Takes the utterances that waited past `shed_after_s` off the queue (lock held)."""
+        limit = self.options.overload.shed_after_s
+        shed = []
+        while self.overload.options.enabled and self._queue and self._queue_age() >= limit:
+            shed.append(heapq.heappop(self._queue)[1:])
+        if shed:
+            self.dropped_utterances += len(shed)
+            self.overload.count(shed=len(shed))
+        return shed
+
     def _work(self) -> None:
-        batch_size = max(1, self.options.max_batch) if self._transcribe_batch else 1
+        normal_size = max(1, self.options.max_batch) if self._transcribe_batch else 1
         if self._submit is not None:
-            batch_size = 1
+            normal_size = 1
         wait = self.options.batch_wait_ms / 1000.0
         while True:
             with self._queue_cv:
                 while not self._queue and not self._closing:
+                    self.overload.update(0.0)  # a worker is idle: the backlog is gone
                     self._queue_cv.wait()
                 if not self._queue:
                     return
-                batch = [heapq.heappop(self._queue)[1:]]
+                shed = self._shed()
+                level = self.overload.update(self._queue_age())
+                batch = [heapq.heappop(self._queue)[1:]] if self._queue else []
+                cheap = level >= DEGRADED and self._submit is None
+                batch_size = normal_size
+                if cheap and (self._transcribe_batch or self._transcribe_cheap):
+                    batch_size = max(normal_size, self.options.overload.max_batch)
                 # Gather more utterances for one batched decode, waiting at most `wait` for
                 # them: a batch of B costs far less than B decodes on the same cores.
                 deadline = time.monotonic() + wait
-                while len(batch) < batch_size:
+                while batch and len(batch) < batch_size:
                     if not self._queue:
                         remaining = deadline - time.monotonic()
                         if remaining <= 0 or self._closing:
@@ -346,10 +404,24 @@ class Pipeline:
                         self._queue_cv.wait(remaining)
                         continue
                     batch.append(heapq.heappop(self._queue)[1:])
+            if shed:
+                log.warning("overload (%s): %d utterances waited over %.0f s and were dropped "
+                            "untranscribed (calls %s); counted in qa_utterances_shed_total",
+                            LEVELS[level], len(shed), self.options.overload.shed_after_s,
+                            ", ".join(sorted({c.info.call_id for c, _ in shed})[:5]))
+                for call, utterance in shed:
+                    self._post(self._deliver, call, utterance, None, 0.0)
+            if not batch:
+                continue
             if self._submit is not None:
                 self._hand_on(*batch[0])
                 continue
-            results = self._run_batch([utterance for _, utterance in batch])
+            utterances = [utterance for _, utterance in batch]
+            if cheap and self._transcribe_cheap is not None:
+                self.overload.count(degraded=len(batch))
+                results = self._run_cheap(utterances)
+            else:
+                results = self._run_batch(utterances)
             for (call, utterance), segments in zip(batch, results, strict=True):
                 latency = time.monotonic() - utterance.closed_at if utterance.closed_at else 0.0
                 self._post(self._deliver, call, utterance, segments, latency)
@@ -357,6 +429,12 @@ class Pipeline:
     def _run_batch(self, utterances: list[Utterance]) -> list[list[Segment]]:
         assert self._transcribe is not None  # local recognition (no `submit`)
         return run_batch(self._transcribe, self._transcribe_batch, utterances,
+                         self.options.language)
+
+    def _run_cheap(self, utterances: list[Utterance]) -> list[list[Segment]]:
+        cheap = self._transcribe_cheap
+        assert cheap is not None
+        return run_batch(lambda u, language: cheap([u], language)[0], cheap, utterances,
                          self.options.language)
 
     def _hand_on(self, call: _Call, utterance: Utterance) -> None:
@@ -435,7 +513,7 @@ class Pipeline:
                       call.info.call_id, method)
 
     def _start(self, call: _Call) -> None:
-        if self._rules is not None:
+        if self._rules is not None and not call.refused:  # an unheard call is not scored
             try:
                 call.rules = self._rules(call.info)
             except Exception:
@@ -468,21 +546,29 @@ class Pipeline:
                     or utterance.index in channel.ready):
                 return  # given up when stopping (`drain`); its result came too late
             channel.ready[utterance.index] = (utterance, segments, latency)
-            while channel.next_index in channel.ready:
-                item = channel.ready.pop(channel.next_index)
-                channel.pending.pop(item[0].index, None)
-                channel.next_index += 1
+            while call.order:
+                speaker, index = call.order[0]
+                head = call.channels[speaker]
+                if index not in head.ready:
+                    break
+                call.order.popleft()
+                item = head.ready.pop(index)
+                head.next_index = index + 1
                 done.append(item)
-        for _, done_segments, done_latency in done:
+        for done_utterance, done_segments, done_latency in done:
+            # Still pending until its turn, so that time advances after each utterance only
+            # as far as the ones after it allow (as when they arrive one by one).
+            with call.lock:
+                call.channels[done_utterance.speaker].pending.pop(done_utterance.index, None)
             if done_segments is None:
                 call.dropped += 1
-                continue
-            call.latencies.append(done_latency)
-            for segment in done_segments:
-                call.segments += 1
-                self._notify("segment", segment, done_latency)
-                self._apply_rules(call, "on_segment", segment)
-        self._advance(call)
+            else:
+                call.latencies.append(done_latency)
+                for segment in done_segments:
+                    call.segments += 1
+                    self._notify("segment", segment, done_latency)
+                    self._apply_rules(call, "on_segment", segment)
+            self._advance(call)
         self._maybe_finish(call)
 
     def _complete_through(self, call: _Call) -> float:
@@ -566,6 +652,12 @@ class Pipeline:
     def queue_depth(self) -> int:
         """Utterances waiting for a worker."""
         return len(self._queue)
+
+    @property
+    def queue_age(self) -> float:
+        """Seconds the oldest utterance waiting for a worker has waited (0: none waits)."""
+        with self._queue_cv:
+            return self._queue_age()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Waits until every started call has finished; returns False on timeout."""

@@ -50,9 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="default: the rule pack's language, else auto")
     parser.add_argument("--model", help="model name or directory (default: base)")
     parser.add_argument("--workers", type=int,
-                        help="transcription workers, each decoding a batch at once, the cores "
-                        "split between them (default 1; 2 serves more staggered calls on 2 "
-                        "cores, docs/capacity.md)")
+                        help="transcription workers, each decoding a batch at once on one core "
+                        "(default 2: set it to the number of cores; docs/capacity.md)")
     parser.add_argument("--asr", metavar="URL",
                         help="recognise on `qa worker` processes through NATS JetStream "
                         "(nats://HOST:4222) instead of loading the model here")
@@ -138,9 +137,15 @@ def monitor_options(config: RunConfig, sources=()):
         )
     # `auto`: the rule pack's language when it names one, else detection per utterance.
     language = None if config.language == "auto" else config.language
+    # Shedding by queue age is for live calls; a file replayed as fast as possible is a
+    # batch job whose every utterance is decoded in full (qa.overload).
+    from qa.overload import OverloadOptions
+    from qa.sources.file import FileSource
+
+    live = any(not (isinstance(s, FileSource) and not s.options.realtime) for s in sources)
     return MonitorOptions(
         pipeline=PipelineOptions(workers=config.workers, queue_size=config.queue_size,
-                                 language=language),
+                                 language=language, overload=OverloadOptions(enabled=live)),
         model=config.model,
         recordings=recordings,
         rules=Path(config.rules) if config.rules else None,

@@ -43,7 +43,7 @@ RTF_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 SCORE_BUCKETS = (50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0, 100.0)
 #: Why a call ended, folded to a fixed set (error reasons carry free text after the colon).
 END_REASONS = {"hangup": "hangup", "timeout": "timeout", "end of file": "end_of_file",
-               "stopped": "stopped", "error": "error"}
+               "stopped": "stopped", "error": "error", "refused": "refused"}
 #: Source kinds a source may be watched as.
 SOURCE_KINDS = ("rtp", "soundcard", "file", "websocket", "sip", "audiosocket")
 #: Agent label value when the agent label is off, and for agents past `max_agents`.
@@ -191,6 +191,8 @@ class QAMetrics:
         self._agents = AgentBook(self.options)
         self._collector = HotCollector(self._agents)
         registry.register(self._collector)
+        self._overload = OverloadCollector()
+        registry.register(self._overload)
 
     def prepare(
         self,
@@ -237,6 +239,7 @@ class QAMetrics:
         """Reads the pipeline's queue depth, dropped utterances and isolated listener and
         rule errors at every scrape."""
         self._collector.add_pipeline(pipeline)
+        self._overload.add(pipeline)
 
     def watch_remote(self, remote: StatsSource) -> None:
         """Reads a remote recognition backend's counts (`RemoteTranscriber.stats`) at every
@@ -328,7 +331,8 @@ def _version() -> str:
 
 def metric_names(metrics: QAMetrics) -> set[str]:
     """Every sample name the metrics can expose (for checking dashboards and alert rules)."""
-    families = [*metrics._collector.describe(), *RemoteCollector(None).describe()]
+    families = [*metrics._collector.describe(), *RemoteCollector(None).describe(),
+                *OverloadCollector().describe()]
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase):
             families += value.describe()
@@ -401,3 +405,57 @@ class AgentBook:
                 on_call = self.on_call_done.get(label, 0.0) + running
                 out.append((label, on_call, now - since))
             return out
+
+
+class OverloadCollector:
+    """The overload policy's state (`qa.overload`), read from the pipelines at scrape time:
+    how old the oldest waiting utterance is, the level, and what was given up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pipelines: list = []
+
+    def add(self, pipeline) -> None:
+        """Watches a `qa.pipeline.Pipeline` (anything with `queue_age` and `overload`)."""
+        with self._lock:
+            self._pipelines.append(pipeline)
+
+    def describe(self) -> Iterable:
+        return list(self._families([]))
+
+    def collect(self) -> Iterable:
+        with self._lock:
+            pipelines = list(self._pipelines)
+        return list(self._families(pipelines))
+
+    def _families(self, pipelines: list) -> Iterable:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        states = [p.overload for p in pipelines if getattr(p, "overload", None) is not None]
+        age = GaugeMetricFamily(
+            "qa_asr_queue_age_seconds",
+            "Seconds the oldest utterance waiting for a transcription worker has waited; the "
+            "overload policy's signal (0: none waits).")
+        age.add_metric([], max((p.queue_age for p in pipelines if hasattr(p, "queue_age")),
+                               default=0.0))
+        yield age
+        level = GaugeMetricFamily(
+            "qa_overload_level",
+            "Overload level: 0 normal, 1 degraded (cheap decode, larger batches), 2 refusing "
+            "new calls.")
+        level.add_metric([], max((s.level for s in states), default=0))
+        yield level
+        for name, attr, help_text in (
+            ("qa_overload_degraded_utterances", "degraded_utterances",
+             "Utterances decoded with the cheap step (beam 1, no retry) while overloaded."),
+            ("qa_calls_refused", "refused_calls",
+             "Calls refused at their start while overloaded: recorded, not transcribed."),
+            ("qa_utterances_shed", "shed_utterances",
+             "Utterances dropped untranscribed after waiting past the overload policy's "
+             "limit (also counted in qa_utterances_dropped_total)."),
+            ("qa_overload_episodes", "episodes",
+             "Times the overload level rose from normal."),
+        ):
+            family = CounterMetricFamily(name, help_text)
+            family.add_metric([], sum(getattr(s, attr) for s in states))
+            yield family
