@@ -18,6 +18,9 @@
     recording_dir: ''                      # '' = recordings/ beside the call store
     retention_days: 90                     # calls and recordings older are deleted (0 = never)
     recording_codec: flac                  # flac | opus
+    overload: true                         # shed work when behind (live sources; capacity.md)
+    refuse_after_s: 5.0                    # queue age past which new calls are refused
+    shed_after_s: 7.0                      # waited this long: dropped and counted (0 = never)
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ class RunConfig:
         retention_days: Calls and their recordings older than this are deleted at start
             and by `qa recordings prune` (0 = keep for ever).
         recording_codec: `flac` or `opus`.
+        overload: Apply the overload policy (`qa.overload`) when a source is live: a cheap
+            decode, then refusing new calls, then shedding utterances that waited too long.
+        refuse_after_s: Queue age (s) past which new calls are refused.
+        shed_after_s: Wait (s) after which an utterance is dropped and counted instead of
+            decoded; 0 = never shed (the lag then grows while the workers are behind).
     """
 
     sources: tuple[str, ...] = ()
@@ -83,13 +91,17 @@ class RunConfig:
     recording_dir: str = ""
     retention_days: int = 90
     recording_codec: str = "flac"
+    overload: bool = True
+    refuse_after_s: float = 5.0
+    shed_after_s: float = 7.0
 
 
 _TYPES = {"sources": list, "agent": str, "language": str, "model": str, "workers": int,
           "recording": bool, "recording_dir": str, "retention_days": int, "recording_codec": str,
           "queue_size": int, "json": bool, "rules": str, "db": str, "store": bool,
           "metrics_port": int, "metrics_host": str, "prompts_port": int, "prompts_host": str,
-          "tokens": dict}
+          "tokens": dict, "overload": bool, "refuse_after_s": (int, float),
+          "shed_after_s": (int, float)}
 #: Settings that `null` switches off.
 _OPTIONAL = frozenset({"metrics_port", "prompts_port"})
 
@@ -128,9 +140,11 @@ def load_config(path: str | Path) -> RunConfig:
         if value is None and key in _OPTIONAL:
             values[key] = None
             continue
-        if expected is int and isinstance(value, bool) or not isinstance(value, expected):
+        if (expected in (int, (int, float)) and isinstance(value, bool)
+                or not isinstance(value, expected)):
+            name = "number" if isinstance(expected, tuple) else expected.__name__
             raise ConfigError(
-                path, f"expected {expected.__name__}, got {type(value).__name__}",
+                path, f"expected {name}, got {type(value).__name__}",
                 line=value_node.start_mark.line + 1, field=key,
             )
         if key == "sources":
@@ -159,11 +173,21 @@ def load_config(path: str | Path) -> RunConfig:
         if key == "recording_codec" and value not in ("flac", "opus"):
             raise ConfigError(path, "expected flac or opus",
                               line=value_node.start_mark.line + 1, field=key)
+        if key == "refuse_after_s" and not 0 < value <= 3600:
+            raise ConfigError(path, "expected seconds, more than 0 (at most 3600)",
+                              line=value_node.start_mark.line + 1, field=key)
+        if key == "shed_after_s" and not 0 <= value <= 3600:
+            raise ConfigError(path, "expected seconds, 0 (never shed) to 3600",
+                              line=value_node.start_mark.line + 1, field=key)
         if key in ("workers", "queue_size") and value < 1:
             raise ConfigError(path, "must be at least 1",
                               line=value_node.start_mark.line + 1, field=key)
-        values[key] = value
-    return RunConfig(**values)
+        values[key] = float(value) if isinstance(expected, tuple) else value
+    config = RunConfig(**values)
+    if config.shed_after_s and config.shed_after_s < config.refuse_after_s:
+        raise ConfigError(path, f"must be at least refuse_after_s ({config.refuse_after_s:g})"
+                          " or 0 (never shed)", field="shed_after_s")
+    return config
 
 
 def check_ports(config: RunConfig, where: str = "command line") -> None:

@@ -139,13 +139,12 @@ def monitor_options(config: RunConfig, sources=()):
     language = None if config.language == "auto" else config.language
     # Shedding by queue age is for live calls; a file replayed as fast as possible is a
     # batch job whose every utterance is decoded in full (qa.overload).
-    from qa.overload import OverloadOptions
     from qa.sources.file import FileSource
 
     live = any(not (isinstance(s, FileSource) and not s.options.realtime) for s in sources)
     return MonitorOptions(
         pipeline=PipelineOptions(workers=config.workers, queue_size=config.queue_size,
-                                 language=language, overload=OverloadOptions(enabled=live)),
+                                 language=language, overload=_overload(config, live)),
         model=config.model,
         recordings=recordings,
         rules=Path(config.rules) if config.rules else None,
@@ -322,3 +321,18 @@ def _on_stop_signals(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+
+
+def _overload(config, live: bool):
+    """The overload policy from the run settings: on for live sources unless switched off;
+    `shed_after_s: 0` never sheds (its threshold then sits out of reach)."""
+    from qa.overload import OverloadOptions
+
+    default = OverloadOptions()
+    refuse = config.refuse_after_s
+    degrade = min(default.degrade_after_s, refuse)
+    return OverloadOptions(
+        enabled=live and config.overload,
+        degrade_after_s=degrade, recover_after_s=min(default.recover_after_s, degrade),
+        refuse_after_s=refuse,
+        shed_after_s=config.shed_after_s or float("inf"))

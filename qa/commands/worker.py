@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--compute-type", default=None,
                         help="CTranslate2 compute type (default: int8 on cpu, float16 on cuda)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads per decode")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads per decode (1: the text does not depend on the "
+                        "thread count; run one worker per core, docs/capacity.md)")
     parser.add_argument("--ack-wait", type=float, default=30.0,
                         help="seconds before a dead worker's utterances go to another worker")
     parser.add_argument("--max-deliver", type=int, default=5,

@@ -87,3 +87,37 @@ def test_qa_run_reports_a_bad_source_in_one_line(repo: Path):
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("qa: error: tcp://x:1: field 'source' unknown source")
+
+
+def test_the_overload_policy_is_set_from_the_config(tmp_path: Path):
+    """Refusal and shedding thresholds come from the run settings; `shed_after_s: 0` never
+    sheds; a file replayed as fast as possible never applies the policy at all."""
+    from qa.commands.run import _overload
+
+    path = tmp_path / "run.yaml"
+    path.write_text("refuse_after_s: 12\nshed_after_s: 30\n")
+    config = load_config(path)
+    assert (config.refuse_after_s, config.shed_after_s) == (12.0, 30.0)
+    live = _overload(config, live=True)
+    assert live.enabled and live.refuse_after_s == 12.0 and live.shed_after_s == 30.0
+    assert not _overload(config, live=False).enabled
+
+    path.write_text("shed_after_s: 0\noverload: true\n")
+    never = _overload(load_config(path), live=True)
+    assert never.enabled and never.shed_after_s == float("inf")
+    path.write_text("overload: false\n")
+    assert not _overload(load_config(path), live=True).enabled
+
+
+@pytest.mark.parametrize("text, field, reason", [
+    ("shed_after_s: fast\n", "shed_after_s", "expected number"),
+    ("refuse_after_s: 0\n", "refuse_after_s", "more than 0"),
+    ("refuse_after_s: 10\nshed_after_s: 5\n", "shed_after_s", "at least refuse_after_s"),
+    ("overload: 1\n", "overload", "expected bool"),
+])
+def test_bad_overload_settings_name_the_field(tmp_path: Path, text, field, reason):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.field == field and reason in str(caught.value), str(caught.value)
