@@ -134,7 +134,7 @@ def decode_work(data: bytes) -> Work:
         raise WireFormatError(what, f"header length {size} past the end of {len(data)} bytes")
     try:
         header = json.loads(data[8:8 + size])
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nesting bombs too
         raise WireFormatError(what, f"header is not JSON: {exc}") from exc
     if not isinstance(header, dict):
         raise WireFormatError(what, "header is not a JSON object")
@@ -210,7 +210,7 @@ def decode_result(data: bytes) -> Result:
                               f"{RESULT_MAGIC!r})")
     try:
         body = json.loads(data[4:])
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nesting bombs too
         raise WireFormatError(what, f"not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise WireFormatError(what, "not a JSON object")

@@ -138,3 +138,16 @@ def test_bad_result_is_refused():
     with pytest.raises(WireFormatError) as caught:
         decode_result(b"QAR\x01" + json.dumps({"id": "x", "segments": [{"call": "c"}]}).encode())
     assert caught.value.field == "segments"
+
+
+def test_deeply_nested_json_is_a_format_error_not_a_crash():
+    """A header or result nested past the parser's recursion limit (a few kB) is refused like
+    any malformed message, so a hostile peer cannot kill the consumer with RecursionError."""
+    import struct
+
+    nested = b"[" * 60000 + b"]" * 60000
+    with pytest.raises(WireFormatError):
+        decode_result(b"QAR\x01" + nested)
+    header = b"[" * 30000 + b"]" * 30000
+    with pytest.raises(WireFormatError):
+        decode_work(b"QAU\x02" + struct.pack(">I", len(header)) + header)
