@@ -28,6 +28,7 @@ from qa.report import format_clock, format_started
 from qa.rules.scoring import BANDS
 from qa.store import CallRecord, CallStore
 from qa.web.agreement import item_agreement
+from qa.web.live import LIVE
 from qa.web.media import recording_file
 from qa.web.options import WebOptions
 from qa.web.search import CallFilter, CallSearch
@@ -283,6 +284,8 @@ def _load_call(request: web.Request, call_id: str, action: str) -> CallRecord:
 async def call_page(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     call_id = request.match_info["call_id"]
+    # The store's position before the call is read: its live stream starts there.
+    after = await asyncio.to_thread(request.app[LIVE].rows.head)
     record = _load_call(request, call_id, "view_call")
     _audit(request, "view_call", call_id)
     automatic = {i.rule_id: i for i in (record.scorecard.items if record.scorecard else ())}
@@ -291,7 +294,7 @@ async def call_page(request: web.Request) -> web.Response:
     disputes = ctx.workspace.disputes(call_id=call_id)
     return _render(request, "call.html", record=record, automatic=automatic, rules=rules,
                    audio=recording_file(ctx.store, call_id) is not None, disputes=disputes,
-                   running=record.end_reason is None,
+                   running=record.end_reason is None, after=str(after),
                    can_dispute=user.can("dispute") and record.effective is not None,
                    outcomes=ctx.options.disputes.outcomes)
 
@@ -616,4 +619,7 @@ def build_app(options: WebOptions, store: CallStore) -> web.Application:
         web.get("/audit", audit_page), web.get("/users", users_page),
         web.static("/static", HERE / "static"),
     ])
+    from qa.web import streams  # imports this module: only once it is loaded
+
+    streams.add_routes(app)
     return app
