@@ -267,27 +267,42 @@ def test_live_floor_shows_calls_in_progress_with_their_events(
         login(browser, served, "sam")
         open_page(browser, served, "/live")
         browser.wait_for(f"!!document.querySelector('#floor li[data-call=\"{live}\"] .event')", 10)
+        browser.evaluate("window.__same_page = true")
         with served.store() as store:
             store.add_event(Event(live, 30.0, EventKind.FORBIDDEN_PHRASE, "shirk",
                                   Severity.CRITICAL, -10.0, "not my department",
                                   "Do not shirk", Speaker.AGENT))
-        # The board refreshes itself: the new event appears without a reload.
+        # Pushed to the board: the new event appears without a reload, and no request polls.
         browser.wait_for(f"[...document.querySelectorAll('#floor li[data-call=\"{live}\"]"
                          " .rule')].map(e => e.textContent).includes('shirk')", 10)
+        assert browser.evaluate("window.__same_page === true")
+        assert _requests(browser) == []
         browser.screenshot(SHOTS / "workspace_live.png")
         # Open it from the board and follow its transcript as it grows.
         browser.evaluate(f"document.querySelector('#floor li[data-call=\"{live}\"] a').click()")
         browser.wait_for(f"location.pathname === '/calls/{live}'"
                          " && document.readyState === 'complete'", 10)
         assert browser.evaluate("document.querySelectorAll('#transcript li.seg').length") == 3
+        browser.evaluate("window.__same_page = true")
         with served.store() as store:
             store.add_segment(segment.__class__(**{**_fields(segments[3]), "call_id": live}))
+        # A segment written while the page is open appears without a reload, pushed.
         browser.wait_for("document.querySelectorAll('#transcript li.seg').length === 4", 10)
+        assert browser.evaluate("window.__same_page === true")
+        assert _requests(browser) == []
         assert browser.evaluate("document.querySelector('#transcript li.seg:last-child .text')"
                                 ".textContent") == segments[3].text.strip()
     finally:
         with served.store() as store:
             store.end_call(live, duration=31.0, category=None, reason="hangup")
+
+
+def _requests(browser: Browser) -> list[str]:
+    """The API requests the page completed: none while its one stream stays open (a polling
+    page lists its requests here)."""
+    return browser.evaluate(
+        "[...new Set(performance.getEntriesByType('resource').map(r => new URL(r.name))"
+        ".filter(u => u.pathname.startsWith('/api/')).map(u => u.pathname))]")
 
 
 def _fields(segment) -> dict:
