@@ -32,7 +32,7 @@ from qa.web.live import LIVE
 from qa.web.media import recording_file
 from qa.web.options import WebOptions
 from qa.web.search import CallFilter, CallSearch
-from qa.web.workspace import Session, User, Workspace
+from qa.web.workspace import ROLES, Session, User, Workspace
 
 __all__ = ["build_app"]
 
@@ -566,8 +566,10 @@ async def audit_page(request: web.Request) -> web.Response:
 
 async def users_page(request: web.Request) -> web.Response:
     _require(request, "audit")
-    return _render(request, "users.html", users=_ctx(request).workspace.users(),
-                   now=time.time())
+    workspace = _ctx(request).workspace
+    return _render(request, "users.html", users=workspace.users(), now=time.time(),
+                   roles=ROLES, me=_session(request).user.username,
+                   min_password=workspace.accounts.min_password)
 
 
 async def home(request: web.Request) -> web.Response:
@@ -619,7 +621,8 @@ def build_app(options: WebOptions, store: CallStore) -> web.Application:
         web.get("/audit", audit_page), web.get("/users", users_page),
         web.static("/static", HERE / "static"),
     ])
-    from qa.web import streams  # imports this module: only once it is loaded
+    from qa.web import admin, streams  # they import this module: only once it is loaded
 
     streams.add_routes(app)
+    admin.add_routes(app)
     return app

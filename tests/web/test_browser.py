@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import string
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -295,6 +297,42 @@ def test_live_floor_shows_calls_in_progress_with_their_events(
     finally:
         with served.store() as store:
             store.end_call(live, duration=31.0, category=None, reason="hangup")
+
+
+def test_admin_adds_a_user_who_chooses_a_password_at_first_login(
+    browser: Browser, served: Served
+) -> None:
+    # Letters only: the audit log redacts runs of digits in its details.
+    name = "newcomer" + "".join(random.choices(string.ascii_lowercase, k=8))
+    login(browser, served, "ada")
+    open_page(browser, served, "/users")
+    submit(browser, "#add-user", {"username": name, "role": "reviewer",
+                                  "password": "first-password-1"}, "/users")
+    assert browser.evaluate(f"document.querySelector('tr[data-user=\"{name}\"] .state')"
+                            ".textContent") == "active"
+    assert audit_rows(served, username="ada", action="user_add")[0].detail == (
+        f"{name} as reviewer")
+    # The newcomer logs in and lands on the password form, whatever they ask for.
+    browser.call("Network.clearBrowserCookies")
+    browser.navigate(served.url + "/login")
+    browser.evaluate(
+        f"document.getElementById('username').value = {_js(name)};"
+        "document.getElementById('password').value = 'first-password-1';"
+        "document.getElementById('login').requestSubmit()")
+    browser.wait_for("location.pathname === '/password' && document.readyState === 'complete'",
+                     15)
+    assert browser.evaluate("!!document.getElementById('forced')")
+    submit(browser, "#password-form", {"current": "first-password-1",
+                                       "new": "my-own-password", "again": "my-own-password"},
+           "/calls")
+    assert browser.evaluate("document.getElementById('who').textContent") == (
+        f"{name} (reviewer)")
+    workspace = served.workspace()
+    try:
+        assert workspace.authenticate(name, "my-own-password").role == "reviewer"
+    finally:
+        workspace.close()
+    assert audit_rows(served, username=name, action="password_change")
 
 
 def _requests(browser: Browser) -> list[str]:
