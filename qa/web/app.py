@@ -27,6 +27,7 @@ from qa.errors import CallNotFoundError, StoreError, WorkspaceError
 from qa.report import format_clock, format_started
 from qa.rules.scoring import BANDS
 from qa.store import CallRecord, CallStore
+from qa.web import blind
 from qa.web.agreement import item_agreement
 from qa.web.live import LIVE
 from qa.web.media import recording_file
@@ -87,6 +88,11 @@ def _audit(request: web.Request, action: str, call_id: str = "", detail: str = "
     user = session.user.username if session else ""
     _ctx(request).workspace.audit(user, action, call_id=call_id, detail=detail,
                                   address=_address(request))
+
+
+def _blind(request: web.Request) -> frozenset[str]:
+    """The calls this user may not see others' points of (open calibration; `qa.web.blind`)."""
+    return blind.blind_calls(_ctx(request).workspace, _session(request).user)
 
 
 def _require(request: web.Request, capability: str) -> User:
@@ -239,7 +245,7 @@ def _filter(request: web.Request) -> CallFilter:
 async def call_list(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     what = _filter(request)
-    calls, snippets = await asyncio.to_thread(ctx.search.search, what)
+    calls, snippets = await asyncio.to_thread(blind.search, ctx.search, what, _blind(request))
     values = await asyncio.to_thread(ctx.search.values)
     if not _session(request).user.can("all_calls"):
         values["agents"] = []
@@ -251,7 +257,8 @@ async def call_list(request: web.Request) -> web.Response:
 async def export(request: web.Request) -> web.Response:
     _require(request, "export")
     ctx = _ctx(request)
-    calls = await asyncio.to_thread(ctx.search.calls, _filter(request))
+    calls = (await asyncio.to_thread(blind.search, ctx.search, _filter(request),
+                                     _blind(request)))[0]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["call_id", "agent_id", "started", "duration", "category", "automatic_total",
@@ -292,7 +299,12 @@ async def call_page(request: web.Request) -> web.Response:
     rules = sorted({i.rule_id for i in automatic.values()} | {e.rule_id for e in record.events})
     user = _session(request).user
     disputes = ctx.workspace.disputes(call_id=call_id)
+    hidden = call_id in _blind(request)
+    if hidden:
+        record = blind.blind_record(record)
+        disputes = [blind.blind_dispute(d) for d in disputes]
     return _render(request, "call.html", record=record, automatic=automatic, rules=rules,
+                   blind=hidden,
                    audio=recording_file(ctx.store, call_id) is not None, disputes=disputes,
                    running=record.end_reason is None, after=str(after),
                    can_dispute=user.can("dispute") and record.effective is not None,
@@ -342,6 +354,8 @@ async def override(request: web.Request) -> web.Response:
     user = _require(request, "review")
     call_id = request.match_info["call_id"]
     _load_call(request, call_id, "override")
+    if call_id in _blind(request):
+        raise web.HTTPForbidden(text="403: this call is in an open calibration session")
     form = await request.post()
     rule = str(form.get("rule", ""))
     try:
@@ -399,6 +413,8 @@ async def disputes_page(request: web.Request) -> web.Response:
     workspace = _ctx(request).workspace
     found = workspace.disputes() if user.can("decide") else workspace.disputes(
         agent=user.username)
+    hidden = _blind(request)
+    found = [blind.blind_dispute(d) if d.call_id in hidden else d for d in found]
     return _render(request, "disputes.html", disputes=found,
                    outcomes=_ctx(request).options.disputes.outcomes)
 
@@ -466,7 +482,22 @@ async def calibration_page(request: web.Request) -> web.Response:
     session = _calibration(request)
     scores = _ctx(request).workspace.calibration_scores(session.id)
     done = {c for (r, c, _i) in scores if r == user.username}
-    return _render(request, "calibration.html", session=session, done=done)
+    return _render(request, "calibration.html", session=session, done=done,
+                   closed=blind.closed(_ctx(request).workspace, session.id),
+                   can_close=user.username == session.created_by or user.can("audit"))
+
+
+async def close_calibration(request: web.Request) -> web.Response:
+    user = _require(request, "manage_calibration")
+    session = _calibration(request)
+    if user.username != session.created_by and not user.can("audit"):
+        raise web.HTTPForbidden(text="403: only who started the session (or an admin) closes it")
+    try:
+        blind.close_calibration(_ctx(request).workspace, session.id, user.username)
+    except WorkspaceError as exc:
+        return _error(request, str(exc))
+    _audit(request, "calibration_close", detail=f"session {session.id}")
+    raise web.HTTPSeeOther(f"/calibration/{session.id}")
 
 
 async def calibration_call(request: web.Request) -> web.Response:
@@ -488,6 +519,8 @@ async def score_calibration(request: web.Request) -> web.Response:
     session = _calibration(request)
     call_id = request.match_info["call_id"]
     record = _load_call(request, call_id, "calibration_score")
+    if blind.closed(_ctx(request).workspace, session.id) is not None:
+        return _error(request, f"calibration session {session.id} is closed")
     form = await request.post()
     items = {i.rule_id: i for i in (record.scorecard.items if record.scorecard else ())}
     points = {}
@@ -507,9 +540,12 @@ async def score_calibration(request: web.Request) -> web.Response:
 
 
 async def calibration_report(request: web.Request) -> web.Response:
-    _require(request, "manage_calibration")
+    user = _require(request, "manage_calibration")
     ctx = _ctx(request)
     session = _calibration(request)
+    if user.username != session.created_by and blind.closed(ctx.workspace, session.id) is None:
+        raise web.HTTPForbidden(text="403: the session is open; its report is for who started "
+                                "it until it closes")
     scores = ctx.workspace.calibration_scores(session.id)
     automatic: dict[str, dict[str, float]] = {}
     descriptions: dict[str, str] = {}
@@ -561,6 +597,8 @@ async def audit_page(request: web.Request) -> web.Response:
     entries = _ctx(request).workspace.audit_log(username=q.get("user", "").strip(),
                                                 action=q.get("action", "").strip(),
                                                 call_id=q.get("call", "").strip())
+    hidden = _blind(request)
+    entries = [blind.blind_entry(e) if e.call_id in hidden else e for e in entries]
     return _render(request, "audit.html", entries=entries, query=q)
 
 
@@ -615,6 +653,7 @@ def build_app(options: WebOptions, store: CallStore) -> web.Application:
         web.get("/calibration", calibrations), web.post("/calibration", start_calibration),
         web.get("/calibration/{session_id:\\d+}", calibration_page),
         web.get("/calibration/{session_id:\\d+}/report", calibration_report),
+        web.post("/calibration/{session_id:\\d+}/close", close_calibration),
         web.get("/calibration/{session_id:\\d+}/calls/{call_id}", calibration_call),
         web.post("/calibration/{session_id:\\d+}/calls/{call_id}", score_calibration),
         web.get("/live", live_page), web.get("/api/live", live_json),
