@@ -49,14 +49,15 @@ class LiveOptions:
         poll_s: Seconds between two reads of the store's new rows (one read per server,
             whatever the number of browsers; a write in this process wakes it sooner).
         keepalive_s: Seconds of quiet after which a stream sends a comment line, so proxies
-            and the browser keep the connection open.
+            and the browser keep the connection open (and the stream's session is checked
+            again at least this often).
         backlog: Changes a slow browser may fall behind before its stream is ended (it then
             reconnects and resumes from the store by its last event id).
         batch: Most rows of each kind read per poll.
     """
 
     poll_s: float = 0.5
-    keepalive_s: float = 15.0
+    keepalive_s: float = 5.0
     backlog: int = 2000
     batch: int = 1000
 

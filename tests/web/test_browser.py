@@ -229,6 +229,11 @@ def test_calibration_blind_scores_and_agreement_report(browser: Browser, served:
         workspace.close()
     assert stored[("ravi", zh, "greeting")] == 0 and stored[("rita", zh, "greeting")] == 15
     assert len(audit_rows(served, action="calibration_score")) >= 4
+    # Sam closes the session: scoring ends, and the calls are no longer blind to anyone.
+    open_page(browser, served, session_path)
+    submit(browser, "#close-session", {}, session_path)
+    assert browser.evaluate("!!document.getElementById('closed')")
+    assert audit_rows(served, username="sam", action="calibration_close")
 
 
 def test_agent_gets_403_on_another_agents_call(browser: Browser, served: Served) -> None:

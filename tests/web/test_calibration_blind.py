@@ -16,12 +16,13 @@ from tests.web.conftest import Client, Served, audit_rows
 
 
 def _call(served: Served) -> tuple[str, float]:
-    """A scored call of its own (a copy of the English call's transcript and scorecard), so
-    other tests' overrides do not touch it; returns its id and automatic total."""
+    """A scored call of its own (a copy of the English call's transcript and scorecard, for
+    an agent of its own), so other tests neither touch it nor see it; returns its id and
+    automatic total."""
     call_id = f"calib-{time.time_ns()}"
     with served.store() as store:
         source = store.call(served.calls["agent-a"])
-        store.start_call(CallInfo(call_id, "agent-a", "file:test", time.time(),
+        store.start_call(CallInfo(call_id, "agent-calib", "file:test", time.time(),
                                   (Speaker.AGENT, Speaker.CUSTOMER), 16000))
         for segment in source.segments:
             store.add_segment(dataclasses.replace(segment, call_id=call_id))
@@ -68,14 +69,14 @@ def test_other_reviewers_points_are_hidden_until_the_session_closes(served: Serv
     assert rita.post(f"/calls/{call_id}/override", {"rule": "closing", "points": "5",
                                                     "reason": "sneaky"})[0] == 403
     # The call list and a search: the automatic total, no override count.
-    for query in ("agent=agent-a", "q=not+my+department"):
+    for query in ("agent=agent-calib", "q=not+my+department"):
         row = _row(rita.get(f"/calls?{query}")[2], call_id)
         assert f"<td>{automatic:g}" in row and "auto" not in row, (query, row)
     # Score filters judge a blind call by its automatic total, never the effective one.
     assert not _row(rita.get(f"/calls?min={effective:g}&max={effective:g}")[2], call_id)
     assert _row(rita.get(f"/calls?min={automatic:g}&max={automatic:g}")[2], call_id)
     # The export.
-    line = _export(rita, "agent=agent-a")[call_id]
+    line = _export(rita, "agent=agent-calib")[call_id]
     assert (float(line["total"]), line["overrides"]) == (automatic, "0")
     # The audit log of an admin who calibrates too: no points in the override's detail.
     entries = ada.get(f"/audit?call={call_id}&action=override")[2]
@@ -93,7 +94,7 @@ def test_other_reviewers_points_are_hidden_until_the_session_closes(served: Serv
     page = rita.get(f"/calls/{call_id}")[2]
     assert 'id="blind"' not in page and "ravi-reason-marker" in page
     assert f'id="score">{effective:g}<' in page
-    assert float(_export(rita, "agent=agent-a")[call_id]["total"]) == effective
+    assert float(_export(rita, "agent=agent-calib")[call_id]["total"]) == effective
     assert _row(rita.get(f"/calls?min={effective:g}&max={effective:g}")[2], call_id)
     assert ada.get(f"{session}/report")[0] == 200
     rita.get(session)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import queue
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -23,6 +26,7 @@ from qa.web import WebOptions
 from qa.web.live import LIVE, LiveOptions
 from qa.web.server import WorkspaceThread
 from qa.web.workspace import Workspace
+from tests.conftest import REPO
 from tests.web.conftest import (
     PASSWORD,
     Client,
@@ -278,3 +282,49 @@ def test_a_stream_ends_when_its_account_is_disabled(
     deadline = time.monotonic() + 15
     while floor.next(15) is not None:
         assert time.monotonic() < deadline, "the stream outlived the account"
+
+
+def test_qa_run_serves_the_workspace_in_process_and_pushes_what_it_hears(
+    tmp_path: Path, shared_audio: Path
+) -> None:
+    """`qa run --serve-port`: real Whisper on a real recording replayed in real time; the
+    floor and the call's stream, served by the capture process itself, push its segments."""
+    db = tmp_path / "calls.db"
+    CallStore(StoreOptions(path=db)).close()
+    workspace = Workspace(db)
+    workspace.add_user("sup", "supervisor", PASSWORD)
+    workspace.close()
+    wav = shared_audio / "en_jfk_inaugural_16k_mono.wav"  # 11 s
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qa", "run", "--source", f"file:{wav}?realtime=1",
+         "--language", "en", "--agent", "agent-x", "--db", str(db), "--serve-port", "0",
+         "--no-recording", "--json"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        ready = {}
+        for line in proc.stdout:
+            ready = json.loads(line)
+            if ready.get("type") == "ready":
+                break
+        assert ready.get("workspace", "").startswith("http://127.0.0.1:"), ready
+        sup = Client(ready["workspace"].rstrip("/"))
+        assert sup.login("sup")[0] == 303
+        floor = Stream(sup, "/api/live/stream")
+        _, kind, snapshot = floor.next()
+        assert kind == "floor"
+        if snapshot["calls"]:
+            call_id = snapshot["calls"][0]["call"]
+        else:
+            call_id = floor.until("started")[-1][2]["call"]
+        assert floor.until("progress", lambda d: d["call"] == call_id, timeout=60)
+        heard = Stream(sup, f"/api/calls/{call_id}/stream")
+        got = heard.until("ended", timeout=90)
+        text = " ".join(d["text"] for _, k, d in got if k == "segment").lower()
+        assert "fellow americans" in text, text
+        assert got[-1][2]["reason"]
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
