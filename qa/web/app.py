@@ -425,6 +425,8 @@ async def decide_dispute(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         dispute = ctx.workspace.dispute(int(request.match_info["dispute_id"]))
+        if dispute.call_id in _blind(request):
+            raise WorkspaceError(f"call '{dispute.call_id}' is in an open calibration session")
         state = str(form.get("state", ""))
         comment = str(form.get("comment", ""))
         points = _number(str(form.get("points", "")), "points")

@@ -8,11 +8,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import random
 import re
+import string
 import time
 
 from qa.types import CallInfo, Speaker
-from tests.web.conftest import Client, Served, audit_rows
+from tests.web.conftest import PASSWORD, Client, Served, audit_rows
 
 
 def _call(served: Served) -> tuple[str, float]:
@@ -54,6 +56,23 @@ def test_other_reviewers_points_are_hidden_until_the_session_closes(served: Serv
     with served.store() as store:
         effective = store.call(call_id).effective.total
     assert effective != automatic
+    # The agent disputes two items; Ravi decides one (his comment must stay hidden too).
+    agent = "calibagent" + "".join(random.choices(string.ascii_lowercase, k=8))
+    workspace = served.workspace()
+    workspace.add_user(agent, "agent", PASSWORD, agent_id="agent-calib")
+    workspace.close()
+    them = Client(served.url)
+    them.login(agent)
+    them.get(f"/calls/{call_id}")
+    for rule in ("greeting", "shirk"):
+        assert them.post(f"/calls/{call_id}/disputes", {"rule": rule,
+                                                        "comment": "please look"})[0] == 303
+    workspace = served.workspace()
+    decided, still_open = sorted(d.id for d in workspace.disputes(call_id=call_id))
+    workspace.close()
+    ravi.get("/disputes")
+    assert ravi.post(f"/disputes/{decided}/decide", {"state": "rejected", "points": "",
+                                                     "comment": "ravi-decision-marker"})[0] == 303
     sam.get("/calibration")
     status, headers, _ = sam.post("/calibration", {"name": "blind week",
                                                    "calls": call_id})
@@ -78,6 +97,12 @@ def test_other_reviewers_points_are_hidden_until_the_session_closes(served: Serv
     # The export.
     line = _export(rita, "agent=agent-calib")[call_id]
     assert (float(line["total"]), line["overrides"]) == (automatic, "0")
+    # The dispute list hides decisions; deciding one waits for the close.
+    page = rita.get("/disputes")[2]
+    assert f'data-dispute="{decided}"' in page and "ravi-decision-marker" not in page
+    status, _, page = rita.post(f"/disputes/{still_open}/decide", {
+        "state": "accepted", "points": "15", "comment": "fine"})
+    assert status == 400 and "open calibration session" in page
     # The audit log of an admin who calibrates too: no points in the override's detail.
     entries = ada.get(f"/audit?call={call_id}&action=override")[2]
     assert "ravi-reason-marker" not in entries and "hidden while calibration is open" in entries
@@ -97,6 +122,7 @@ def test_other_reviewers_points_are_hidden_until_the_session_closes(served: Serv
     assert float(_export(rita, "agent=agent-calib")[call_id]["total"]) == effective
     assert _row(rita.get(f"/calls?min={effective:g}&max={effective:g}")[2], call_id)
     assert ada.get(f"{session}/report")[0] == 200
+    assert "ravi-decision-marker" in rita.get("/disputes")[2]
     rita.get(session)
     status, _, page = rita.post(f"{session}/calls/{call_id}", {"points:closing": "1"})
     assert status == 400 and "closed" in page
