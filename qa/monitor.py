@@ -216,7 +216,8 @@ class Monitor:
             from qa.cluster.remote import RemoteTranscriber
 
             self.remote = RemoteTranscriber(
-                options.asr, self.metrics.remote_round_trip.observe if self.metrics else None
+                options.asr, self.metrics.remote_round_trip.observe if self.metrics else None,
+                self.metrics.remote_decode.observe if self.metrics else None,
             ).start()
             self._closers.append(self.remote.close)
         else:

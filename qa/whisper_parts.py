@@ -72,9 +72,11 @@ class WhisperParts:
         """The encoder output of some rows of a batch (for a retry of those rows)."""
         import ctranslate2
 
-        array = np.asarray(encoded)
-        if rows == list(range(array.shape[0])):
+        if rows == list(range(encoded.shape[0])):
             return encoded
+        if encoded.device != "cpu":  # numpy reads host memory only (a GPU worker's output)
+            encoded = encoded.to_device(ctranslate2.Device.cpu)
+        array = np.asarray(encoded)
         return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[rows]))
 
     def detect_language(self, encoded) -> list[str]:

@@ -108,12 +108,16 @@ class RemoteTranscriber:
         options: Where the server is and how this node uses it.
         observe_round_trip: Called with the seconds from publish to result of each utterance
             (the metrics' histogram), on the NATS thread.
+        observe_decode: Called with the seconds the worker spent decoding the batch that held
+            each utterance (from its result), on the NATS thread.
     """
 
     def __init__(self, options: RemoteOptions,
-                 observe_round_trip: Callable[[float], None] | None = None) -> None:
+                 observe_round_trip: Callable[[float], None] | None = None,
+                 observe_decode: Callable[[float], None] | None = None) -> None:
         self.options = options
         self._observe = observe_round_trip
+        self._observe_decode = observe_decode
         self._subject = results_subject(options.node)
         self._consumer = f"results-{node_token(options.node)}"
         self._pending: dict[str, _Pending] = {}
@@ -359,6 +363,8 @@ class RemoteTranscriber:
                         entry.utterance.speaker, result.error)
         if self._observe is not None:
             self._observe(time.monotonic() - entry.handed_at)
+        if self._observe_decode is not None and result.decode_seconds > 0:
+            self._observe_decode(result.decode_seconds)
         entry.done(list(result.segments))
 
     async def _sweeper(self) -> None:

@@ -3,11 +3,15 @@
 Two messages, each versioned by its first four bytes, so either side refuses a message it
 does not understand with an error naming the field rather than misreading it:
 
-- **Work** (`QAU` + version 1), one utterance: a 4-byte big-endian header length, a UTF-8 JSON
-  header (utterance id, call id, channel, index, first and last sample, sample rate, language,
-  the subject the result goes to), then the raw little-endian int16 PCM. Audio is the bulk of
-  the message (32,000 bytes per second of speech at 16 kHz), so it is not wrapped in JSON or
-  base64, which would add a third.
+- **Work** (`QAU` + version 2), one utterance: a 4-byte big-endian header length, a UTF-8 JSON
+  header (utterance id, call id, channel, index, first and last sample, sample rate, context
+  lengths, language, the subject the result goes to), then the raw little-endian int16 PCM:
+  the context before, the utterance, the context after. Audio is the bulk of the message
+  (32,000 bytes per second of speech at 16 kHz), so it is not wrapped in JSON or base64, which
+  would add a third. Telephony utterances travel at their own 8 kHz rate with their context
+  samples (half the bytes); the worker resamples them once (`Utterance.pcm16`) to exactly the
+  16 kHz samples a local worker would decode. Version 1 (16 kHz only, no context) is still
+  read, so workers can be upgraded before the capture nodes.
 - **Result** (`QAR` + version 1): one UTF-8 JSON object with the utterance id, the segments
   (times on the call clock) and, when the worker failed on it, the error text.
 
@@ -27,14 +31,19 @@ import numpy as np
 from qa.errors import WireFormatError
 from qa.types import SAMPLE_RATE, Segment, Speaker, Utterance, Word
 
-__all__ = ["RESULT_MAGIC", "WORK_MAGIC", "Result", "Work", "decode_result", "decode_work",
-           "encode_result", "encode_work"]
+__all__ = ["RESULT_MAGIC", "WORK_MAGIC", "WORK_MAGIC_V1", "Result", "Work", "decode_result",
+           "decode_work", "encode_result", "encode_work"]
 
-WORK_MAGIC = b"QAU\x01"
+WORK_MAGIC = b"QAU\x02"
+#: The first version: 16 kHz only, no context (still accepted from older capture nodes).
+WORK_MAGIC_V1 = b"QAU\x01"
 RESULT_MAGIC = b"QAR\x01"
 _HEADER_LEN = struct.Struct(">I")
 #: A work header is a few hundred bytes; anything near this is not ours.
 _MAX_HEADER = 64 * 1024
+#: Context samples on either side: the resampler reads a few dozen past a span's edge
+#: (`qa.frontend`'s `resampler_reach`); thousands would be a bug or not ours.
+_MAX_CONTEXT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +52,8 @@ class Work:
 
     Attributes:
         utterance_id: The id made on the capture node (UUIDv7 text).
-        utterance: The utterance (its `closed_at` is the capture node's clock: left at 0).
+        utterance: The utterance at the rate it was cut (8 kHz telephony with its context:
+            `pcm16` resamples it here); its `closed_at` is the capture node's clock: left at 0.
         language: Language to decode in, or None to detect it.
         reply_to: Subject the result is published on (the capture node's results subject).
     """
@@ -75,7 +85,12 @@ class Result:
 
 def encode_work(utterance_id: str, utterance: Utterance, language: str | None,
                 reply_to: str) -> bytes:
-    """The bytes of a work message (see the module docstring)."""
+    """The bytes of a work message (see the module docstring).
+
+    The utterance travels at its own rate: a telephony utterance (cut at 8 kHz) keeps its
+    8 kHz samples and its context, and the worker resamples it.
+    """
+    before, after = utterance.context or (utterance.pcm[:0], utterance.pcm[:0])
     header = json.dumps({
         "id": utterance_id,
         "call": utterance.call_id,
@@ -83,15 +98,16 @@ def encode_work(utterance_id: str, utterance: Utterance, language: str | None,
         "i": utterance.index,
         "s0": utterance.start_sample,
         "s1": utterance.end_sample,
-        "rate": SAMPLE_RATE,
+        "rate": utterance.sample_rate,
+        "ctx": [len(before), len(after)] if utterance.context is not None else None,
         "split": utterance.forced_split,
         "lang": language,
         "reply": reply_to,
     }, separators=(",", ":")).encode()
-    # Workers take 16 kHz: a telephony utterance (cut at 8 kHz) is resampled here, once, with
-    # its context, exactly as a local worker would (`Utterance.pcm16`).
-    pcm = np.ascontiguousarray(utterance.pcm16, dtype="<i2").tobytes()
-    return b"".join((WORK_MAGIC, _HEADER_LEN.pack(len(header)), header, pcm))
+    parts = [WORK_MAGIC, _HEADER_LEN.pack(len(header)), header]
+    parts += [np.ascontiguousarray(a, dtype="<i2").tobytes() for a in (before, utterance.pcm,
+                                                                      after)]
+    return b"".join(parts)
 
 
 def _field(header: dict, name: str, kind: type | tuple[type, ...], what: str):
@@ -103,13 +119,13 @@ def _field(header: dict, name: str, kind: type | tuple[type, ...], what: str):
 
 
 def decode_work(data: bytes) -> Work:
-    """Parses a work message.
+    """Parses a work message (version 2, or version 1 from an older capture node).
 
     Raises:
-        WireFormatError: not a work message of this version, or a field is missing or wrong.
+        WireFormatError: not a work message of a known version, or a field is missing or wrong.
     """
     what = "work message"
-    if data[:4] != WORK_MAGIC:
+    if data[:4] not in (WORK_MAGIC, WORK_MAGIC_V1):
         raise WireFormatError(what, f"unknown magic/version {data[:4]!r} (want {WORK_MAGIC!r})")
     if len(data) < 8:
         raise WireFormatError(what, "truncated before the header length")
@@ -124,9 +140,16 @@ def decode_work(data: bytes) -> Work:
         raise WireFormatError(what, "header is not a JSON object")
     utterance_id = _field(header, "id", str, what)
     rate = _field(header, "rate", int, what)
-    if rate != SAMPLE_RATE:
-        raise WireFormatError(what, f"sample rate {rate} (this worker takes {SAMPLE_RATE})",
-                              field="rate")
+    if rate <= 0 or SAMPLE_RATE % rate or data[:4] == WORK_MAGIC_V1 and rate != SAMPLE_RATE:
+        raise WireFormatError(what, f"sample rate {rate} (this worker takes {SAMPLE_RATE} and "
+                              f"rates that divide it)", field="rate")
+    context = header.get("ctx") if data[:4] == WORK_MAGIC else None
+    if context is not None and not (
+            isinstance(context, list) and len(context) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= _MAX_CONTEXT
+                    for n in context)):
+        raise WireFormatError(what, f"not [before, after] sample counts up to {_MAX_CONTEXT}: "
+                              f"{context!r}", field="ctx")
     try:
         speaker = Speaker(_field(header, "ch", str, what))
     except ValueError as exc:
@@ -139,11 +162,19 @@ def decode_work(data: bytes) -> Work:
         raise WireFormatError(what, f"odd PCM length {len(body)}", field="pcm")
     start, end = _field(header, "s0", int, what), _field(header, "s1", int, what)
     call_id, index = _field(header, "call", str, what), _field(header, "i", int, what)
-    pcm = np.frombuffer(body, dtype="<i2").astype(np.int16)
+    samples = np.frombuffer(body, dtype="<i2").astype(np.int16)
+    samples.flags.writeable = False
+    n_before, n_after = context or (0, 0)
+    if n_before + n_after > len(samples):
+        raise WireFormatError(what, f"{n_before} + {n_after} context samples but "
+                              f"{len(samples)} in all", field="ctx")
+    pcm = samples[n_before:len(samples) - n_after]
     try:
         utterance = Utterance(
             call_id=call_id, speaker=speaker, start_sample=start, end_sample=end, pcm=pcm,
-            index=index, forced_split=bool(header.get("split", False)),
+            index=index, forced_split=bool(header.get("split", False)), sample_rate=rate,
+            context=(samples[:n_before], samples[len(samples) - n_after:])
+            if context is not None else None,
         )
     except ValueError as exc:
         raise WireFormatError(what, str(exc), field="pcm") from exc

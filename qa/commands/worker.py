@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "or Ctrl-C (the running batch finishes within 5 s or is given back to other workers).",
     )
     parser.add_argument("--nats", required=True, metavar="URL", help="nats://HOST:4222")
-    parser.add_argument("--batch", type=int, default=8,
-                        help="utterances decoded together (default 8; more on a GPU)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="utterances decoded together, from any calls and capture nodes "
+                        "(default 8 on cpu, 32 on cuda)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="installed model name or model directory")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -40,26 +41,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from qa.asr import Transcriber, TranscriberOptions
-    from qa.batching import BatchTranscriber
-    from qa.cluster.streams import probe
-    from qa.cluster.worker import Worker, WorkerOptions
+#: Utterances per decode by device. 8 measured best on 2 CPU cores (docs/capacity.md); a GPU
+#: is far from full at 8 with `base`, and 32 fills in about 0.4 s at 350 calls
+#: (docs/scaling.md, "GPU workers").
+DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
+#: CTranslate2 compute type by device: int8 is the fast CPU choice; GPUs run float16.
+DEFAULT_COMPUTE = {"cpu": "int8", "cuda": "float16"}
+
+
+def options(args: argparse.Namespace):
+    """The worker's and the model's options from the command line.
+
+    Returns:
+        `(WorkerOptions, TranscriberOptions)`.
+
+    Raises:
+        ConfigError: a bad URL or batch size.
+    """
+    from qa.asr import TranscriberOptions
+    from qa.cluster.worker import WorkerOptions
     from qa.errors import ConfigError
 
     if not args.nats.startswith(("nats://", "tls://")):
         raise ConfigError("command line", f"not a NATS URL: {args.nats!r}", field="nats")
-    if args.batch < 1:
+    batch = DEFAULT_BATCH[args.device] if args.batch is None else args.batch
+    if batch < 1:
         raise ConfigError("command line", "must be at least 1", field="batch")
+    transcriber = TranscriberOptions(
+        model=args.model, device=args.device,
+        compute_type=args.compute_type or DEFAULT_COMPUTE[args.device],
+        cpu_threads=args.threads)
+    worker = WorkerOptions(url=args.nats, batch=batch, ack_wait=args.ack_wait,
+                           max_deliver=args.max_deliver)
+    return worker, transcriber
+
+
+def run(args: argparse.Namespace) -> int:
+    from qa.asr import Transcriber
+    from qa.batching import BatchTranscriber
+    from qa.cluster.streams import probe
+    from qa.cluster.worker import Worker
+
+    worker_options, transcriber_options = options(args)
     probe(args.nats, 10.0)  # before the model loads (seconds), so a wrong address fails fast
-    compute = args.compute_type or ("float16" if args.device == "cuda" else "int8")
-    transcriber = Transcriber(TranscriberOptions(model=args.model, device=args.device,
-                                                 compute_type=compute,
-                                                 cpu_threads=args.threads))
-    batcher = BatchTranscriber(transcriber)
-    worker = Worker(WorkerOptions(url=args.nats, batch=args.batch, ack_wait=args.ack_wait,
-                                  max_deliver=args.max_deliver),
-                    batcher.transcribe, batcher.transcribe_batch)
+    # One model and one batched decoder for every call and capture node: on a GPU the
+    # batch is what fills it.
+    batcher = BatchTranscriber(Transcriber(transcriber_options))
+    worker = Worker(worker_options, batcher.transcribe, batcher.transcribe_batch)
     stop = threading.Event()
     ready = threading.Event()
 

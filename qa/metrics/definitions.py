@@ -176,6 +176,13 @@ class QAMetrics:
         self.remote_round_trip = Histogram(
             "qa_remote_round_trip_seconds", "Publish of an utterance to its remote result.",
             buckets=ASR_LATENCY_BUCKETS, registry=r)
+        # The worker's share of the round trip, as its result reports it: the rest is waiting
+        # (work queue, network), so a lag that grows here needs faster workers and one that
+        # grows only in the round trip needs more of them.
+        self.remote_decode = Histogram(
+            "qa_remote_decode_seconds",
+            "Decode on a remote worker of the batch that held an utterance.",
+            buckets=ASR_LATENCY_BUCKETS, registry=r)
         self._registry = r
 
         self.build = Info("qa_build", "Version of the service and of its runtime.", registry=r)

@@ -10,12 +10,13 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from qa.cluster.remote import RemoteOptions, RemoteTranscriber
 from qa.cluster.streams import WORK_STREAM, WORK_SUBJECT
 from qa.cluster.wire import Result, decode_work, encode_result
-from qa.metrics import QAMetrics
+from qa.metrics import MetricsListener, QAMetrics
 from qa.pipeline import Pipeline, PipelineOptions
 from qa.sources.file import FileOptions, FileSource
 from qa.types import CallSummary, PipelineListener, Segment
@@ -26,10 +27,12 @@ SAMPLE_CALL = Path(__file__).resolve().parents[2] / "examples" / "sample_call.wa
 class Collector(PipelineListener):
     def __init__(self) -> None:
         self.segments: list[Segment] = []
+        self.latencies: list[float] = []
         self.summaries: dict[str, CallSummary] = {}
 
     def segment(self, segment: Segment, latency: float) -> None:
         self.segments.append(segment)
+        self.latencies.append(latency)
 
     def call_ended(self, summary: CallSummary) -> None:
         self.summaries[summary.call_id] = summary
@@ -74,10 +77,11 @@ def test_without_a_worker_utterances_wait_then_count_as_lost_and_the_call_ends(n
         remote.close()
 
 
-async def _answer_backwards_twice(url: str, count: int) -> int:
+async def _answer_backwards_twice(url: str, count: int, hold: float = 0.0) -> int:
     """Stands in for a worker to force an arrival order a real one gives only by chance:
-    takes every utterance, publishes the results last utterance first, each twice, then
-    acknowledges. Each result's text names its utterance. Returns the utterances taken."""
+    takes every utterance, holds them `hold` seconds (a slow worker), publishes the results
+    last utterance first, each twice, then acknowledges. Each result's text names its
+    utterance. Returns the utterances taken."""
     import nats
 
     nc = await nats.connect(url)
@@ -86,13 +90,15 @@ async def _answer_backwards_twice(url: str, count: int) -> int:
     messages = []
     while len(messages) < count:
         messages += await sub.fetch(count - len(messages), timeout=5)
+    await asyncio.sleep(hold)
     for message in reversed(messages):
         work = decode_work(message.data)
         u = work.utterance
         segment = Segment(u.call_id, u.speaker, u.start, u.end, f"{u.speaker} {u.index}")
         for copy in range(2):  # the second as a worker killed after publishing would
             await js.publish(work.reply_to, encode_result(
-                Result(work.utterance_id, (segment,), worker=f"hand-{copy}")))
+                Result(work.utterance_id, (segment,), worker=f"hand-{copy}",
+                       decode_seconds=hold / 4)))
     for message in messages:
         await message.ack()
     await nc.close()
@@ -160,3 +166,45 @@ def test_a_server_that_comes_back_empty_gets_its_streams_again(nats_server):
     finally:
         pipeline.close()
         remote.close()
+
+
+def test_latency_is_measured_end_to_end_from_the_end_of_speech(nats_server):
+    """From the endpointer's close of each utterance on the capture node to its segment
+    back, on the capture node's clock: the wait in the work stream and the worker's time
+    included (`qa_asr_latency_seconds`, the same metric as local recognition), and the part
+    away from the node apart (`qa_remote_round_trip_seconds`)."""
+    registry = CollectorRegistry()
+    metrics = QAMetrics(registry)
+    remote = RemoteTranscriber(RemoteOptions(url=nats_server.url, node="timed"),
+                               metrics.remote_round_trip.observe,
+                               metrics.remote_decode.observe).start()
+    collector = Collector()
+    pipeline = Pipeline(None, PipelineOptions(language="en"),
+                        [collector, MetricsListener(metrics)], submit=remote.submit)
+    hold = 2.0
+    try:
+        _replay(pipeline, "timed-call")
+        count = _all_published(pipeline, remote)
+        # The hand worker answers `hold` seconds after it took the last utterance, and the
+        # replay ended before that: every utterance waited at least `hold` since its end.
+        assert asyncio.run(_answer_backwards_twice(nats_server.url, count, hold)) == count
+        assert pipeline.wait_idle(timeout=30)
+    finally:
+        pipeline.close()
+        remote.close()
+    assert len(collector.latencies) == count
+    assert min(collector.latencies) >= hold
+    # The replay runs as fast as it is read, so the first utterance closed well before the
+    # last was published: end-to-end latencies spread wider than the round trips.
+    assert registry.get_sample_value("qa_asr_latency_seconds_count") == count
+    latency_sum = registry.get_sample_value("qa_asr_latency_seconds_sum")
+    assert latency_sum == pytest.approx(sum(collector.latencies))
+    assert registry.get_sample_value("qa_remote_round_trip_seconds_count") == count
+    round_trips = registry.get_sample_value("qa_remote_round_trip_seconds_sum")
+    assert hold * count <= round_trips <= latency_sum
+    # The worker's own share, as its results report it (the rest was waiting).
+    assert registry.get_sample_value("qa_remote_decode_seconds_count") == count
+    assert registry.get_sample_value("qa_remote_decode_seconds_sum") == pytest.approx(
+        hold / 4 * count)
+    summary = collector.summaries["timed-call"]
+    assert summary.latency_p50 >= hold and summary.latency_p95 >= summary.latency_p50

@@ -115,3 +115,36 @@ def _first_utterance():
 
     utterances = cut_file(open_audio(REPO / "examples" / "sample_call.wav"), "mixed-call")
     return next(u for u in utterances if u.speaker == "agent")
+
+
+@pytest.mark.parametrize(("argv", "batch", "compute"), [
+    ([], 8, "int8"),
+    (["--device", "cuda"], 32, "float16"),
+    (["--device", "cuda", "--batch", "64", "--compute-type", "int8_float16"], 64,
+     "int8_float16"),
+    (["--batch", "2"], 2, "int8"),
+])
+def test_worker_options_by_device(argv, batch, compute):
+    """A GPU worker takes bigger batches across calls, in float16, unless told otherwise."""
+    from qa.cli import build_parser
+    from qa.commands.worker import options
+
+    args = build_parser().parse_args(["worker", "--nats", "nats://h:4222", *argv])
+    worker, transcriber = options(args)
+    assert worker.batch == batch and worker.url == "nats://h:4222"
+    assert transcriber.compute_type == compute
+    assert transcriber.device == ("cuda" if "cuda" in argv else "cpu")
+
+
+@pytest.mark.parametrize(("argv", "field"), [
+    (["--nats", "http://h:4222"], "nats"),
+    (["--nats", "nats://h:4222", "--batch", "0"], "batch"),
+])
+def test_bad_worker_options_name_the_field(argv, field):
+    from qa.cli import build_parser
+    from qa.commands.worker import options
+    from qa.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        options(build_parser().parse_args(["worker", *argv]))
+    assert caught.value.field == field

@@ -77,9 +77,10 @@ def test_two_concurrent_baresip_calls(sip_source, baresip, shared_audio: Path, t
         found, start = best_match(pcm, sent)
         assert found >= 0.95 and start < 8000 * 0.5  # baresip rounds a few codes apart
         # The call holds the clip and, after it, only the silence baresip sends until its
-        # BYE (under a second here): the call's boundaries are the client's.
+        # BYE (under a second on an idle machine, longer when baresip waits for a core): the
+        # call's boundaries are the client's, not a timeout's (which would be 30 s here).
         after = pcm[start + len(sent) :]
-        assert len(after) < 8000 * 1.5 and np.abs(after).max(initial=0) <= 8
+        assert len(after) < 8000 * 5 and np.abs(after).max(initial=0) <= 8
     stats = source.source.stats()
     assert stats["legs"] == 2 and stats["calls"] == 2 and stats["byes_received"] == 2
     assert stats["malformed_messages"] == 0 and stats["rtp_lost"] == 0
