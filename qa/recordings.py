@@ -140,11 +140,11 @@ class RecordingOptions:
 def default_directory(store_path: Path | str | None) -> Path:
     """`recordings/` beside the call store; for a PostgreSQL store (a URL) or none, beside
     the default store path, on this node (recordings are files on the capturing machine)."""
-    from qa.store import _data_dir, default_db_path
+    from qa.store import data_dir, default_db_path
 
     store_path = default_db_path() if store_path is None else store_path
     if isinstance(store_path, str) and is_url(store_path):
-        return _data_dir() / "recordings"
+        return data_dir() / "recordings"
     return Path(store_path).expanduser().parent / "recordings"
 
 

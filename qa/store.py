@@ -84,6 +84,7 @@ __all__ = [
     "StoreOptions",
     "default_db_path",
     "check_schema",
+    "data_dir",
     "migrate",
     "open_backend",
     "upgrade",
@@ -400,6 +401,45 @@ BEGIN DELETE FROM transcript_index WHERE rowid = old.id; END""",
     ),
     Step(
         6,
+        "the transcript search index on PostgreSQL (qa.web.search); the order of a "
+        "calibration session's calls",
+        sql=(
+            # The order a supervisor listed the calls in (SQLite read it from rowid, which
+            # PostgreSQL has not).
+            "ALTER TABLE calibration_calls ADD COLUMN position INTEGER NOT NULL DEFAULT 0",
+        ),
+        sqlite=("UPDATE calibration_calls SET position = rowid",),
+        # PostgreSQL has no tokenizer for Chinese: `qa.web.search` writes each segment's
+        # terms (Han runs as character pairs, as in SQLite's FTS5 index) as a tsvector with
+        # positions, searched by phrase through a GIN index. A trigger queues every new
+        # segment, whichever node stores it and whenever its transaction commits, so the
+        # index misses none (ids from a sequence commit out of order across nodes); a
+        # deleted segment leaves both tables by its foreign keys.
+        postgresql=(
+            """CREATE TABLE IF NOT EXISTS transcript_index (
+    segment_id BIGINT PRIMARY KEY REFERENCES segments(id) ON DELETE CASCADE,
+    call_id TEXT NOT NULL,
+    body TSVECTOR NOT NULL
+)""",
+            "CREATE INDEX IF NOT EXISTS transcript_index_body ON transcript_index"
+            " USING gin (body)",
+            """CREATE TABLE IF NOT EXISTS transcript_pending (
+    segment_id BIGINT PRIMARY KEY REFERENCES segments(id) ON DELETE CASCADE
+)""",
+            """CREATE OR REPLACE FUNCTION qa_segment_pending() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO transcript_pending (segment_id) VALUES (NEW.id) ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$""",
+            "CREATE OR REPLACE TRIGGER segments_pending AFTER INSERT ON segments"
+            " FOR EACH ROW EXECUTE FUNCTION qa_segment_pending()",
+            "INSERT INTO transcript_pending (segment_id) SELECT id FROM segments"
+            " ON CONFLICT DO NOTHING",
+        ),
+    ),
+    Step(
+        7,
         "the review workspace: calibration sessions are closed (blind until then); an "
         "admin's password reset forces a change at the next login",
         sql=(
@@ -494,7 +534,9 @@ def check_schema(db: Backend) -> None:
         raise StoreError(f"schema version {version}, this program reads {SCHEMA_VERSION}")
 
 
-def _data_dir() -> Path:
+def data_dir() -> Path:
+    """This node's data folder: `${XDG_DATA_HOME:-~/.local/share}/qa` (the default store,
+    the spool of a PostgreSQL store, recordings beside a store that is not a file)."""
     data = os.environ.get("XDG_DATA_HOME") or os.path.join("~", ".local", "share")
     return Path(data).expanduser() / "qa"
 
@@ -504,7 +546,7 @@ def default_db_path() -> Path | str:
     `${XDG_DATA_HOME:-~/.local/share}/qa/calls.db`."""
     if os.environ.get("QA_DB"):
         return parse_location(os.environ["QA_DB"])
-    return _data_dir() / "calls.db"
+    return data_dir() / "calls.db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,7 +595,7 @@ class StoreOptions:
             return Path(self.spool)
         if self.is_postgresql:
             digest = hashlib.sha256(self.where.encode()).hexdigest()[:16]
-            return _data_dir() / "spool" / f"postgresql-{digest}.spool"
+            return data_dir() / "spool" / f"postgresql-{digest}.spool"
         return Path(f"{self.path}.spool")
 
 

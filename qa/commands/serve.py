@@ -17,9 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Serve the review workspace over HTTP (HTTPS with --tls-cert/--tls-key). "
         "It listens on the loopback unless --host says otherwise; create accounts with "
         "`qa users add` first.")
-    parser.add_argument("--db", type=parse_location, default=None, metavar="PATH",
-                        help="call store database, SQLite (default: $QA_DB or "
-                        f"{mask_url(str(default_db_path()))})")
+    parser.add_argument("--db", type=parse_location, default=None, metavar="PATH|URL",
+                        help="call store: an SQLite file or a postgresql:// URL (default: "
+                        f"$QA_DB or {mask_url(str(default_db_path()))})")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0: any)")
@@ -51,14 +51,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def workspace_store(db: Path | str | None) -> Path:
-    """The SQLite store the workspace serves: its users, audit log and search index are
-    SQLite tables (FTS5) for now, so a PostgreSQL store is refused with the reason."""
-    from qa.errors import WorkspaceError
-
-    location = db if db is not None else default_db_path()
-    if not isinstance(location, Path):
-        raise WorkspaceError(
-            f"{mask_url(location)}: the review workspace runs on an SQLite call store only "
-            "(its accounts, audit log and search index are SQLite tables); give --db a file")
-    return location
+def workspace_store(db: Path | str | None) -> Path | str:
+    """The store the workspace serves: `--db` (an SQLite file or a PostgreSQL URL), else the
+    default (`$QA_DB` or the file in the data folder)."""
+    return db if db is not None else default_db_path()

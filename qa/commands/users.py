@@ -16,9 +16,9 @@ from qa.store import CallStore, StoreOptions, default_db_path
 def register(sub: argparse._SubParsersAction) -> None:
     """Adds `qa users` and its actions."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", type=parse_location, default=None, metavar="PATH",
-                        help="call store database, SQLite (default: $QA_DB or "
-                        f"{mask_url(str(default_db_path()))})")
+    common.add_argument("--db", type=parse_location, default=None, metavar="PATH|URL",
+                        help="call store: an SQLite file or a postgresql:// URL (default: "
+                        f"$QA_DB or {mask_url(str(default_db_path()))})")
     parser = sub.add_parser("users", help="accounts of the review workspace (qa serve)")
     actions = parser.add_subparsers(dest="users_command", metavar="ACTION", required=True)
     p = actions.add_parser("add", parents=[common], help="create an account",

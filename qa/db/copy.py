@@ -30,8 +30,13 @@ log = logging.getLogger("qa.db.copy")
 
 #: Rows per write transaction (whole groups, so a batch may be a little larger).
 _BATCH_ROWS = 500
-#: Tables that are the store's bookkeeping, not its contents.
-_NOT_COPIED = frozenset({"schema_version", "spool_applied", "sqlite_sequence"})
+#: Tables that are the store's bookkeeping, not its contents; and login sessions (a copied
+#: store starts with nobody logged in).
+_NOT_COPIED = frozenset({"schema_version", "spool_applied", "sqlite_sequence", "sessions"})
+#: Prefix of the transcript search index's tables (FTS5's and its shadow tables on SQLite,
+#: the tsvector index and its queue on PostgreSQL): derived from the segments, so the target
+#: builds its own (`qa.web.search`).
+_DERIVED = "transcript_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +188,8 @@ def copy_store(source: Any, target: Any) -> list[TableCopy]:
             except BaseException:
                 dst.rollback()
                 raise
-            extra = src.tables() - set(COPY_TABLES) - _NOT_COPIED
+            extra = {t for t in src.tables() - set(COPY_TABLES) - _NOT_COPIED
+                     if not t.startswith(_DERIVED)}
             if extra:
                 log.warning("tables not copied (not in qa.store.COPY_TABLES): %s",
                             ", ".join(sorted(extra)))

@@ -33,6 +33,15 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 def _create_private(path: Path) -> None:
     """Creates the database file owner-only before SQLite opens it, or tightens an old one."""
+    with suppress(OSError):
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode) and not stat.S_IMODE(info.st_mode) & 0o077:
+            # Nothing to do, and the file must not be opened: closing any descriptor of it
+            # drops every POSIX lock this process holds on it, so a connection already open
+            # here (the workspace opens its own beside the call store's) would look closed to
+            # other processes, and the last of those to close would checkpoint and delete the
+            # WAL under it: its later commits would be seen by nobody.
+            return
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o600)
     try:

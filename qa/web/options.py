@@ -47,7 +47,7 @@ class WebOptions:
     """Where and how `qa serve` listens.
 
     Attributes:
-        db: The call store.
+        db: The call store: an SQLite file or a PostgreSQL URL.
         host: Address to bind; the loopback unless the operator says otherwise.
         port: TCP port (0: any free port).
         tls_cert, tls_key: PEM files; with both, the server speaks only HTTPS and cookies
@@ -56,7 +56,7 @@ class WebOptions:
         accounts, disputes, live: See their classes.
     """
 
-    db: Path
+    db: Path | str
     host: str = "127.0.0.1"
     port: int = 8080
     tls_cert: Path | None = None

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from qa.db import mask_url
 from qa.errors import WorkspaceError
 from qa.store import CallStore, StoreOptions
 from qa.types import CallInfo, CallSummary, Event, PipelineListener, Segment
@@ -66,7 +67,7 @@ async def _start(options: WebOptions) -> tuple[web.AppRunner, CallStore, str]:
     host, port = runner.addresses[0][:2]
     scheme = "https" if context else "http"
     url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}/"
-    log.info("review workspace on %s (database %s)", url, options.db)
+    log.info("review workspace on %s (database %s)", url, mask_url(str(options.db)))
     return runner, store, url
 
 

@@ -1,13 +1,15 @@
 """The review workspace's own tables: users, sessions, the audit log, disputes, calibration.
 
-The tables live in the call store (schema version 5, `qa.store`); this module opens its own
-connection to that file beside the `CallStore` the server reads calls through, so the call
-store's module stays the one home of calls, and this one of who may read them and what they
-did. Passwords are hashed with argon2id (`argon2-cffi`); a session token is 32 random bytes
-and only its SHA-256 is stored, so a copy of the database opens no session.
+The tables live in the call store (created by its migration steps, `qa.store`), SQLite or
+PostgreSQL alike; this module opens its own connection through the store's backend layer
+(`qa.db`) beside the `CallStore` the server reads calls through, so the call store's module
+stays the one home of calls, and this one of who may read them and what they did. Passwords
+are hashed with argon2id (`argon2-cffi`); a session token is 32 random bytes and only its
+SHA-256 is stored, so a copy of the database opens no session.
 
 The audit log, disputes, dispute decisions and calibration scores are append-only (triggers
-refuse UPDATE and DELETE); a dispute's state is its latest decision.
+refuse UPDATE and DELETE on either backend, and TRUNCATE on PostgreSQL); a dispute's state is
+its latest decision.
 """
 
 from __future__ import annotations
@@ -17,19 +19,20 @@ import hmac
 import logging
 import re
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from qa.db import Backend
 from qa.errors import WorkspaceError
 from qa.redact import redact
+from qa.store import StoreOptions, open_backend
 from qa.web.options import AccountOptions, DisputeOptions
 
 __all__ = [
@@ -163,36 +166,44 @@ class Workspace:
     """Users, sessions, audit, disputes and calibration in the call store's database.
 
     Args:
-        path: The call store (opened once by `CallStore` first, which creates the tables).
+        location: The call store, an SQLite file or a PostgreSQL URL (opened once by
+            `CallStore` first, which creates the tables); or its `StoreOptions`.
         accounts, disputes: Policies; defaults as documented on their classes.
         redact: Redact free text (comments) like the call store does.
+
+    Raises:
+        WorkspaceError: The database has no workspace tables.
+        StoreError: The database cannot be opened.
     """
 
-    def __init__(self, path: Path, accounts: AccountOptions | None = None,
+    def __init__(self, location: Path | str | StoreOptions,
+                 accounts: AccountOptions | None = None,
                  disputes: DisputeOptions | None = None, *, redact: bool = True) -> None:
+        options = location if isinstance(location, StoreOptions) else StoreOptions(path=location)
         self.accounts = accounts or AccountOptions()
         self.dispute_options = disputes or DisputeOptions()
         self._redact = redact
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA foreign_keys = ON")
-        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
-        if "audit" not in tables:
+        self._db: Backend = open_backend(replace(options, read_only=False))
+        if "audit" not in self._db.tables():
             self._db.close()
-            raise WorkspaceError(f"{path}: no workspace tables (open it with CallStore first)")
+            raise WorkspaceError(f"{options.where}: no workspace tables "
+                                 "(open it with CallStore first)")
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[Backend]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.begin()
             try:
                 yield self._db
-                self._db.execute("COMMIT")
+                self._db.commit()
             except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                self._db.rollback()
                 raise
+
+    def _read(self, sql: str, args: tuple = ()) -> list:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
 
     def _text(self, text: str) -> str:
         return redact(text).text if self._redact else text
@@ -234,16 +245,17 @@ class Workspace:
                     " VALUES (?, ?, ?, ?, ?)",
                     (username, role, agent_id.strip(), _HASHER.hash(password), now),
                 )
-        except sqlite3.IntegrityError:
+        except self._db.errors as exc:
+            if not self._db.integrity(exc):
+                raise
             raise WorkspaceError(f"user '{username}' already exists") from None
         return User(username, role, agent_id.strip(), False, 0.0, now)
 
     def users(self) -> list[User]:
         """Every account, by name."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT username, role, agent_id, disabled, locked_until, created_at FROM users"
-                " ORDER BY username").fetchall()
+        rows = self._read(
+            "SELECT username, role, agent_id, disabled, locked_until, created_at FROM users"
+            " ORDER BY username")
         return [User(r[0], r[1], r[2], bool(r[3]), r[4], r[5]) for r in rows]
 
     def user(self, username: str) -> User | None:
@@ -275,10 +287,10 @@ class Workspace:
                 The message never says whether the name exists.
         """
         now = time.time()
-        with self._lock:
-            row = self._db.execute(
-                "SELECT password_hash, disabled, locked_until, failed_logins FROM users"
-                " WHERE username = ?", (username,)).fetchone()
+        found = self._read(
+            "SELECT password_hash, disabled, locked_until, failed_logins FROM users"
+            " WHERE username = ?", (username,))
+        row = found[0] if found else None
         if row is None:
             with suppress(VerificationError):
                 _HASHER.verify(_DUMMY_HASH, password)
@@ -333,12 +345,11 @@ class Workspace:
         """The live session of a cookie token, or None (unknown, expired, user disabled)."""
         if not token:
             return None
-        with self._lock:
-            row = self._db.execute(
-                "SELECT s.csrf, s.expires_at, u.username, u.role, u.agent_id, u.disabled,"
-                " u.locked_until, u.created_at FROM sessions s JOIN users u"
-                " ON u.username = s.username WHERE s.token_hash = ?",
-                (_token_hash(token),)).fetchone()
+        found = self._read(
+            "SELECT s.csrf, s.expires_at, u.username, u.role, u.agent_id, u.disabled,"
+            " u.locked_until, u.created_at FROM sessions s JOIN users u"
+            " ON u.username = s.username WHERE s.token_hash = ?", (_token_hash(token),))
+        row = found[0] if found else None
         if row is None or row[1] < time.time() or row[5]:
             return None
         return Session(User(row[2], row[3], row[4], bool(row[5]), row[6], row[7]), row[0], row[1])
@@ -374,8 +385,7 @@ class Workspace:
         sql = "SELECT id, at, username, action, call_id, detail, address FROM audit"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
         return [AuditEntry(*r) for r in rows]
 
     # -- disputes -----------------------------------------------------------------------
@@ -399,10 +409,11 @@ class Workspace:
         if any(d.rule_id == rule_id and d.state == "open" for d in current):
             raise WorkspaceError(f"item '{rule_id}' already has an open dispute")
         with self._tx() as db:
-            cur = db.execute("INSERT INTO disputes (call_id, rule_id, opened_by, comment,"
-                             " opened_at, deadline) VALUES (?, ?, ?, ?, ?, ?)",
-                             (call_id, rule_id, agent, self._text(comment), now, deadline))
-        return self.dispute(cur.lastrowid or 0)
+            dispute_id = db.execute(
+                "INSERT INTO disputes (call_id, rule_id, opened_by, comment, opened_at,"
+                " deadline) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (call_id, rule_id, agent, self._text(comment), now, deadline)).fetchone()[0]
+        return self.dispute(dispute_id)
 
     def decide_dispute(self, dispute_id: int, state: str, reviewer: str, comment: str) -> Dispute:
         """Records a reviewer's decision on an open dispute.
@@ -448,13 +459,12 @@ class Workspace:
         return self._disputes(" AND ".join(where), tuple(args))
 
     def _disputes(self, where: str, args: tuple) -> list[Dispute]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT d.id, d.call_id, d.rule_id, d.opened_by, d.comment, d.opened_at,"
-                " d.deadline, x.state, x.decided_by, x.comment, x.decided_at FROM disputes d"
-                " LEFT JOIN dispute_decisions x ON x.id = (SELECT max(id) FROM"
-                f" dispute_decisions WHERE dispute_id = d.id) WHERE {where} ORDER BY d.id DESC",
-                args).fetchall()
+        rows = self._read(
+            "SELECT d.id, d.call_id, d.rule_id, d.opened_by, d.comment, d.opened_at,"
+            " d.deadline, x.state, x.decided_by, x.comment, x.decided_at FROM disputes d"
+            " LEFT JOIN dispute_decisions x ON x.id = (SELECT max(id) FROM"
+            f" dispute_decisions WHERE dispute_id = d.id) WHERE {where} ORDER BY d.id DESC",
+            args)
         now = time.time()
         out = []
         for r in rows:
@@ -479,21 +489,20 @@ class Workspace:
             raise WorkspaceError("a calibration session needs a name and at least one call")
         try:
             with self._tx() as db:
-                cur = db.execute("INSERT INTO calibration_sessions (name, created_by,"
-                                 " created_at) VALUES (?, ?, ?)",
-                                 (name.strip(), created_by, time.time()))
-                sid = cur.lastrowid or 0
-                db.executemany("INSERT INTO calibration_calls (session_id, call_id)"
-                               " VALUES (?, ?)", [(sid, c) for c in ids])
-        except sqlite3.IntegrityError:
+                sid = db.execute("INSERT INTO calibration_sessions (name, created_by,"
+                                 " created_at) VALUES (?, ?, ?) RETURNING id",
+                                 (name.strip(), created_by, time.time())).fetchone()[0]
+                db.executemany("INSERT INTO calibration_calls (session_id, call_id, position)"
+                               " VALUES (?, ?, ?)", [(sid, c, n) for n, c in enumerate(ids)])
+        except self._db.errors as exc:
+            if not self._db.integrity(exc):
+                raise
             raise WorkspaceError("every call of a calibration session must be stored") from None
         return self.calibration(sid)
 
     def calibrations(self) -> list[CalibrationSession]:
         """Every calibration session, newest first."""
-        with self._lock:
-            rows = self._db.execute("SELECT id FROM calibration_sessions ORDER BY id DESC")
-            ids = [r[0] for r in rows]
+        ids = [r[0] for r in self._read("SELECT id FROM calibration_sessions ORDER BY id DESC")]
         return [self.calibration(i) for i in ids]
 
     def calibration(self, session_id: int) -> CalibrationSession:
@@ -502,12 +511,11 @@ class Workspace:
         Raises:
             WorkspaceError: No such session.
         """
-        with self._lock:
-            row = self._db.execute("SELECT id, name, created_by, created_at FROM"
-                                   " calibration_sessions WHERE id = ?",
-                                   (session_id,)).fetchone()
-            calls = self._db.execute("SELECT call_id FROM calibration_calls WHERE session_id = ?"
-                                     " ORDER BY rowid", (session_id,)).fetchall()
+        found = self._read("SELECT id, name, created_by, created_at FROM calibration_sessions"
+                           " WHERE id = ?", (session_id,))
+        calls = self._read("SELECT call_id FROM calibration_calls WHERE session_id = ?"
+                           " ORDER BY position, call_id", (session_id,))
+        row = found[0] if found else None
         if row is None:
             raise WorkspaceError(f"no calibration session {session_id}")
         return CalibrationSession(id=row[0], name=row[1], created_by=row[2], created_at=row[3],
@@ -532,8 +540,6 @@ class Workspace:
 
     def calibration_scores(self, session_id: int) -> dict[tuple[str, str, str], float]:
         """The latest points of each (reviewer, call, item) in a session."""
-        with self._lock:
-            rows = self._db.execute("SELECT reviewer, call_id, rule_id, points FROM"
-                                    " calibration_scores WHERE session_id = ? ORDER BY id",
-                                    (session_id,)).fetchall()
+        rows = self._read("SELECT reviewer, call_id, rule_id, points FROM calibration_scores"
+                          " WHERE session_id = ? ORDER BY id", (session_id,))
         return {(r[0], r[1], r[2]): r[3] for r in rows}

@@ -131,3 +131,65 @@ def test_migrate_creates_and_upgrades(
     assert main(["db", "migrate", str(missing)]) == 2
     assert "no call store here" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def _workspace_contents(location: Path | str) -> tuple:
+    from qa.web.workspace import Workspace
+
+    ws = Workspace(location)
+    try:
+        sessions = [(s.name, s.created_by, s.call_ids) for s in ws.calibrations()]
+        return (ws.users(), ws.audit_log(), ws.disputes(), sessions,
+                {s.id: ws.calibration_scores(s.id) for s in ws.calibrations()})
+    finally:
+        ws.close()
+
+
+def test_copy_carries_the_workspace_and_the_target_indexes_the_transcripts(
+    db_path: Path, pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Accounts, the audit log, disputes with their decisions and calibration sessions with
+    their scores move with the calls, both ways; login sessions and the search index do not
+    (the target builds its own index, and nobody is logged in to a copy)."""
+    from qa.web.search import CallFilter, CallSearch
+    from qa.web.workspace import Workspace
+
+    _source(db_path)
+    ws = Workspace(db_path)
+    user = ws.add_user("rita", "reviewer", "a-long-password")
+    ws.add_user("ann", "agent", "a-long-password", agent_id="agent-7")
+    ws.start_session(user)
+    ws.audit("rita", "view_call", call_id=CALL_ID, address="10.0.0.7")
+    dispute = ws.open_dispute(CALL_ID, "greeting", "ann", "I greeted")
+    ws.decide_dispute(dispute.id, "rejected", "rita", "no")
+    session = ws.start_calibration("week 1", "sam", [SECOND, CALL_ID])
+    ws.add_calibration_scores(session.id, CALL_ID, "rita", {"greeting": 10.0})
+    ws.close()
+    search = CallSearch(db_path)
+    assert search.sync() == 5  # the source's own index exists: it is not carried over
+    search.close()
+
+    with caplog.at_level("WARNING", logger="qa.db.copy"):
+        first = _copy(capsys, db_path, pg_url)
+    assert "not copied" not in caplog.text
+    assert first["users"] == [2, 0, 0, 0] and first["audit"] == [1, 0, 0, 0]
+    assert first["disputes"] == [1, 0, 0, 0] and first["dispute_decisions"] == [1, 0, 0, 0]
+    assert first["calibration_calls"] == [2, 0, 0, 0]
+    assert "sessions" not in first and "transcript_index" not in first
+    assert _workspace_contents(pg_url) == _workspace_contents(db_path)
+    assert Workspace(pg_url).authenticate("rita", "a-long-password").role == "reviewer"
+    search = CallSearch(pg_url)
+    try:
+        assert [c.call_id for c in search.calls(CallFilter(text="not my problem"))] == [CALL_ID]
+        assert [c.call_id for c in search.calls(CallFilter(text="不知道"))] == [CALL_ID]
+    finally:
+        search.close()
+    # New rows on the server continue after the copied ids; the copy back carries them.
+    ws = Workspace(pg_url)
+    ws.audit("rita", "export", address="10.0.0.8")
+    assert [e.id for e in ws.audit_log()] == [2, 1]
+    ws.close()
+    back = tmp_path / "back.db"
+    assert _copy(capsys, pg_url, back)["audit"] == [2, 0, 0, 0]
+    assert _workspace_contents(back) == _workspace_contents(pg_url)

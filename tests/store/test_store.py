@@ -234,3 +234,28 @@ def test_reopening_keeps_calls(db: Path | str) -> None:
         fill(store)
     with CallStore(StoreOptions(path=db)) as store:
         assert [c.call_id for c in store.calls()] == [CALL_ID]
+
+
+def test_a_second_connection_in_one_process_keeps_the_first_ones_locks(db_path: Path) -> None:
+    """`qa serve` opens the store three times in one process (calls, workspace, search).
+    Opening the file to check its mode dropped the POSIX locks of the connections already
+    open (closing any descriptor of a file does), so another process closing its own
+    connection took itself for the last one and deleted the WAL under them: their later
+    commits were seen by no one else."""
+    import subprocess
+    import sys
+
+    with CallStore(StoreOptions(path=db_path)) as first:
+        fill(first)
+        with CallStore(StoreOptions(path=db_path)):
+            pass  # a second connection, opened and closed in this process
+        peek = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+                " c.execute('SELECT count(*) FROM calls').fetchall(); c.close()")
+        subprocess.run([sys.executable, "-c", peek, str(db_path)], check=True, timeout=60)
+        first.add_segment(Segment(CALL_ID, Speaker.AGENT, 30.0, 31.0, " written after"))
+        fresh = sqlite3.connect(db_path)
+        try:
+            assert fresh.execute("SELECT count(*) FROM segments WHERE text = ' written after'"
+                                 ).fetchone() == (1,)
+        finally:
+            fresh.close()

@@ -203,3 +203,19 @@ def wait_until(check, timeout: float = 10.0):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A private PostgreSQL server (`tests.pgserver`) for the workspace on a shared store
+    (skipped, with the reason, where the server binaries are not installed)."""
+    from tests.pgserver import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.close()

@@ -1,9 +1,10 @@
-"""The workspace's tables and policies on a real store file: passwords, lockout, sessions,
-disputes' limits and deadlines, append-only trails, agreement figures, and `qa users`."""
+"""The workspace's tables and policies on a real store, an SQLite file and a database on a
+real PostgreSQL server (`db` runs each test on both): passwords, lockout, sessions, disputes'
+limits and deadlines, append-only trails, search in English and Chinese, agreement figures,
+and `qa users`."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
@@ -13,24 +14,40 @@ from qa.errors import WorkspaceError
 from qa.store import CallStore, StoreOptions
 from qa.web.agreement import cohen_kappa, exact_agreement, item_agreement
 from qa.web.options import AccountOptions, DisputeOptions
-from qa.web.search import index_text, match_query
+from qa.web.search import CallFilter, CallSearch, index_text, match_query, tsquery, tsvector
 from qa.web.workspace import Workspace
-from tests.store.conftest import CALL_ID, fill
+from tests.store.conftest import CALL_ID, fill, raw_connect
 from tests.web.conftest import qa
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """A location with no store yet: an SQLite file, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "calls.db"
+    return request.getfixturevalue("pg_server").database()
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "calls.db"
-    with CallStore(StoreOptions(path=path)) as store:
+def db(empty_db: Path | str) -> Path | str:
+    """A store holding the sample call (English and Chinese segments), on each backend."""
+    with CallStore(StoreOptions(path=empty_db)) as store:
         fill(store)
-    return path
+    return empty_db
+
+
+def _one(db: Path | str, sql: str) -> tuple:
+    conn, _ = raw_connect(db)
+    try:
+        return tuple(conn.execute(sql).fetchone())
+    finally:
+        conn.close()
 
 
 def test_password_is_stored_as_an_argon2id_hash(db: Path) -> None:
     ws = Workspace(db)
     ws.add_user("rita", "reviewer", "a-long-password")
-    stored = sqlite3.connect(db).execute("SELECT password_hash FROM users").fetchone()[0]
+    stored = _one(db, "SELECT password_hash FROM users")[0]
     assert stored.startswith("$argon2id$") and "a-long-password" not in stored
     assert ws.authenticate("rita", "a-long-password").role == "reviewer"
     with pytest.raises(WorkspaceError, match="invalid"):
@@ -68,7 +85,7 @@ def test_sessions_are_stored_hashed_and_end_when_the_user_is_disabled(db: Path) 
     ws = Workspace(db)
     user = ws.add_user("rita", "reviewer", "a-long-password")
     token, session = ws.start_session(user)
-    stored = sqlite3.connect(db).execute("SELECT token_hash FROM sessions").fetchone()[0]
+    stored = _one(db, "SELECT token_hash FROM sessions")[0]
     assert token not in stored
     assert ws.session(token).user.username == "rita"
     assert Workspace.csrf_ok(session, session.csrf) and not Workspace.csrf_ok(session, "x")
@@ -109,11 +126,18 @@ def test_trails_are_append_only(db: Path, table: str) -> None:
     ws.decide_dispute(d.id, "rejected", "rita", "no")
     s = ws.start_calibration("w1", "sam", [CALL_ID])
     ws.add_calibration_scores(s.id, CALL_ID, "rita", {"greeting": 10})
-    con = sqlite3.connect(db)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        con.execute(f"UPDATE {table} SET id = id")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        con.execute(f"DELETE FROM {table}")
+    con, integrity = raw_connect(db)
+    try:
+        with pytest.raises(integrity, match="append-only"):
+            con.execute(f"UPDATE {table} SET id = id")
+        with pytest.raises(integrity, match="append-only"):
+            con.execute(f"DELETE FROM {table}")
+        if not isinstance(db, Path):  # PostgreSQL: TRUNCATE skips row triggers
+            with pytest.raises(integrity, match="append-only"):
+                con.execute(f"TRUNCATE {table} CASCADE")
+    finally:
+        con.close()
+    assert ws.audit_log(action="view_call")[0].call_id == CALL_ID
 
 
 def test_free_text_is_redacted(db: Path) -> None:
@@ -149,8 +173,18 @@ def test_chinese_text_is_indexed_as_character_pairs() -> None:
     assert match_query("  ,, ") is None
 
 
-def test_users_command_adds_lists_and_disables(tmp_path: Path) -> None:
-    db = str(tmp_path / "calls.db")
+def test_postgresql_terms_match_what_the_sqlite_index_holds() -> None:
+    assert tsvector("我很生气!") == "'我很':1 '很生':2 '生气':3"
+    assert tsvector("Not my PROBLEM, café") == "'not':1 'my':2 'problem':3 'cafe':4"
+    assert tsquery("生氣") == "'生气'"
+    assert tsquery("not my problem") == "'not' <-> 'my' <-> 'problem'"
+    assert tsquery("x' | !call_id:*") == "'x' <-> 'call' <-> 'id'"  # no operator survives
+    assert tsquery("退") == "'退':*"
+    assert tsquery("  ,, ") is None
+
+
+def test_users_command_adds_lists_and_disables(empty_db: Path | str) -> None:
+    db = str(empty_db)
     env = {"QA_PASSWORD": "a-long-password"}
     done = qa("users", "add", "ann", "--role", "agent", "--agent-id", "agent-7", "--db", db,
               env=env, timeout=60)
@@ -164,13 +198,44 @@ def test_users_command_adds_lists_and_disables(tmp_path: Path) -> None:
         "disabled")
     missing = qa("users", "disable", "zed", "--db", db, timeout=60)
     assert missing.returncode == 2 and "no user 'zed'" in missing.stderr
-    ws = Workspace(Path(db))
+    ws = Workspace(empty_db)
     assert [e.action for e in ws.audit_log(username="cli")] == ["user_disable", "user_add"]
 
 
-def test_a_deleted_call_leaves_the_search_index(db: Path) -> None:
-    from qa.web.search import CallFilter, CallSearch
+def test_search_finds_english_and_chinese_phrases(db: Path | str) -> None:
+    search = CallSearch(db)
+    try:
+        found, quotes = search.search(CallFilter(text="NOT my problem"))
+        assert [c.call_id for c in found] == [CALL_ID]
+        assert quotes[CALL_ID] == "Sorry, that's not my problem."
+        # A phrase, not a bag of words; Chinese inside a run; traditional folded.
+        assert search.calls(CallFilter(text="problem my not")) == []
+        assert [c.call_id for c in search.calls(CallFilter(text="知道"))] == [CALL_ID]
+        assert [c.call_id for c in search.calls(CallFilter(text="不知道怎麼辦"))] == [CALL_ID]
+        assert [c.call_id for c in search.calls(CallFilter(text="怎"))] == [CALL_ID]
+        assert search.calls(CallFilter(text="知不道")) == []
+        assert search.calls(CallFilter(text="card broke", agent="agent-9")) == []
+    finally:
+        search.close()
 
+
+def test_a_segment_stored_after_a_search_is_found_by_the_next(db: Path | str) -> None:
+    from qa.types import Segment, Speaker
+
+    search = CallSearch(db)
+    try:
+        assert search.calls(CallFilter(text="refund by friday")) == []
+        with CallStore(StoreOptions(path=db)) as store:
+            store.add_segment(Segment(CALL_ID, Speaker.AGENT, 11.0, 12.0,
+                                      " You will get the refund by Friday.", language="en"))
+        assert [c.call_id for c in search.calls(CallFilter(text="refund by friday"))] == [
+            CALL_ID]
+        assert search.sync() == 0  # each segment is indexed once
+    finally:
+        search.close()
+
+
+def test_a_deleted_call_leaves_the_search_index(db: Path | str) -> None:
     search = CallSearch(db)
     try:
         assert [c.call_id for c in search.calls(CallFilter(text="not my problem"))] == [CALL_ID]
@@ -178,18 +243,115 @@ def test_a_deleted_call_leaves_the_search_index(db: Path) -> None:
         with CallStore(StoreOptions(path=db)) as store:
             store.delete_call(CALL_ID)  # retention
         assert search.calls(CallFilter(text="not my problem")) == []
-        count = sqlite3.connect(db).execute("SELECT count(*) FROM transcript_index").fetchone()
-        assert count == (0,)  # the words themselves are gone, not only hidden
+        # The words themselves are gone, not only hidden.
+        assert _one(db, "SELECT count(*) FROM transcript_index") == (0,)
     finally:
         search.close()
 
 
-def test_a_postgresql_store_is_refused_with_the_reason_and_no_password():
-    """The workspace's tables are SQLite's (FTS5 search); a PostgreSQL URL used to become a
-    file path named after the URL. It is refused, naming why, with the password masked."""
-    from qa.commands.serve import workspace_store
-    from qa.errors import WorkspaceError
+def _store_at_version(location: Path | str, version: int) -> None:
+    """Creates the schema as a release of `version` did (its steps only)."""
+    from qa.store import BASE, MIGRATIONS, open_backend
 
-    with pytest.raises(WorkspaceError, match="SQLite call store only") as caught:
-        workspace_store("postgresql://qa:s3cret@db.example/qa")
-    assert "s3cret" not in str(caught.value)
+    db = open_backend(StoreOptions(path=location))
+    try:
+        db.begin()
+        for step in (BASE, *MIGRATIONS):
+            if step.version <= version:
+                for statement in step.statements(db.dialect):
+                    db.execute(statement)
+        db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_a_version_5_store_upgrades_its_search_and_calibration_order(
+    empty_db: Path | str,
+) -> None:
+    """Segments stored before the step that indexes them on PostgreSQL are searchable after
+    it, and a calibration session keeps the order its calls were listed in."""
+    _store_at_version(empty_db, 5)
+    con, _ = raw_connect(empty_db)
+    mark = "?" if isinstance(empty_db, Path) else "%s"
+    try:
+        for call in ("call-b", "call-a"):
+            con.execute("INSERT INTO calls (call_id, agent_id, source, started_at, channels,"
+                        f" sample_rate) VALUES ({mark}, 'agent-7', 'rtp', 1.0, 'agent', 8000)",
+                        (call,))
+            con.execute('INSERT INTO segments (call_id, speaker, start, "end", text, words,'
+                        " language, avg_logprob, no_speech_prob) VALUES"
+                        f" ({mark}, 'agent', 0, 1, {mark}, '[]', 'zh', 0, 0)",
+                        (call, f"{call} says 那不归我管"))
+        con.execute("INSERT INTO calibration_sessions (name, created_by, created_at)"
+                    " VALUES ('old', 'sam', 1.0)")
+        for call in ("call-b", "call-a"):  # listed b first
+            con.execute(f"INSERT INTO calibration_calls VALUES (1, {mark})", (call,))
+        if not isinstance(empty_db, Path):
+            con.commit()
+    finally:
+        con.close()
+    with CallStore(StoreOptions(path=empty_db)) as store:
+        assert store.upgraded_from == 5
+    search = CallSearch(empty_db)
+    ws = Workspace(empty_db)
+    try:
+        assert {c.call_id for c in search.calls(CallFilter(text="不归我管"))} == {
+            "call-a", "call-b"}
+        assert [c.call_id for c in search.calls(CallFilter(text="call-a says"))] == [
+            "call-a"]
+        if isinstance(empty_db, Path):  # SQLite kept the order; PostgreSQL had none to keep
+            assert ws.calibration(1).call_ids == ("call-b", "call-a")
+        new = ws.start_calibration("new", "sam", ["call-b", "call-a"])
+        assert ws.calibration(new.id).call_ids == ("call-b", "call-a")
+    finally:
+        search.close()
+        ws.close()
+
+
+def test_the_workspace_rides_out_a_postgresql_restart(tmp_path: Path, pg_server) -> None:
+    """The server restarts under a running workspace: the next login reconnects by itself
+    (the store's backend layer), nothing written before is lost."""
+    url = pg_server.database()
+    with CallStore(StoreOptions(path=url)) as store:
+        fill(store)
+    ws = Workspace(url)
+    search = CallSearch(url)
+    try:
+        ws.add_user("rita", "reviewer", "a-long-password")
+        pg_server.stop()
+        pg_server.start()
+        assert ws.authenticate("rita", "a-long-password").username == "rita"
+        ws.audit("rita", "login")
+        assert [c.call_id for c in search.calls(CallFilter(text="不知道"))] == [CALL_ID]
+        assert [e.action for e in ws.audit_log()] == ["login"]
+    finally:
+        ws.close()
+        search.close()
+
+
+def test_a_search_answers_from_the_index_while_the_store_is_locked(tmp_path: Path) -> None:
+    """Another process holding the write lock past the wait delays indexing, not the search:
+    what is indexed is found, the rest on the next search."""
+    from qa.types import Segment, Speaker
+
+    path = tmp_path / "calls.db"
+    with CallStore(StoreOptions(path=path)) as store:
+        fill(store)
+    search = CallSearch(StoreOptions(path=path, busy_timeout=0.2))
+    try:
+        assert search.calls(CallFilter(text="not my problem"))
+        with CallStore(StoreOptions(path=path)) as store:
+            store.add_segment(Segment(CALL_ID, Speaker.AGENT, 11.0, 12.0, " refund by friday"))
+        holder, _ = raw_connect(path)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            assert search.calls(CallFilter(text="refund by friday")) == []
+            assert search.calls(CallFilter(text="not my problem"))
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert [c.call_id for c in search.calls(CallFilter(text="refund by friday"))] == [
+            CALL_ID]
+    finally:
+        search.close()
