@@ -6,9 +6,9 @@ form, the logout and the static files answers with the form until then). Every a
 CSRF-protected POST (checked by the application's middleware) and goes to the audit log;
 anyone but an admin gets 403.
 
-The two queries this needs (`set_password`, `must_change`) are small functions over the
-workspace's connection, in the style of `qa.web.workspace`, so the store backends can port
-them.
+The queries this needs (`set_password`, `require_change`, `must_change`) are small functions
+over the workspace's backend connection, in the portable SQL of `qa.web.workspace`: they run
+on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -67,10 +67,8 @@ def require_change(workspace: Workspace, username: str) -> None:
 
 def must_change(workspace: Workspace, username: str) -> bool:
     """True when the user must change their password before anything else."""
-    with workspace._lock:
-        row = workspace._db.execute("SELECT must_change FROM users WHERE username = ?",
-                                    (username,)).fetchone()
-    return bool(row and row[0])
+    rows = workspace._read("SELECT must_change FROM users WHERE username = ?", (username,))
+    return bool(rows and rows[0][0])
 
 
 @web.middleware

@@ -10,8 +10,8 @@ of overrides, dispute decisions and calibration scores, and a co-supervisor's ag
 is refused. A score filter (band, score range) is applied to a blind call's automatic total,
 so filtering cannot reveal the effective one either.
 
-The queries are small functions over the workspace's connection, in the style of
-`qa.web.workspace`, so the store backends can port them.
+The queries are small functions over the workspace's backend connection, in the portable SQL
+of `qa.web.workspace`: they run on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -51,10 +51,9 @@ def close_calibration(workspace: Workspace, session_id: int, username: str) -> N
 
 def closed(workspace: Workspace, session_id: int) -> tuple[float, str] | None:
     """When and by whom the session was closed, or None while it is open."""
-    with workspace._lock:
-        row = workspace._db.execute("SELECT closed_at, closed_by FROM calibration_sessions"
-                                    " WHERE id = ?", (session_id,)).fetchone()
-    return None if row is None or row[0] is None else (row[0], row[1])
+    rows = workspace._read("SELECT closed_at, closed_by FROM calibration_sessions"
+                           " WHERE id = ?", (session_id,))
+    return None if not rows or rows[0][0] is None else (rows[0][0], rows[0][1])
 
 
 def blind_calls(workspace: Workspace, user: User) -> frozenset[str]:
@@ -62,11 +61,10 @@ def blind_calls(workspace: Workspace, user: User) -> frozenset[str]:
     not start (none for a user who may not calibrate)."""
     if not user.can("calibrate"):
         return frozenset()
-    with workspace._lock:
-        rows = workspace._db.execute(
-            "SELECT DISTINCT c.call_id FROM calibration_calls c JOIN calibration_sessions s"
-            " ON s.id = c.session_id WHERE s.closed_at IS NULL AND s.created_by != ?",
-            (user.username,)).fetchall()
+    rows = workspace._read(
+        "SELECT DISTINCT c.call_id FROM calibration_calls c JOIN calibration_sessions s"
+        " ON s.id = c.session_id WHERE s.closed_at IS NULL AND s.created_by != ?",
+        (user.username,))
     return frozenset(r[0] for r in rows)
 
 

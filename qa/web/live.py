@@ -19,16 +19,18 @@ import asyncio
 import json
 import logging
 import re
-import sqlite3
 import threading
+import time
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiohttp import web
 
+from qa.db import Backend
 from qa.prompts.messages import prompt_message
 from qa.report import format_started
+from qa.store import StoreOptions, open_backend
 from qa.types import Event, EventKind, Severity, Speaker
 
 __all__ = ["LIVE", "Change", "Cursor", "LiveFeed", "LiveOptions", "LiveRows", "Subscription",
@@ -54,12 +56,15 @@ class LiveOptions:
         backlog: Changes a slow browser may fall behind before its stream is ended (it then
             reconnects and resumes from the store by its last event id).
         batch: Most rows of each kind read per poll.
+        settle_s: Seconds a gap in the ids of the store's new rows is waited for on
+            PostgreSQL, where another node's transaction may still fill it (see `LiveRows`).
     """
 
     poll_s: float = 0.5
     keepalive_s: float = 5.0
     backlog: int = 2000
     batch: int = 1000
+    settle_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -127,16 +132,34 @@ _EVENTS = ("SELECT id, call_id, time, kind, rule_id, severity, points, evidence,
 
 
 class LiveRows:
-    """The store reads behind the live streams, over a connection of their own (SQLite).
+    """The store reads behind the live streams, over a connection of their own (SQLite or
+    PostgreSQL, through the store's backend).
+
+    On PostgreSQL several nodes write the store, and ids come from a sequence when a row is
+    inserted, not when its transaction commits: a row may become visible after rows with
+    higher ids were read. A read of the whole floor therefore stops before a gap in the ids
+    until the gap is `settle_s` old (a transaction still open fills it; one rolled back
+    never does), so the feed's position never passes a row that is still to come. One call
+    is written by one node, in id order, so a read of one call needs no such wait.
 
     Args:
-        path: The call store (created by `CallStore` first).
+        location: The call store, an SQLite file or a PostgreSQL URL (created by
+            `CallStore` first); or its `StoreOptions`.
+        settle_s: Seconds a gap in the ids is waited for on PostgreSQL.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, location: Path | str | StoreOptions, *, settle_s: float = 2.0) -> None:
+        options = location if isinstance(location, StoreOptions) else StoreOptions(path=location)
+        self.settle_s = settle_s
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None,
-                                   check_same_thread=False)
+        self._db: Backend = open_backend(replace(options, read_only=False))
+        # (table, first missing id) -> when the gap was first seen (monotonic seconds).
+        self._gaps: dict[tuple[str, int], float] = {}
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """The driver's exception classes (a busy or unreachable store)."""
+        return self._db.errors
 
     def close(self) -> None:
         """Closes the connection."""
@@ -159,7 +182,25 @@ class LiveRows:
                                         (cursor.segment, *extra, limit)).fetchall()
             events = self._db.execute(_EVENTS.format(call=call),
                                       (cursor.event, *extra, limit)).fetchall()
+            if self._db.dialect == "postgresql" and not call_id:
+                segments = self._settled("segments", cursor.segment, segments)
+                events = self._settled("events", cursor.event, events)
         return segments, events
+
+    def _settled(self, table: str, last: int, rows: list) -> list:
+        """`rows` (in id order, after id `last`) up to the first gap younger than
+        `settle_s`."""
+        now = time.monotonic()
+        for gap in [g for g in self._gaps if g[0] == table and g[1] <= last]:
+            del self._gaps[gap]  # passed: filled, or waited for long enough
+        expected = last + 1
+        for n, row in enumerate(rows):
+            if row[0] > expected:
+                seen = self._gaps.setdefault((table, expected), now)
+                if now - seen < self.settle_s:
+                    return rows[:n]
+            expected = row[0] + 1
+        return rows
 
     def running(self) -> dict[str, dict]:
         """The calls in progress: call id -> agent, start time."""
@@ -257,7 +298,7 @@ class LiveFeed:
                     running = await asyncio.to_thread(self.rows.running)
                     continue
                 cursor, running = await asyncio.to_thread(self._poll, cursor, running)
-            except sqlite3.Error as exc:  # a busy or vanished store: try again next time
+            except self.rows.errors as exc:  # a busy or vanished store: try again next time
                 log.warning("live feed: cannot read the store: %s", exc)
 
     def _poll(self, cursor: Cursor, running: dict) -> tuple[Cursor, dict]:

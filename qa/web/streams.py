@@ -152,7 +152,7 @@ async def call_stream(request: web.Request) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     """Adds the two streams and the feed behind them (started and closed with the app)."""
     context = app[pages.CONTEXT]
-    rows = LiveRows(context.options.db)
+    rows = LiveRows(context.options.db, settle_s=context.options.live.settle_s)
     feed = LiveFeed(rows, context.options.live)
     app[LIVE] = feed
 
