@@ -19,15 +19,21 @@ _SECRETS = re.compile(
     r"|(?P<header>\b(?:authorization|cookie|set-cookie)\s*[:=]\s*)[^\r\n]+"
     # The password of a URL's user (a postgresql:// call store) and libpq's `password=`.
     r"|(?P<userinfo>\b[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)[^@/\s]+(?=@)"
+    # A user part with no password is a token (`nats://TOKEN@host`, NATS token auth).
+    r"|(?P<token>\b[a-z][a-z0-9+.-]*://)[^:/?#@\s]+(?=@)"
     r"|(?P<password>\bpassword=)[^&\s\"']+",
     re.IGNORECASE,
 )
 
 
+_FORMAT = logging.Formatter()
+
+
 def scrub(text: str) -> str:
     """`text` with token values and credential headers replaced by `[REDACTED]`."""
     return _SECRETS.sub(
-        lambda m: (m["key"] or m["header"] or m["userinfo"] or m["password"]) + "[REDACTED]", text)
+        lambda m: (m["key"] or m["header"] or m["userinfo"] or m["token"] or m["password"])
+        + "[REDACTED]", text)
 
 
 class SecretFilter(logging.Filter):
@@ -41,6 +47,10 @@ class SecretFilter(logging.Filter):
         clean = scrub(message)
         if clean != message:
             record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            # A traceback ends with the exception's message, which may hold the URL it failed
+            # on (`cannot connect to NATS at nats://user:pass@...`); handlers print this text.
+            record.exc_text = scrub(_FORMAT.formatException(record.exc_info))
         return True
 
 

@@ -16,10 +16,15 @@ import yaml
 
 from qa.errors import ConfigError
 
-__all__ = ["MAX_DEPTH", "check_yaml", "compose_yaml"]
+__all__ = ["MAX_DEPTH", "MAX_VALUES", "check_yaml", "compose_yaml"]
 
 #: Deepest nesting of mappings and lists accepted; the deepest real file (a rule pack) is 5.
 MAX_DEPTH = 32
+#: Most values (scalars and collections, aliases counted as what they repeat) a file may
+#: expand to. Aliases make a DAG that our loaders walk as a tree: 2,000 phrases under an
+#: anchor and 200 rules naming it took 8 s to load; a 1 MiB file could take hours. The
+#: largest real file (a rule pack) has a few thousand.
+MAX_VALUES = 200_000
 #: The only tags a settings file needs: YAML's core schema.
 _CORE = "tag:yaml.org,2002:"
 _ALLOWED_TAGS = frozenset(
@@ -34,7 +39,8 @@ def _line(mark) -> int | None:
 
 
 def check_yaml(source: str, path: str, error: ErrorType = ConfigError) -> None:
-    """Checks YAML text for syntax, nesting depth and tags, without building it.
+    """Checks YAML text for syntax, nesting depth, size after aliases and tags, without
+    building it.
 
     Args:
         source: The text.
@@ -42,19 +48,38 @@ def check_yaml(source: str, path: str, error: ErrorType = ConfigError) -> None:
         error: The exception class, called as `error(path, reason, line=...)`.
 
     Raises:
-        error: not valid YAML, nested deeper than `MAX_DEPTH`, or a tag outside YAML's core
+        error: not valid YAML, nested deeper than `MAX_DEPTH`, more than `MAX_VALUES` values
+            once aliases are expanded (a "billion laughs"), or a tag outside YAML's core
             schema (`!!python/object`, `!!binary`, local `!tags`), with the line.
     """
     depth = 0
+    values = 0  # as expanded: an alias counts the values of its anchor
+    sizes: dict[str, int] = {}  # anchor -> values under it, once it is complete
+    open_anchors: list[tuple[str | None, int]] = []  # per open collection: anchor, values before
     try:
         for event in yaml.parse(source, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.CollectionStartEvent):
+            if isinstance(event, yaml.AliasEvent):
+                values += sizes.get(event.anchor, 1)
+            elif isinstance(event, yaml.ScalarEvent):
+                values += 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            elif isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
                     raise error(path, f"nested deeper than {MAX_DEPTH} levels",
                                 line=_line(event.start_mark))
+                open_anchors.append((event.anchor, values))
+                values += 1
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
+                anchor, before = open_anchors.pop()
+                if anchor is not None:
+                    sizes[anchor] = values - before
+            if values > MAX_VALUES:
+                raise error(path, f"expands to over {MAX_VALUES:,} values through its aliases "
+                            "(*name); write the values out or share fewer",
+                            line=_line(event.start_mark))
             tag = getattr(event, "tag", None)
             if tag is not None and tag not in _ALLOWED_TAGS:
                 shown = "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag

@@ -29,15 +29,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="days a reviewer has to decide a dispute (default 7)")
     parser.add_argument("--disputes-per-call", type=int, default=3,
                         help="most disputes an agent may open on one call (default 3)")
+    parser.add_argument("--address-failures", type=int, default=30, metavar="N",
+                        help="failed logins one client address may make per minute before "
+                        "its logins are refused for the rest of it (default 30)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from qa.web import DisputeOptions, WebOptions, serve
+    from qa.web import AccountOptions, DisputeOptions, WebOptions, serve
 
     options = WebOptions(
         db=workspace_store(args.db), host=args.host,
         port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        accounts=AccountOptions(address_failures=max(1, args.address_failures)),
         disputes=DisputeOptions(deadline_days=args.dispute_days,
                                 per_call=args.disputes_per_call))
 

@@ -371,9 +371,11 @@ class AgentBook:
             with self._lock:
                 value = self._labels.get(agent_id)
                 if value is None:
-                    value = agent_id or "unknown"
                     if len(self._labels) >= self._options.max_agents:
-                        value = OTHER_AGENTS
+                        # Not remembered: agent ids come from SIP headers and stream
+                        # parameters, and each new one past the cap was kept for good.
+                        return OTHER_AGENTS
+                    value = agent_id or "unknown"
                     self._labels[agent_id] = value
         return value
 

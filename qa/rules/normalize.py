@@ -11,6 +11,7 @@ Chinese words at random).
 
 from __future__ import annotations
 
+import functools
 import logging
 import unicodedata
 from dataclasses import dataclass
@@ -103,8 +104,10 @@ def normalize_with_map(text: str, language: str = "auto") -> NormalizedText:
     return NormalizedText(out, tuple(index), text)
 
 
+@functools.lru_cache(maxsize=8192)
 def normalize(text: str, language: str = "auto") -> str:
-    """Normalises `text` for matching (see the module docstring for the steps).
+    """Normalises `text` for matching (see the module docstring for the steps). Cached: a
+    segment's spans are normalised by the negation check and the n-gram features alike.
 
     Args:
         text: Any text.

@@ -564,6 +564,9 @@ class RtpSource:
             speaker = self._channel_of(packet.ssrc)
             if speaker is None:
                 counters["unknown_ssrc"] += 1
+                self._note("unknown_ssrc", "%s: dropped a packet of SSRC %#x from %s: both "
+                           "channels are taken (or it is not in ssrc_map)", self.name,
+                           packet.ssrc, address, level=logging.INFO)
                 return
         assert speaker is not None
         slot: object = packet.ssrc if shared else speaker
@@ -670,6 +673,8 @@ class RtpSource:
                 self._malformed(exc.reason)
                 return _Item(ext_ts, _Kind.NOTHING)
         self._counters["unknown_payload"] += 1
+        self._note("unknown_payload", "%s: dropped a packet of payload type %d (SSRC %#x)",
+                   self.name, pt, packet.ssrc)
         return _Item(ext_ts, _Kind.NOTHING)
 
     def _malformed(self, reason: str) -> None:

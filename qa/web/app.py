@@ -9,6 +9,7 @@ calibration scores and logins go to the audit log.
 from __future__ import annotations
 
 import asyncio
+import collections
 import csv
 import datetime as dt
 import io
@@ -16,6 +17,7 @@ import logging
 import re
 import secrets
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +47,23 @@ LOGIN_COOKIE = "qa_login"
 #: Sent with every response: scripts, styles and media only from this server, no framing.
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-    "img-src 'self'; media-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "img-src 'self'; media-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
 }
+#: Sent over HTTPS only: browsers then refuse plain HTTP to this host for a year, so a
+#: network attacker cannot strip TLS from a later visit.
+_HSTS = "max-age=31536000"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")
+#: Largest row id the database holds (a signed 64-bit integer); a longer number in an
+#: address names nothing (SQLite raised OverflowError on it: a 500).
+_MAX_ID = (1 << 63) - 1
+#: First characters that make a spreadsheet read a CSV cell as a formula (OWASP "CSV
+#: injection"); agent ids come from SIP headers and categories from rule packs.
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +78,73 @@ class Context:
 
 
 CONTEXT = web.AppKey("context", Context)
+class _Throttle:
+    """Failed logins per client address in a sliding window (`AccountOptions`).
+
+    Holds at most `_ADDRESSES` addresses (the oldest forgotten first), so a flood from many
+    addresses takes bounded memory."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[str, collections.deque[float]] = {}
+        self._warned: dict[str, float] = {}
+
+    def _recent(self, address: str, now: float) -> collections.deque[float]:
+        times = self._failures.pop(address, None) or collections.deque(maxlen=self.limit)
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        self._failures[address] = times  # now the newest
+        while len(self._failures) > _ADDRESSES:
+            del self._failures[next(iter(self._failures))]
+        return times
+
+    def refused(self, address: str, now: float) -> float:
+        """Seconds until `address` may try again (0: it may now)."""
+        times = self._recent(address, now)
+        return times[0] + self.window_s - now if len(times) >= self.limit else 0.0
+
+    def failed(self, address: str, now: float) -> None:
+        self._recent(address, now).append(now)
+
+    def first_refusal(self, address: str, now: float) -> bool:
+        """True once per window for a refused address: that refusal is audited, not the rest."""
+        if now - self._warned.get(address, -self.window_s) < self.window_s:
+            return False
+        self._warned.pop(address, None)
+        self._warned[address] = now
+        while len(self._warned) > _ADDRESSES:
+            del self._warned[next(iter(self._warned))]
+        return True
+
+
+#: Client addresses whose failed logins are remembered.
+_ADDRESSES = 10_000
+THROTTLE = web.AppKey("throttle", _Throttle)
 #: When each (user, call) last had a live-transcript read audited.
 FEED_SEEN = web.AppKey("feed_seen", dict)
 #: Seconds between audit entries for one user following one live call.
 _FEED_AUDIT_S = 600.0
+
+
+def _row_id(request: web.Request, key: str) -> int:
+    """The numeric id in the address (the route allows digits only), 404 when out of range."""
+    value = int(request.match_info[key])
+    if value > _MAX_ID:
+        raise web.HTTPNotFound(text=f"404: no such {key.replace('_', ' ')}")
+    return value
+
+
+def _segment(value: str) -> str:
+    """A value quoted as one path segment of an address: a call id may hold `?`, `#`, `%`
+    or a line break (a file's name), which would otherwise change where a link goes."""
+    return urllib.parse.quote(value, safe="")
+
+
+def _cell(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
 
 
 def _ctx(request: web.Request) -> Context:
@@ -114,6 +190,15 @@ def _error(request: web.Request, message: str, status: int = 400) -> web.Respons
     return _render(request, "error.html", status=status, message=message)
 
 
+async def _form(request: web.Request):
+    """The posted form; a body that does not parse (a multipart without its boundary) is a 400,
+    not a 500."""
+    try:
+        return await request.post()
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"400: unreadable form: {exc}") from None
+
+
 @web.middleware
 async def _security(request: web.Request,
                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
@@ -121,8 +206,15 @@ async def _security(request: web.Request,
         response = await handler(request)
     except web.HTTPException as exc:
         response = exc
+    except Exception:
+        # Whatever slipped past the handlers: logged here with its request, answered with a
+        # plain 500 that carries the same headers as every other answer and no traceback.
+        log.exception("%s %s failed", request.method, request.path)
+        response = web.Response(status=500, text="500: internal error (logged)")
     for name, value in _SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if _ctx(request).options.tls:
+        response.headers.setdefault("Strict-Transport-Security", _HSTS)
     if not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
     if isinstance(response, web.HTTPException):
@@ -142,7 +234,7 @@ async def _authenticate(request: web.Request,
         raise web.HTTPUnauthorized(text="401: log in first")
     request["session"] = session
     if request.method == "POST":
-        form = await request.post()
+        form = await _form(request)
         sent = str(form.get("csrf", "")) or request.headers.get("X-CSRF-Token", "")
         if not Workspace.csrf_ok(session, sent):
             raise web.HTTPForbidden(text="403: missing or wrong CSRF token")
@@ -170,15 +262,26 @@ def _set_login_cookie(request: web.Request, response: web.Response, nonce: str) 
 
 async def login(request: web.Request) -> web.Response:
     ctx = _ctx(request)
-    form = await request.post()
+    form = await _form(request)
     nonce = request.cookies.get(LOGIN_COOKIE, "")
     if not nonce or not secrets.compare_digest(nonce, str(form.get("csrf", ""))):
         raise web.HTTPForbidden(text="403: missing or wrong CSRF token")
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
+    throttle, address, now = request.app[THROTTLE], _address(request), time.monotonic()
+    wait = throttle.refused(address, now)
+    if wait:
+        if throttle.first_refusal(address, now):
+            log.warning("logins from %s refused for %.0f s after %d failures", address, wait,
+                        throttle.limit)
+            ctx.workspace.audit("", "login_throttled", detail=f"{throttle.limit} failures",
+                                address=address)
+        raise web.HTTPTooManyRequests(text="429: too many failed logins from this address; "
+                                      "try later", headers={"Retry-After": str(int(wait) + 1)})
     try:
         user = await asyncio.to_thread(ctx.workspace.authenticate, username, password)
     except WorkspaceError as exc:
+        throttle.failed(address, now)
         known = ctx.workspace.user(username) is not None
         ctx.workspace.audit(username if known else "", "login_failed",
                             detail=str(exc) if known else "unknown user",
@@ -264,9 +367,10 @@ async def export(request: web.Request) -> web.Response:
     writer.writerow(["call_id", "agent_id", "started", "duration", "category", "automatic_total",
                      "total", "band", "events", "overrides"])
     for c in calls:
-        writer.writerow([c.call_id, c.agent_id, format_started(c.started_at),
-                         "" if c.duration is None else round(c.duration, 1), c.category or "",
-                         c.automatic_total, c.total, c.band, c.events, c.overrides])
+        writer.writerow([_cell(v) for v in (
+            c.call_id, c.agent_id, format_started(c.started_at),
+            "" if c.duration is None else round(c.duration, 1), c.category or "",
+            c.automatic_total, c.total, c.band, c.events, c.overrides)])
     _audit(request, "export", detail=f"{len(calls)} calls; filter {request.query_string}")
     return web.Response(text=out.getvalue(), content_type="text/csv", headers={
         "Content-Disposition": 'attachment; filename="calls.csv"'})
@@ -318,8 +422,13 @@ async def audio(request: web.Request) -> web.StreamResponse:
     found = recording_file(ctx.store, call_id)
     if found is None:
         raise web.HTTPNotFound(text="404: no recording kept for this call")
-    # The player asks for byte ranges as it seeks; one entry per play, not per range.
-    if request.http_range.start in (None, 0):
+    # The player asks for byte ranges as it seeks; one entry per play, not per range. A
+    # malformed Range header raised ValueError here (a 500); FileResponse answers it with 416.
+    try:
+        first = request.http_range.start in (None, 0)
+    except ValueError:
+        first = False
+    if first:
         _audit(request, "play_recording", call_id)
     return web.FileResponse(found.path, headers={"Content-Type": found.content_type})
 
@@ -369,7 +478,7 @@ async def override(request: web.Request) -> web.Response:
         return _error(request, f"override refused: {exc}")
     _audit(request, "override", call_id,
            f"{rule}: {done.old_points:g} -> {done.new_points:g}; {done.reason}")
-    raise web.HTTPSeeOther(f"/calls/{call_id}#scorecard")
+    raise web.HTTPSeeOther(f"/calls/{_segment(call_id)}#scorecard")
 
 
 async def label(request: web.Request) -> web.Response:
@@ -386,7 +495,7 @@ async def label(request: web.Request) -> web.Response:
         return _error(request, f"label refused: {exc}")
     _audit(request, "label", call_id,
            f"segment {done.segment} {done.verdict} for {done.rule_id}; {done.reason}")
-    raise web.HTTPSeeOther(f"/calls/{call_id}#transcript")
+    raise web.HTTPSeeOther(f"/calls/{_segment(call_id)}#transcript")
 
 
 # -- disputes ------------------------------------------------------------------------------
@@ -405,7 +514,7 @@ async def open_dispute(request: web.Request) -> web.Response:
     except WorkspaceError as exc:
         return _error(request, f"dispute refused: {exc}")
     _audit(request, "dispute_open", call_id, f"dispute {dispute.id} on {rule}: {dispute.comment}")
-    raise web.HTTPSeeOther(f"/calls/{call_id}#disputes")
+    raise web.HTTPSeeOther(f"/calls/{_segment(call_id)}#disputes")
 
 
 async def disputes_page(request: web.Request) -> web.Response:
@@ -424,7 +533,7 @@ async def decide_dispute(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     form = await request.post()
     try:
-        dispute = ctx.workspace.dispute(int(request.match_info["dispute_id"]))
+        dispute = ctx.workspace.dispute(_row_id(request, "dispute_id"))
         if dispute.call_id in _blind(request):
             raise WorkspaceError(f"call '{dispute.call_id}' is in an open calibration session")
         state = str(form.get("state", ""))
@@ -474,7 +583,7 @@ async def start_calibration(request: web.Request) -> web.Response:
 
 def _calibration(request: web.Request):
     try:
-        return _ctx(request).workspace.calibration(int(request.match_info["session_id"]))
+        return _ctx(request).workspace.calibration(_row_id(request, "session_id"))
     except (WorkspaceError, ValueError):
         raise web.HTTPNotFound(text="404: no such calibration session") from None
 
@@ -620,6 +729,7 @@ def templates() -> jinja2.Environment:
     """The page templates, HTML-escaped by default."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["segment"] = _segment
     return env
 
 
@@ -636,6 +746,8 @@ def build_app(options: WebOptions, store: CallStore) -> web.Application:
     search = CallSearch(options.db)
     app[CONTEXT] = Context(options, store, workspace, search, templates())
     app[FEED_SEEN] = {}
+    app[THROTTLE] = _Throttle(options.accounts.address_failures,
+                              options.accounts.address_window_s)
 
     async def close(_app: web.Application) -> None:
         workspace.close()

@@ -17,12 +17,20 @@ class AccountOptions:
         max_failures: Failed logins in a row that lock an account.
         lockout_s: Seconds a locked account refuses every login (even a right password).
         session_s: Seconds a login lasts.
+        address_failures: Failed logins one client address may make within
+            `address_window_s` before its further logins are refused (429) unchecked and
+            unaudited until the window passes: the per-account lockout does not stop one
+            password tried against many names, nor a flood of tries at a locked account (each
+            answered at once and audited).
+        address_window_s: Seconds over which an address's failures are counted.
     """
 
     min_password: int = 10
     max_failures: int = 5
     lockout_s: float = 900.0
     session_s: float = 8 * 3600.0
+    address_failures: int = 30
+    address_window_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

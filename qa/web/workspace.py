@@ -60,6 +60,9 @@ CAN: dict[str, frozenset[str]] = {
 }
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _HASHER = PasswordHasher()
+#: Unknown login names whose failures are counted (the oldest forgotten first): bounds the
+#: memory a flood of invented names can take.
+_UNKNOWN_NAMES = 10_000
 #: Verified against when the username is unknown, so a wrong name costs as long as a
 #: wrong password and the timing tells nobody which names exist.
 _DUMMY_HASH = _HASHER.hash(secrets.token_hex(16))
@@ -184,6 +187,8 @@ class Workspace:
         self.dispute_options = disputes or DisputeOptions()
         self._redact = redact
         self._lock = threading.Lock()
+        self._unknown: dict[str, tuple[int, float]] = {}  # name -> (failures, locked until)
+        self._unknown_lock = threading.Lock()
         self._db: Backend = open_backend(replace(options, read_only=False))
         if "audit" not in self._db.tables():
             self._db.close()
@@ -287,11 +292,23 @@ class Workspace:
                 The message never says whether the name exists.
         """
         now = time.time()
-        found = self._read(
-            "SELECT password_hash, disabled, locked_until, failed_logins FROM users"
-            " WHERE username = ?", (username,))
-        row = found[0] if found else None
+        # The attempt is counted (and the lock set by the last allowed one) before the slow
+        # hash check, in one transaction: concurrent guesses cannot all read the same count
+        # and so try more passwords than `max_failures` (they did: 30 at once all verified).
+        last = False
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT password_hash, disabled, locked_until, failed_logins FROM users"
+                " WHERE username = ?", (username,)).fetchone()
+            if row is not None and row[2] <= now:
+                last = row[3] + 1 >= self.accounts.max_failures
+                db.execute("UPDATE users SET failed_logins = ?, locked_until = ?"
+                           " WHERE username = ?",
+                           (0 if last else row[3] + 1,
+                            now + self.accounts.lockout_s if last else 0.0, username))
         if row is None:
+            if self._unknown_locked(username, now):
+                raise WorkspaceError("account locked after repeated failed logins; try later")
             with suppress(VerificationError):
                 _HASHER.verify(_DUMMY_HASH, password)
             raise WorkspaceError("invalid username or password")
@@ -303,18 +320,13 @@ class Workspace:
             ok = True
         except (VerificationError, InvalidHashError):
             ok = False
-        with self._tx() as db:
-            if not ok:
-                failures += 1
-                lock = now + self.accounts.lockout_s if failures >= self.accounts.max_failures \
-                    else 0.0
-                db.execute("UPDATE users SET failed_logins = ?, locked_until = ?"
-                           " WHERE username = ?", (0 if lock else failures, lock, username))
-                if lock:
-                    log.warning("account %s locked for %.0f s after %d failed logins",
-                                username, self.accounts.lockout_s, failures)
-            else:
-                db.execute("UPDATE users SET failed_logins = 0 WHERE username = ?", (username,))
+        if not ok and last:
+            log.warning("account %s locked for %.0f s after %d failed logins",
+                        username, self.accounts.lockout_s, failures + 1)
+        if ok:
+            with self._tx() as db:
+                db.execute("UPDATE users SET failed_logins = 0, locked_until = 0"
+                           " WHERE username = ?", (username,))
                 if _HASHER.check_needs_rehash(stored):
                     db.execute("UPDATE users SET password_hash = ? WHERE username = ?",
                                (_HASHER.hash(password), username))
@@ -325,6 +337,23 @@ class Workspace:
         user = self.user(username)
         assert user is not None
         return user
+
+    def _unknown_locked(self, username: str, now: float) -> bool:
+        """Counts a failed login of a name that has no account, like one that has: without
+        this, the sixth try of a real name said "locked" and of an unknown one "invalid",
+        which told an attacker which names exist. The newest `_UNKNOWN_NAMES` are kept."""
+        with self._unknown_lock:
+            failures, until = self._unknown.pop(username, (0, 0.0))
+            if until > now:
+                self._unknown[username] = (failures, until)
+                return True
+            failures += 1
+            if failures >= self.accounts.max_failures:
+                failures, until = 0, now + self.accounts.lockout_s
+            self._unknown[username] = (failures, until)
+            while len(self._unknown) > _UNKNOWN_NAMES:
+                del self._unknown[next(iter(self._unknown))]
+            return False
 
     # -- sessions -----------------------------------------------------------------------
 

@@ -179,3 +179,29 @@ def test_token_contexts_are_the_distinct_windows_of_ids(encoder, monkeypatch, li
         assert len(rep) == len(set(windows)) < len(flat)
         for p, code in enumerate(inverse):  # same code exactly when the same window
             assert windows[p] == windows[rep[code]]
+
+
+def test_warming_with_texts_keeps_their_tokens_and_changes_no_embedding(encoder):
+    texts = [s.text for turn in TURNS for s in spans(turn)]
+    store = encoder._forward._slot
+    store.clear()
+    encoder.clear_cache()
+    added = encoder.warm(texts)
+    assert added == len(store) > 50
+    assert encoder.warm(texts) == 0  # all kept already
+    encoder.clear_cache()
+    _same_rows(encoder.encode(texts), _one_by_one(encoder, texts))
+    assert len(store) == added  # encoding them needed no new token
+
+
+def test_warming_leaves_a_quarter_of_the_store_for_the_calls(encoder, monkeypatch):
+    texts = [s.text for turn in TURNS for s in spans(turn)]
+    store = encoder._forward._slot
+    monkeypatch.setattr(encoder._forward, "PROJECTED", 40)
+    store.clear()
+    try:
+        assert encoder.warm(texts) == 30 == len(store)
+        encoder.clear_cache()
+        _same_rows(encoder.encode(texts[:3]), _one_by_one(encoder, texts[:3]))
+    finally:
+        store.clear()

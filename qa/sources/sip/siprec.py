@@ -116,6 +116,16 @@ def parse_metadata(xml: bytes) -> Metadata:
         SignallingError: Not well-formed XML, a DTD (refused: entity expansion), or a root
             other than `recording`.
     """
+    # The DTD check reads bytes, so the text must be UTF-8: in UTF-16 (which expat reads,
+    # with or without a byte-order mark) `<!DOCTYPE` is not these bytes, and a DTD with its
+    # entities went through. UTF-16 without a mark is valid UTF-8, but full of NULs, which
+    # no XML text may hold.
+    try:
+        xml.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _error("metadata is not UTF-8") from None
+    if b"\0" in xml:
+        raise _error("metadata is not UTF-8 (NUL bytes)")
     if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
         raise _error("metadata with a DTD is refused")
     try:

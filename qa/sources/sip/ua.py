@@ -59,6 +59,12 @@ _T1 = 0.5
 _T2 = 4.0
 #: How long an answered request's response is kept to answer its retransmissions (64*T1).
 _CACHE_S = 32.0
+#: Most bytes of responses kept for retransmissions. A response copies the request's Via,
+#: From and To, so a flood of 60 KB requests with new Call-IDs kept 140 MB in 10 s; past this
+#: the oldest are dropped (a retransmission of one is then handled as a new request).
+_CACHE_BYTES = 4 << 20
+#: Seconds between two warnings about dropped cached responses.
+_CACHE_WARN_S = 10.0
 _ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
 #: RTP datagrams read from one leg per wake-up before the others get their turn.
 _BURST = 64
@@ -69,7 +75,7 @@ COUNTERS = (
     "calls", "calls_without_media", "rejected", "byes_received", "byes_sent", "timeouts",
     "retransmissions", "connections", "connections_refused", "send_errors",
     "rtp_packets", "rtp_lost", "rtp_malformed", "dtmf", "recordings", "metadata_updates",
-    "rtp_unassigned",
+    "rtp_unassigned", "cache_evictions",
 )
 #: RTP receiver counters summed into ours (ours name them rtp_*; dtmf keeps its name).
 _RTP_COUNTERS = {"packets": "rtp_packets", "lost": "rtp_lost", "malformed": "rtp_malformed",
@@ -345,6 +351,8 @@ class SipSource:
         self._legs: dict[tuple[str, str], _Leg] = {}
         self._calls: dict[str, _Call] = {}
         self._cache: dict[tuple[str, str, str], tuple[bytes, float]] = {}
+        self._cache_bytes = 0  # the sum of the cached responses' lengths
+        self._cache_warned = -_CACHE_WARN_S
         self._calls_made = 0
         self._rtp_done: dict[str, int] = dict.fromkeys(_RTP_COUNTERS.values(), 0)
         self._sink: SourceSink | None = None
@@ -426,7 +434,7 @@ class SipSource:
             leg.interval = min(leg.interval * 2, _T2)
             leg.resend_at = now + leg.interval
         for key in [k for k, (_, expires) in self._cache.items() if expires <= now]:
-            del self._cache[key]
+            self._cache_bytes -= len(self._cache.pop(key)[0])
 
     # -- transport ---------------------------------------------------------------------
 
@@ -588,8 +596,28 @@ class SipSource:
                                content_type="application/sdp" if body else "")
         self._send(transport, conn, peer, data)
         if status >= 200:
-            self._cache[self._cache_key(message)] = (data, time.monotonic() + _CACHE_S)
+            self._remember(self._cache_key(message), data)
         return data
+
+    def _remember(self, key: tuple[str, str, str], data: bytes) -> None:
+        """Caches a final response for `_CACHE_S`, dropping the oldest past `_CACHE_BYTES`."""
+        now = time.monotonic()
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._cache_bytes -= len(old[0])
+        self._cache[key] = (data, now + _CACHE_S)
+        self._cache_bytes += len(data)
+        dropped = 0
+        while self._cache_bytes > _CACHE_BYTES and len(self._cache) > 1:
+            self._cache_bytes -= len(self._cache.pop(next(iter(self._cache)))[0])
+            dropped += 1
+        if dropped:
+            self._counters["cache_evictions"] += dropped
+            if now - self._cache_warned >= _CACHE_WARN_S:
+                self._cache_warned = now
+                log.warning("%s: responses kept for retransmissions exceed %d bytes; dropping "
+                            "the oldest (%d so far): a flood of requests?", self.name,
+                            _CACHE_BYTES, self._counters["cache_evictions"])
 
     def _contact(self, transport: Transport) -> str:
         return f"<sip:qa@{self.options.address}:{self.port};transport={transport}>"

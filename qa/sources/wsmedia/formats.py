@@ -37,6 +37,8 @@ def json_object(protocol: str, text: str | bytes) -> dict[str, Any]:
         value = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _error(protocol, f"not JSON ({exc})") from None
+    except RecursionError:  # `[[[[...` from a broken peer: one bad message, not a bug
+        raise _error(protocol, "not JSON (nested too deep)") from None
     if not isinstance(value, dict):
         raise _error(protocol, "not a JSON object")
     return value
