@@ -138,7 +138,14 @@ class PostgresBackend:
 
     def begin(self) -> None:
         conn = self._live()
-        conn.execute("BEGIN")
+        try:
+            conn.execute("BEGIN")
+        except self._psycopg.OperationalError:
+            if not conn.broken:
+                raise
+            # The server restarted since the last statement: nothing was done yet, so anew.
+            conn = self._live()
+            conn.execute("BEGIN")
         # Waiting for another node's row lock counts against the store's retry budget.
         conn.execute(f"SET LOCAL lock_timeout = {self._wait_ms}")
 
