@@ -438,6 +438,16 @@ END $$""",
             " ON CONFLICT DO NOTHING",
         ),
     ),
+    Step(
+        7,
+        "the review workspace: calibration sessions are closed (blind until then); an "
+        "admin's password reset forces a change at the next login",
+        sql=(
+            "ALTER TABLE calibration_sessions ADD COLUMN closed_at REAL",
+            "ALTER TABLE calibration_sessions ADD COLUMN closed_by TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE users ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 #: Version of the schema this program reads and writes.

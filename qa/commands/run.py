@@ -77,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--prompts-port", type=int,
                         help="serve the agent prompt page and websocket on this port "
                         "(0 = any free port)")
+    parser.add_argument("--serve-port", type=int, metavar="PORT",
+                        help="also serve the review workspace (`qa serve`) from this process "
+                        "on 127.0.0.1:PORT, its live floor woken by each write (0 = any port)")
     parser.add_argument("--json", action="store_true", default=None, help="print JSON lines")
     parser.add_argument("--show-pii", action="store_true",
                         help="print transcripts, evidence and key presses unredacted "
@@ -282,8 +285,12 @@ def run(args: argparse.Namespace) -> int:
     options = monitor_options(config, sources)
     if args.asr:
         options = replace(options, asr=remote_options(args.asr, args.node))
-    with Monitor(options, [printer]) as monitor:
+    workspace = _workspace(args.serve_port, options)
+    listeners = [printer] + ([workspace.listener] if workspace else [])
+    with Monitor(options, listeners) as monitor:
         endpoints = {}
+        if workspace is not None:
+            endpoints["workspace"] = workspace.url
         if args.asr:
             endpoints["asr"] = args.asr
         if monitor.metrics_server is not None:
@@ -298,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
         _on_stop_signals(stop)
         printer.ready([source.name for source in sources], endpoints)
         monitor.run(sources, stop)
+    if workspace is not None:  # a daemon thread: an error above ends it with the process
+        workspace.stop()
     if not monitor.closed_cleanly:
         # A decode still runs in a worker thread; freeing the model under it at interpreter
         # exit would crash the process. Everything is printed and stored: leave now.
@@ -306,6 +315,26 @@ def run(args: argparse.Namespace) -> int:
         logging.shutdown()
         os._exit(0)
     return 0
+
+
+def _workspace(port: int | None, options):
+    """The review workspace served from this process (`--serve-port`), started, or None."""
+    if port is None:
+        return None
+    from qa.commands.serve import workspace_store
+    from qa.errors import ConfigError
+    from qa.web import WebOptions
+    from qa.web.server import WorkspaceThread
+
+    if options.store is None:
+        raise ConfigError("command line", "--serve-port needs the call store (drop --no-store)",
+                          field="serve-port")
+    from qa.store import CallStore
+
+    CallStore(options.store).close()  # created (or upgraded) before the server reads it
+    workspace = WorkspaceThread(WebOptions(db=workspace_store(options.store.path), port=port))
+    workspace.start()
+    return workspace
 
 
 def _on_stop_signals(stop: threading.Event) -> None:

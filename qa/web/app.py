@@ -29,11 +29,13 @@ from qa.errors import CallNotFoundError, StoreError, WorkspaceError
 from qa.report import format_clock, format_started
 from qa.rules.scoring import BANDS
 from qa.store import CallRecord, CallStore
+from qa.web import blind
 from qa.web.agreement import item_agreement
+from qa.web.live import LIVE
 from qa.web.media import recording_file
 from qa.web.options import WebOptions
 from qa.web.search import CallFilter, CallSearch
-from qa.web.workspace import Session, User, Workspace
+from qa.web.workspace import ROLES, Session, User, Workspace
 
 __all__ = ["build_app"]
 
@@ -162,6 +164,11 @@ def _audit(request: web.Request, action: str, call_id: str = "", detail: str = "
     user = session.user.username if session else ""
     _ctx(request).workspace.audit(user, action, call_id=call_id, detail=detail,
                                   address=_address(request))
+
+
+def _blind(request: web.Request) -> frozenset[str]:
+    """The calls this user may not see others' points of (open calibration; `qa.web.blind`)."""
+    return blind.blind_calls(_ctx(request).workspace, _session(request).user)
 
 
 def _require(request: web.Request, capability: str) -> User:
@@ -341,7 +348,7 @@ def _filter(request: web.Request) -> CallFilter:
 async def call_list(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     what = _filter(request)
-    calls, snippets = await asyncio.to_thread(ctx.search.search, what)
+    calls, snippets = await asyncio.to_thread(blind.search, ctx.search, what, _blind(request))
     values = await asyncio.to_thread(ctx.search.values)
     if not _session(request).user.can("all_calls"):
         values["agents"] = []
@@ -353,7 +360,8 @@ async def call_list(request: web.Request) -> web.Response:
 async def export(request: web.Request) -> web.Response:
     _require(request, "export")
     ctx = _ctx(request)
-    calls = await asyncio.to_thread(ctx.search.calls, _filter(request))
+    calls = (await asyncio.to_thread(blind.search, ctx.search, _filter(request),
+                                     _blind(request)))[0]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["call_id", "agent_id", "started", "duration", "category", "automatic_total",
@@ -387,15 +395,22 @@ def _load_call(request: web.Request, call_id: str, action: str) -> CallRecord:
 async def call_page(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     call_id = request.match_info["call_id"]
+    # The store's position before the call is read: its live stream starts there.
+    after = await asyncio.to_thread(request.app[LIVE].rows.head)
     record = _load_call(request, call_id, "view_call")
     _audit(request, "view_call", call_id)
     automatic = {i.rule_id: i for i in (record.scorecard.items if record.scorecard else ())}
     rules = sorted({i.rule_id for i in automatic.values()} | {e.rule_id for e in record.events})
     user = _session(request).user
     disputes = ctx.workspace.disputes(call_id=call_id)
+    hidden = call_id in _blind(request)
+    if hidden:
+        record = blind.blind_record(record)
+        disputes = [blind.blind_dispute(d) for d in disputes]
     return _render(request, "call.html", record=record, automatic=automatic, rules=rules,
+                   blind=hidden,
                    audio=recording_file(ctx.store, call_id) is not None, disputes=disputes,
-                   running=record.end_reason is None,
+                   running=record.end_reason is None, after=str(after),
                    can_dispute=user.can("dispute") and record.effective is not None,
                    outcomes=ctx.options.disputes.outcomes)
 
@@ -448,6 +463,8 @@ async def override(request: web.Request) -> web.Response:
     user = _require(request, "review")
     call_id = request.match_info["call_id"]
     _load_call(request, call_id, "override")
+    if call_id in _blind(request):
+        raise web.HTTPForbidden(text="403: this call is in an open calibration session")
     form = await request.post()
     rule = str(form.get("rule", ""))
     try:
@@ -505,6 +522,8 @@ async def disputes_page(request: web.Request) -> web.Response:
     workspace = _ctx(request).workspace
     found = workspace.disputes() if user.can("decide") else workspace.disputes(
         agent=user.username)
+    hidden = _blind(request)
+    found = [blind.blind_dispute(d) if d.call_id in hidden else d for d in found]
     return _render(request, "disputes.html", disputes=found,
                    outcomes=_ctx(request).options.disputes.outcomes)
 
@@ -515,6 +534,8 @@ async def decide_dispute(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         dispute = ctx.workspace.dispute(_row_id(request, "dispute_id"))
+        if dispute.call_id in _blind(request):
+            raise WorkspaceError(f"call '{dispute.call_id}' is in an open calibration session")
         state = str(form.get("state", ""))
         comment = str(form.get("comment", ""))
         points = _number(str(form.get("points", "")), "points")
@@ -572,7 +593,22 @@ async def calibration_page(request: web.Request) -> web.Response:
     session = _calibration(request)
     scores = _ctx(request).workspace.calibration_scores(session.id)
     done = {c for (r, c, _i) in scores if r == user.username}
-    return _render(request, "calibration.html", session=session, done=done)
+    return _render(request, "calibration.html", session=session, done=done,
+                   closed=blind.closed(_ctx(request).workspace, session.id),
+                   can_close=user.username == session.created_by or user.can("audit"))
+
+
+async def close_calibration(request: web.Request) -> web.Response:
+    user = _require(request, "manage_calibration")
+    session = _calibration(request)
+    if user.username != session.created_by and not user.can("audit"):
+        raise web.HTTPForbidden(text="403: only who started the session (or an admin) closes it")
+    try:
+        blind.close_calibration(_ctx(request).workspace, session.id, user.username)
+    except WorkspaceError as exc:
+        return _error(request, str(exc))
+    _audit(request, "calibration_close", detail=f"session {session.id}")
+    raise web.HTTPSeeOther(f"/calibration/{session.id}")
 
 
 async def calibration_call(request: web.Request) -> web.Response:
@@ -594,6 +630,8 @@ async def score_calibration(request: web.Request) -> web.Response:
     session = _calibration(request)
     call_id = request.match_info["call_id"]
     record = _load_call(request, call_id, "calibration_score")
+    if blind.closed(_ctx(request).workspace, session.id) is not None:
+        return _error(request, f"calibration session {session.id} is closed")
     form = await request.post()
     items = {i.rule_id: i for i in (record.scorecard.items if record.scorecard else ())}
     points = {}
@@ -613,9 +651,12 @@ async def score_calibration(request: web.Request) -> web.Response:
 
 
 async def calibration_report(request: web.Request) -> web.Response:
-    _require(request, "manage_calibration")
+    user = _require(request, "manage_calibration")
     ctx = _ctx(request)
     session = _calibration(request)
+    if user.username != session.created_by and blind.closed(ctx.workspace, session.id) is None:
+        raise web.HTTPForbidden(text="403: the session is open; its report is for who started "
+                                "it until it closes")
     scores = ctx.workspace.calibration_scores(session.id)
     automatic: dict[str, dict[str, float]] = {}
     descriptions: dict[str, str] = {}
@@ -667,13 +708,17 @@ async def audit_page(request: web.Request) -> web.Response:
     entries = _ctx(request).workspace.audit_log(username=q.get("user", "").strip(),
                                                 action=q.get("action", "").strip(),
                                                 call_id=q.get("call", "").strip())
+    hidden = _blind(request)
+    entries = [blind.blind_entry(e) if e.call_id in hidden else e for e in entries]
     return _render(request, "audit.html", entries=entries, query=q)
 
 
 async def users_page(request: web.Request) -> web.Response:
     _require(request, "audit")
-    return _render(request, "users.html", users=_ctx(request).workspace.users(),
-                   now=time.time())
+    workspace = _ctx(request).workspace
+    return _render(request, "users.html", users=workspace.users(), now=time.time(),
+                   roles=ROLES, me=_session(request).user.username,
+                   min_password=workspace.accounts.min_password)
 
 
 async def home(request: web.Request) -> web.Response:
@@ -722,10 +767,15 @@ def build_app(options: WebOptions, store: CallStore) -> web.Application:
         web.get("/calibration", calibrations), web.post("/calibration", start_calibration),
         web.get("/calibration/{session_id:\\d+}", calibration_page),
         web.get("/calibration/{session_id:\\d+}/report", calibration_report),
+        web.post("/calibration/{session_id:\\d+}/close", close_calibration),
         web.get("/calibration/{session_id:\\d+}/calls/{call_id}", calibration_call),
         web.post("/calibration/{session_id:\\d+}/calls/{call_id}", score_calibration),
         web.get("/live", live_page), web.get("/api/live", live_json),
         web.get("/audit", audit_page), web.get("/users", users_page),
         web.static("/static", HERE / "static"),
     ])
+    from qa.web import admin, streams  # they import this module: only once it is loaded
+
+    streams.add_routes(app)
+    admin.add_routes(app)
     return app

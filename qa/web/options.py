@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qa.web.live import LiveOptions
+
 
 @dataclass(frozen=True, slots=True)
 class AccountOptions:
@@ -59,7 +61,7 @@ class WebOptions:
         tls_cert, tls_key: PEM files; with both, the server speaks only HTTPS and cookies
             are marked `Secure`.
         page_size: Most calls the call list shows at once.
-        accounts, disputes: See their classes.
+        accounts, disputes, live: See their classes.
     """
 
     db: Path | str
@@ -70,6 +72,7 @@ class WebOptions:
     page_size: int = 200
     accounts: AccountOptions = field(default_factory=AccountOptions)
     disputes: DisputeOptions = field(default_factory=DisputeOptions)
+    live: LiveOptions = field(default_factory=LiveOptions)
 
     @property
     def tls(self) -> bool:

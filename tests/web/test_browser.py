@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import string
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,6 +229,11 @@ def test_calibration_blind_scores_and_agreement_report(browser: Browser, served:
         workspace.close()
     assert stored[("ravi", zh, "greeting")] == 0 and stored[("rita", zh, "greeting")] == 15
     assert len(audit_rows(served, action="calibration_score")) >= 4
+    # Sam closes the session: scoring ends, and the calls are no longer blind to anyone.
+    open_page(browser, served, session_path)
+    submit(browser, "#close-session", {}, session_path)
+    assert browser.evaluate("!!document.getElementById('closed')")
+    assert audit_rows(served, username="sam", action="calibration_close")
 
 
 def test_agent_gets_403_on_another_agents_call(browser: Browser, served: Served) -> None:
@@ -267,27 +274,78 @@ def test_live_floor_shows_calls_in_progress_with_their_events(
         login(browser, served, "sam")
         open_page(browser, served, "/live")
         browser.wait_for(f"!!document.querySelector('#floor li[data-call=\"{live}\"] .event')", 10)
+        browser.evaluate("window.__same_page = true")
         with served.store() as store:
             store.add_event(Event(live, 30.0, EventKind.FORBIDDEN_PHRASE, "shirk",
                                   Severity.CRITICAL, -10.0, "not my department",
                                   "Do not shirk", Speaker.AGENT))
-        # The board refreshes itself: the new event appears without a reload.
+        # Pushed to the board: the new event appears without a reload, and no request polls.
         browser.wait_for(f"[...document.querySelectorAll('#floor li[data-call=\"{live}\"]"
                          " .rule')].map(e => e.textContent).includes('shirk')", 10)
+        assert browser.evaluate("window.__same_page === true")
+        assert _requests(browser) == []
         browser.screenshot(SHOTS / "workspace_live.png")
         # Open it from the board and follow its transcript as it grows.
         browser.evaluate(f"document.querySelector('#floor li[data-call=\"{live}\"] a').click()")
         browser.wait_for(f"location.pathname === '/calls/{live}'"
                          " && document.readyState === 'complete'", 10)
         assert browser.evaluate("document.querySelectorAll('#transcript li.seg').length") == 3
+        browser.evaluate("window.__same_page = true")
         with served.store() as store:
             store.add_segment(segment.__class__(**{**_fields(segments[3]), "call_id": live}))
+        # A segment written while the page is open appears without a reload, pushed.
         browser.wait_for("document.querySelectorAll('#transcript li.seg').length === 4", 10)
+        assert browser.evaluate("window.__same_page === true")
+        assert _requests(browser) == []
         assert browser.evaluate("document.querySelector('#transcript li.seg:last-child .text')"
                                 ".textContent") == segments[3].text.strip()
     finally:
         with served.store() as store:
             store.end_call(live, duration=31.0, category=None, reason="hangup")
+
+
+def test_admin_adds_a_user_who_chooses_a_password_at_first_login(
+    browser: Browser, served: Served
+) -> None:
+    # Letters only: the audit log redacts runs of digits in its details.
+    name = "newcomer" + "".join(random.choices(string.ascii_lowercase, k=8))
+    login(browser, served, "ada")
+    open_page(browser, served, "/users")
+    submit(browser, "#add-user", {"username": name, "role": "reviewer",
+                                  "password": "first-password-1"}, "/users")
+    assert browser.evaluate(f"document.querySelector('tr[data-user=\"{name}\"] .state')"
+                            ".textContent") == "active"
+    assert audit_rows(served, username="ada", action="user_add")[0].detail == (
+        f"{name} as reviewer")
+    # The newcomer logs in and lands on the password form, whatever they ask for.
+    browser.call("Network.clearBrowserCookies")
+    browser.navigate(served.url + "/login")
+    browser.evaluate(
+        f"document.getElementById('username').value = {_js(name)};"
+        "document.getElementById('password').value = 'first-password-1';"
+        "document.getElementById('login').requestSubmit()")
+    browser.wait_for("location.pathname === '/password' && document.readyState === 'complete'",
+                     15)
+    assert browser.evaluate("!!document.getElementById('forced')")
+    submit(browser, "#password-form", {"current": "first-password-1",
+                                       "new": "my-own-password", "again": "my-own-password"},
+           "/calls")
+    assert browser.evaluate("document.getElementById('who').textContent") == (
+        f"{name} (reviewer)")
+    workspace = served.workspace()
+    try:
+        assert workspace.authenticate(name, "my-own-password").role == "reviewer"
+    finally:
+        workspace.close()
+    assert audit_rows(served, username=name, action="password_change")
+
+
+def _requests(browser: Browser) -> list[str]:
+    """The API requests the page completed: none while its one stream stays open (a polling
+    page lists its requests here)."""
+    return browser.evaluate(
+        "[...new Set(performance.getEntriesByType('resource').map(r => new URL(r.name))"
+        ".filter(u => u.pathname.startsWith('/api/')).map(u => u.pathname))]")
 
 
 def _fields(segment) -> dict:

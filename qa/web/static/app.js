@@ -44,54 +44,113 @@ function item(cls, parts) {
   return li;
 }
 
-async function followCall(section) {
-  const reply = await fetch(section.dataset.live, { credentials: "same-origin" });
-  if (!reply.ok) return;
-  const data = await reply.json();
-  const list = section.querySelector("ol.transcript");
-  list.replaceChildren(...data.segments.map((s) => item(`seg ${s.speaker}`, [
-    ["span", "time", clock(s.start)], ["span", "speaker", s.speaker], ["span", "text", s.text],
-  ])));
-  const events = document.querySelector("#events ol.events");
-  events.replaceChildren(...data.events.map((e) => item(`event ${e.severity}`, [
+function eventItem(e) {
+  const li = item(`event ${e.severity}`, [
     ["span", "time", clock(e.time)], ["span", "kind", e.kind], ["span", "rule", e.rule],
-    ["q", "evidence", e.evidence], ["div", "message", e.message],
-  ])));
-  if (data.running) setTimeout(() => followCall(section), 2000);
-  else location.reload(); // ended: show the scorecard
+    ["q", "evidence", e.evidence], ["div", "message", e.prompt || e.message],
+  ]);
+  li.dataset.id = String(e.id);
+  return li;
 }
 
-async function refreshFloor(board) {
-  const reply = await fetch("/api/live", { credentials: "same-origin" });
-  if (reply.ok) {
-    const data = await reply.json();
-    board.replaceChildren(...data.calls.map((c) => {
-      const card = document.createElement("li");
-      card.className = "live-call";
-      card.dataset.call = c.call_id;
-      const link = document.createElement("a");
-      link.href = `/calls/${encodeURIComponent(c.call_id)}`;
-      link.textContent = c.call_id;
-      const meta = document.createElement("span");
-      meta.className = "meta";
-      meta.textContent = ` ${c.agent} · since ${c.started} · ${clock(c.audio_time)} heard`;
-      const events = document.createElement("ol");
-      events.className = "events";
-      events.append(...c.events.map((e) => item(`event ${e.severity}`, [
-        ["span", "time", clock(e.time)], ["span", "kind", e.kind], ["span", "rule", e.rule],
-        ["div", "message", e.message],
-      ])));
-      card.append(link, meta, events);
-      return card;
-    }));
-    document.getElementById("count").textContent = String(data.calls.length);
-  }
-  setTimeout(() => refreshFloor(board), 2000);
+// A call in progress: its transcript and prompts are pushed as they are stored (Server-Sent
+// Events). The browser reconnects by itself with the last event id, so nothing is missed.
+function followCall(section) {
+  const list = section.querySelector("ol.transcript");
+  const events = document.querySelector("#events ol.events");
+  const stream = new EventSource(section.dataset.stream);
+  stream.addEventListener("segment", (msg) => {
+    const s = JSON.parse(msg.data);
+    // The page was rendered a moment before the stream opened: skip a line it shows.
+    const shown = [...list.querySelectorAll("li.seg")].some(
+      (li) => li.dataset.start === String(s.start) && li.classList.contains(s.speaker));
+    if (shown) return;
+    const li = item(`seg ${s.speaker}`, [
+      ["span", "time", clock(s.start)], ["span", "speaker", s.speaker], ["span", "text", s.text],
+    ]);
+    li.dataset.start = String(s.start);
+    list.append(li);
+  });
+  stream.addEventListener("prompt", (msg) => {
+    const e = JSON.parse(msg.data);
+    if (!events.querySelector(`li[data-id="${e.id}"]`)) events.append(eventItem(e));
+  });
+  stream.addEventListener("ended", () => {
+    stream.close();
+    location.reload(); // ended: show the scorecard
+  });
+}
+
+function floorCard(c) {
+  const card = document.createElement("li");
+  card.className = "live-call";
+  card.dataset.call = c.call;
+  const link = document.createElement("a");
+  link.href = `/calls/${encodeURIComponent(c.call)}`;
+  link.textContent = c.call;
+  const meta = document.createElement("span");
+  meta.className = "meta";
+  meta.dataset.agent = c.agent;
+  meta.dataset.started = c.started;
+  const events = document.createElement("ol");
+  events.className = "events";
+  card.append(link, meta, events);
+  for (const e of c.events || []) addFloorEvent(card, e);
+  setHeard(card, c.audio_time || 0);
+  return card;
+}
+
+function setHeard(card, time) {
+  const meta = card.querySelector(".meta");
+  meta.dataset.heard = String(Math.max(time, parseFloat(meta.dataset.heard || "0")));
+  meta.textContent = ` ${meta.dataset.agent} · since ${meta.dataset.started} · `
+    + `${clock(parseFloat(meta.dataset.heard))} heard`;
+}
+
+function addFloorEvent(card, e) {
+  const list = card.querySelector("ol.events");
+  if (list.querySelector(`li[data-id="${e.id}"]`)) return;
+  list.append(eventItem(e));
+  while (list.children.length > 8) list.firstElementChild.remove();
+  setHeard(card, e.time);
+}
+
+// The floor: a snapshot when the stream opens (again after a reconnect), then each change.
+function followFloor(board) {
+  const count = () => {
+    document.getElementById("count").textContent = String(board.children.length);
+  };
+  const card = (id) => board.querySelector(`li[data-call="${CSS.escape(id)}"]`);
+  const stream = new EventSource("/api/live/stream");
+  stream.addEventListener("floor", (msg) => {
+    board.replaceChildren(...JSON.parse(msg.data).calls.map(floorCard));
+    count();
+  });
+  stream.addEventListener("started", (msg) => {
+    const c = JSON.parse(msg.data);
+    if (!card(c.call)) board.append(floorCard({ ...c, events: [] }));
+    count();
+  });
+  stream.addEventListener("prompt", (msg) => {
+    const e = JSON.parse(msg.data);
+    const found = card(e.call);
+    if (found) addFloorEvent(found, e);
+  });
+  stream.addEventListener("progress", (msg) => {
+    const p = JSON.parse(msg.data);
+    const found = card(p.call);
+    if (found) setHeard(found, p.audio_time);
+  });
+  stream.addEventListener("ended", (msg) => {
+    const found = card(JSON.parse(msg.data).call);
+    if (found) found.remove();
+    count();
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  const section = document.querySelector("[data-live]");
-  if (section) setTimeout(() => followCall(section), 2000);
+  const section = document.querySelector("[data-stream]");
+  if (section) followCall(section);
   const board = document.getElementById("floor");
-  if (board) refreshFloor(board);
+  if (board) followFloor(board);
 });
