@@ -21,10 +21,10 @@ cdef uint32_t _CRC[256]
 
 cdef void _table() noexcept:
     cdef uint32_t c
-    cdef int n, k
+    cdef int n, _k
     for n in range(256):
         c = n
-        for k in range(8):
+        for _k in range(8):
             c = (0xEDB88320U ^ (c >> 1)) if c & 1 else (c >> 1)
         _CRC[n] = c
 

@@ -96,7 +96,8 @@ class RunConfig:
     shed_after_s: float = 7.0
 
 
-_TYPES = {"sources": list, "agent": str, "language": str, "model": str, "workers": int,
+_TYPES: dict[str, type | tuple[type, ...]] = {
+          "sources": list, "agent": str, "language": str, "model": str, "workers": int,
           "recording": bool, "recording_dir": str, "retention_days": int, "recording_codec": str,
           "queue_size": int, "json": bool, "rules": str, "db": str, "store": bool,
           "metrics_port": int, "metrics_host": str, "prompts_port": int, "prompts_host": str,

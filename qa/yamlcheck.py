@@ -59,7 +59,7 @@ def check_yaml(source: str, path: str, error: ErrorType = ConfigError) -> None:
     try:
         for event in yaml.parse(source, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent):
-                values += sizes.get(event.anchor, 1)
+                values += sizes.get(event.anchor or "", 1)
             elif isinstance(event, yaml.ScalarEvent):
                 values += 1
                 if event.anchor is not None:
