@@ -17,7 +17,9 @@ does not flap at a boundary:
   and not scored, counted (`qa_calls_refused_total`) and logged with their call id. Calls
   already admitted keep being transcribed.
 
-Last resort, at any level: an utterance that has waited `shed_after_s` is not decoded. It
+Last resort, at any level: an utterance that would have waited `shed_after_s` by the end of
+its decode (its queue age plus the recent decode time, never shed before `refuse_after_s`)
+is not decoded. It
 is dropped, counted on its call (`CallSummary.dropped_utterances`), in
 `qa_utterances_dropped_total` and in `qa_utterances_shed_total`, and logged, so the lag of
 everything else stays bounded. Nothing is dropped silently.
@@ -52,11 +54,14 @@ class OverloadOptions:
         recover_after_s: Queue age under which the degraded level returns to normal.
         refuse_after_s: Queue age past which new calls are refused (until it falls under
             `degrade_after_s`).
-        shed_after_s: An utterance that has waited this long is dropped, counted and logged
-            instead of decoded: with a decode of a few seconds on top, it keeps the p95 lag
-            of what is transcribed within the 10 s goal (issue 11).
-        max_batch: Utterances per batch while degraded: under a backlog the queue fills any
-            batch at once, and a larger batch costs less per utterance.
+        shed_after_s: An utterance that would have waited this long by the end of its
+            decode (queue age plus the recent decode time) is dropped, counted and logged
+            instead of decoded: the lag of what is transcribed stays near this limit, within
+            the 10 s goal (issue 11).
+        max_batch: Utterances per batch while degraded. 8, as normal: a batch of 16 costs
+            somewhat less per utterance, but on one core it took 7 s or more, and every
+            utterance in it waits that long on top of its queue age (p95 lag 17 s in the
+            10-minute run, docs/capacity.md).
     """
 
     enabled: bool = False
@@ -64,7 +69,7 @@ class OverloadOptions:
     recover_after_s: float = 0.5
     refuse_after_s: float = 5.0
     shed_after_s: float = 7.0
-    max_batch: int = 16
+    max_batch: int = 8
 
     def __post_init__(self) -> None:
         if not (0 <= self.recover_after_s <= self.degrade_after_s <= self.refuse_after_s

@@ -233,6 +233,9 @@ class Pipeline:
         self._stop_dispatch = False
         self._failed_kinds: set[tuple[str, str]] = set()
         self.dropped_utterances = 0
+        #: Seconds the last decodes took (moving average over the workers' batches): what an
+        #: utterance picked up now will still wait before its text exists.
+        self._decode_s = 0.0
         #: Exceptions raised by listeners, by listener class (read by the metrics).
         self.listener_errors: dict[str, int] = {}
         #: Exceptions raised by the rules (each turns the rules off for its call).
@@ -364,8 +367,13 @@ class Pipeline:
         return max(0.0, time.monotonic() - closed) if closed else 0.0
 
     def _shed(self) -> list[tuple[_Call, Utterance]]:
-        """Takes the utterances that waited past `shed_after_s` off the queue (lock held)."""
-        limit = self.options.overload.shed_after_s
+        """Takes the utterances that would be older than `shed_after_s` by the time their
+        decode ends off the queue (lock held): shedding at pick-up alone let the lag of what
+        was transcribed reach the limit plus a whole decode (17 s p95 at a 7 s limit). The
+        expected decode is the recent average, and the limit never falls below
+        `refuse_after_s`, so a slow decode cannot make the pipeline shed everything."""
+        options = self.options.overload
+        limit = max(options.shed_after_s - self._decode_s, options.refuse_after_s)
         shed = []
         while self.overload.options.enabled and self._queue and self._queue_age() >= limit:
             shed.append(heapq.heappop(self._queue)[1:])
@@ -417,11 +425,14 @@ class Pipeline:
                 self._hand_on(*batch[0])
                 continue
             utterances = [utterance for _, utterance in batch]
+            began = time.monotonic()
             if cheap and self._transcribe_cheap is not None:
                 self.overload.count(degraded=len(batch))
                 results = self._run_cheap(utterances)
             else:
                 results = self._run_batch(utterances)
+            took = time.monotonic() - began
+            self._decode_s = took if not self._decode_s else 0.7 * self._decode_s + 0.3 * took
             for (call, utterance), segments in zip(batch, results, strict=True):
                 latency = time.monotonic() - utterance.closed_at if utterance.closed_at else 0.0
                 self._post(self._deliver, call, utterance, segments, latency)
