@@ -144,7 +144,9 @@ def monitor_options(config: RunConfig, sources=()):
     # batch job whose every utterance is decoded in full (qa.overload).
     from qa.sources.file import FileSource
 
-    live = any(not (isinstance(s, FileSource) and not s.options.realtime) for s in sources)
+    # A file replayed as fast as possible fills the queue by design, so beside it the queue
+    # age says nothing about overload: the policy applies only when every source is live.
+    live = all(not (isinstance(s, FileSource) and not s.options.realtime) for s in sources)
     return MonitorOptions(
         pipeline=PipelineOptions(workers=config.workers, queue_size=config.queue_size,
                                  language=language, overload=_overload(config, live)),
