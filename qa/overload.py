@@ -19,8 +19,7 @@ does not flap at a boundary:
 
 Last resort, at any level: an utterance that would have waited `shed_after_s` by the end of
 its decode (its queue age plus the recent decode time, never shed before `refuse_after_s`)
-is not decoded. It
-is dropped, counted on its call (`CallSummary.dropped_utterances`), in
+is not decoded. It is dropped, counted on its call (`CallSummary.dropped_utterances`), in
 `qa_utterances_dropped_total` and in `qa_utterances_shed_total`, and logged, so the lag of
 everything else stays bounded. Nothing is dropped silently.
 
@@ -43,7 +42,7 @@ class OverloadOptions:
     """When the pipeline sheds work, and how.
 
     Attributes:
-        enabled: On for live calls (`qa run` turns it on when any source is live). Off by
+        enabled: On for live calls (`qa run` turns it on when every source is live). Off by
             default: a file replayed as fast as possible fills the queue by design, and
             its utterances must all be decoded in full (`qa score`, `qa backtest`); off,
             the pipeline never degrades, refuses or sheds by age (the queue-full drop
@@ -94,7 +93,7 @@ class OverloadState:
         self.degraded_utterances = 0
         #: Calls refused at their start.
         self.refused_calls = 0
-        #: Utterances dropped because they waited `shed_after_s`.
+        #: Utterances dropped because they would have waited past `shed_after_s`.
         self.shed_utterances = 0
         #: Times the level rose from normal.
         self.episodes = 0

@@ -140,12 +140,11 @@ def monitor_options(config: RunConfig, sources=()):
         )
     # `auto`: the rule pack's language when it names one, else detection per utterance.
     language = None if config.language == "auto" else config.language
-    # Shedding by queue age is for live calls; a file replayed as fast as possible is a
-    # batch job whose every utterance is decoded in full (qa.overload).
+    # Shedding by queue age is for live calls. A file replayed as fast as possible is a batch
+    # job whose every utterance is decoded in full, and it fills the queue by design, so
+    # beside it the queue age says nothing: the policy applies only when every source is live.
     from qa.sources.file import FileSource
 
-    # A file replayed as fast as possible fills the queue by design, so beside it the queue
-    # age says nothing about overload: the policy applies only when every source is live.
     live = all(not (isinstance(s, FileSource) and not s.options.realtime) for s in sources)
     return MonitorOptions(
         pipeline=PipelineOptions(workers=config.workers, queue_size=config.queue_size,
