@@ -74,7 +74,7 @@ def must_change(workspace: Workspace, username: str) -> bool:
 @web.middleware
 async def _password_first(request: web.Request,
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
-    session = request.get("session")
+    session = request.get(pages.SESSION)
     if session is None or request.path.startswith(_OPEN_PATHS + ("/static/",)):
         return await handler(request)
     if await asyncio.to_thread(must_change, pages._ctx(request).workspace,

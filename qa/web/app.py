@@ -122,6 +122,8 @@ _ADDRESSES = 10_000
 THROTTLE = web.AppKey("throttle", _Throttle)
 #: When each (user, call) last had a live-transcript read audited.
 FEED_SEEN = web.AppKey("feed_seen", dict)
+#: The signed-in session, as the login middleware sets it on each request.
+SESSION = web.RequestKey("session", Session)
 #: Seconds between audit entries for one user following one live call.
 _FEED_AUDIT_S = 600.0
 
@@ -152,7 +154,7 @@ def _ctx(request: web.Request) -> Context:
 
 
 def _session(request: web.Request) -> Session:
-    return request["session"]
+    return request[SESSION]
 
 
 def _address(request: web.Request) -> str:
@@ -160,7 +162,7 @@ def _address(request: web.Request) -> str:
 
 
 def _audit(request: web.Request, action: str, call_id: str = "", detail: str = "") -> None:
-    session = request.get("session")
+    session = request.get(SESSION)
     user = session.user.username if session else ""
     _ctx(request).workspace.audit(user, action, call_id=call_id, detail=detail,
                                   address=_address(request))
@@ -179,7 +181,7 @@ def _require(request: web.Request, capability: str) -> User:
 
 
 def _render(request: web.Request, name: str, status: int = 200, **values: object) -> web.Response:
-    session = request.get("session")
+    session = request.get(SESSION)
     page = _ctx(request).templates.get_template(name).render(
         user=session.user if session else None, csrf=session.csrf if session else "",
         clock=format_clock, started=format_started, **values)
@@ -232,7 +234,7 @@ async def _authenticate(request: web.Request,
         if request.method == "GET" and not request.path.startswith("/api/"):
             raise web.HTTPSeeOther("/login")
         raise web.HTTPUnauthorized(text="401: log in first")
-    request["session"] = session
+    request[SESSION] = session
     if request.method == "POST":
         form = await _form(request)
         sent = str(form.get("csrf", "")) or request.headers.get("X-CSRF-Token", "")

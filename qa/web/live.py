@@ -38,6 +38,9 @@ __all__ = ["LIVE", "Change", "Cursor", "LiveFeed", "LiveOptions", "LiveRows", "S
 
 log = logging.getLogger("qa.web.live")
 
+#: How long a shutdown waits for the feed's last read of the store.
+_LAST_READ_S = 3.0
+
 _CURSOR = re.compile(r"^(\d{1,18})\.(\d{1,18})$")
 #: Events the floor shows per call (the newest).
 FLOOR_EVENTS = 8
@@ -257,13 +260,20 @@ class LiveFeed:
         self._task = asyncio.create_task(self._follow(), name="qa-live-feed")
 
     async def close(self) -> None:
-        """Ends every stream and stops following."""
+        """Ends every stream and stops following: one last read of the store first, so a
+        call that ended just before the shutdown (`qa run` stops the server right after its
+        last call) still reaches its streams as `ended` before they close."""
         self._closed = True
-        for sub in list(self._subscribers):
-            _put(sub, None)
         self._wake.set()
         if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+            try:
+                await asyncio.wait_for(asyncio.gather(self._task, return_exceptions=True),
+                                       _LAST_READ_S)
+            except TimeoutError:  # a store that hangs must not hold up the shutdown
+                log.warning("live feed: the last read of the store took over %.0f s",
+                            _LAST_READ_S)
+        for sub in list(self._subscribers):
+            _put(sub, None)
 
     @property
     def closed(self) -> bool:
@@ -285,23 +295,28 @@ class LiveFeed:
     async def _follow(self) -> None:
         cursor = await asyncio.to_thread(self.rows.head)
         running = await asyncio.to_thread(self.rows.running)
-        while not self._closed:
+        while True:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.options.poll_s)
             self._wake.clear()
-            if self._closed:
-                return
+            last = self._closed  # closing: read once more for the streams, then stop
             try:
                 if not self._subscribers:
+                    if last:
+                        return
                     # Nobody listens: keep up with the store without reading its rows.
                     cursor = await asyncio.to_thread(self.rows.head)
                     running = await asyncio.to_thread(self.rows.running)
                     continue
-                cursor, running = await asyncio.to_thread(self._poll, cursor, running)
+                cursor, running, changes = await asyncio.to_thread(self._poll, cursor,
+                                                                   running)
+                self._fan_out(changes)
             except self.rows.errors as exc:  # a busy or vanished store: try again next time
                 log.warning("live feed: cannot read the store: %s", exc)
+            if last:
+                return
 
-    def _poll(self, cursor: Cursor, running: dict) -> tuple[Cursor, dict]:
+    def _poll(self, cursor: Cursor, running: dict) -> tuple[Cursor, dict, list[Change]]:
         self.polls += 1
         changes: list[Change] = []
         now_running = self.rows.running()
@@ -320,9 +335,7 @@ class LiveFeed:
                 reason = self.rows.ended(call_id) or "purged"
                 changes.append(Change(cursor, call_id, "ended", {"call": call_id,
                                                                  "reason": reason}))
-        if changes and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._fan_out, changes)
-        return cursor, now_running
+        return cursor, now_running, changes
 
     def _fan_out(self, changes: list[Change]) -> None:
         for sub in list(self._subscribers):
@@ -362,7 +375,7 @@ class Subscription:
         Raises:
             StopAsyncIteration: The server shuts down, or this stream fell `backlog` behind.
         """
-        if self.feed.closed or self.overflowed:
+        if self.overflowed or (self.feed.closed and self.queue.empty()):
             raise StopAsyncIteration
         try:
             change = await asyncio.wait_for(self.queue.get(), self.feed.options.keepalive_s)

@@ -267,6 +267,37 @@ def test_in_process_the_pipeline_wakes_the_streams_one_poll_for_all(
         s.close()
 
 
+def test_a_call_that_ends_just_before_the_shutdown_still_reaches_its_streams(
+    served: Served, tmp_path: Path
+) -> None:
+    """`qa run --serve-port` stops the server right after its last call: the feed reads the
+    store once more, so the call's stream and the floor get `ended` before they close."""
+    db = tmp_path / "calls.db"
+    shutil.copy(served.db, db)
+    thread = WorkspaceThread(WebOptions(db=db, port=0,
+                                        live=LiveOptions(poll_s=60.0, keepalive_s=0.5)))
+    thread.start()
+    try:
+        with CallStore(StoreOptions(path=db)) as store:
+            call_id = _start(store)
+            sam = Client(thread.url.rstrip("/"))
+            sam.login("sam")
+            floor = Stream(sam, "/api/live/stream")
+            assert floor.next()[1] == "floor"
+            heard = Stream(sam, f"/api/calls/{call_id}/stream")
+            store.add_segment(_segment(call_id, 0.0, "thank you for calling"))
+            thread.listener.segment(_segment(call_id, 0.0, "thank you for calling"), 0.1)
+            assert heard.until("segment", timeout=10)[-1][2]["text"] == "thank you for calling"
+            store.end_call(call_id, duration=2.0, category=None, reason="hangup")
+            # No wake-up and no poll for 60 s: only the last read at shutdown can tell them.
+    finally:
+        thread.stop()
+    assert heard.until("ended", timeout=10)[-1][2] == {"call": call_id, "reason": "hangup"}
+    assert heard.next(5) is None
+    assert floor.until("ended", lambda d: d["call"] == call_id, timeout=10)
+    assert floor.next(5) is None
+
+
 def test_a_stream_ends_when_its_account_is_disabled(
     in_process: tuple[WorkspaceThread, Path]
 ) -> None:
