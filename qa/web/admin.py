@@ -49,7 +49,7 @@ def set_password(workspace: Workspace, username: str, password: str, *,
         raise WorkspaceError(
             f"password too short: at least {workspace.accounts.min_password} characters")
     digest = _HASHER.hash(password)
-    with workspace._tx() as db:
+    with workspace.transaction() as db:
         cur = db.execute("UPDATE users SET password_hash = ?, must_change = ?, failed_logins = 0,"
                          " locked_until = 0 WHERE username = ?",
                          (digest, int(must_change), username))
@@ -61,13 +61,13 @@ def set_password(workspace: Workspace, username: str, password: str, *,
 
 def require_change(workspace: Workspace, username: str) -> None:
     """The user must choose a new password at the next login (an account an admin made)."""
-    with workspace._tx() as db:
+    with workspace.transaction() as db:
         db.execute("UPDATE users SET must_change = 1 WHERE username = ?", (username,))
 
 
 def must_change(workspace: Workspace, username: str) -> bool:
     """True when the user must change their password before anything else."""
-    rows = workspace._read("SELECT must_change FROM users WHERE username = ?", (username,))
+    rows = workspace.read("SELECT must_change FROM users WHERE username = ?", (username,))
     return bool(rows and rows[0][0])
 
 

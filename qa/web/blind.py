@@ -41,7 +41,7 @@ def close_calibration(workspace: Workspace, session_id: int, username: str) -> N
     Raises:
         WorkspaceError: No such session, or it is closed already.
     """
-    with workspace._tx() as db:
+    with workspace.transaction() as db:
         cur = db.execute("UPDATE calibration_sessions SET closed_at = ?, closed_by = ?"
                          " WHERE id = ? AND closed_at IS NULL",
                          (time.time(), username, session_id))
@@ -51,7 +51,7 @@ def close_calibration(workspace: Workspace, session_id: int, username: str) -> N
 
 def closed(workspace: Workspace, session_id: int) -> tuple[float, str] | None:
     """When and by whom the session was closed, or None while it is open."""
-    rows = workspace._read("SELECT closed_at, closed_by FROM calibration_sessions"
+    rows = workspace.read("SELECT closed_at, closed_by FROM calibration_sessions"
                            " WHERE id = ?", (session_id,))
     return None if not rows or rows[0][0] is None else (rows[0][0], rows[0][1])
 
@@ -61,7 +61,7 @@ def blind_calls(workspace: Workspace, user: User) -> frozenset[str]:
     not start (none for a user who may not calibrate)."""
     if not user.can("calibrate"):
         return frozenset()
-    rows = workspace._read(
+    rows = workspace.read(
         "SELECT DISTINCT c.call_id FROM calibration_calls c JOIN calibration_sessions s"
         " ON s.id = c.session_id WHERE s.closed_at IS NULL AND s.created_by != ?",
         (user.username,))

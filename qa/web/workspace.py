@@ -196,7 +196,9 @@ class Workspace:
                                  "(open it with CallStore first)")
 
     @contextmanager
-    def _tx(self) -> Iterator[Backend]:
+    def transaction(self) -> Iterator[Backend]:
+        """One transaction on the workspace tables, committed at the end of the block and
+        rolled back on an error (for the workspace's companion modules: admin, blind)."""
         with self._lock:
             self._db.begin()
             try:
@@ -206,7 +208,8 @@ class Workspace:
                 self._db.rollback()
                 raise
 
-    def _read(self, sql: str, args: tuple = ()) -> list:
+    def read(self, sql: str, args: tuple = ()) -> list:
+        """The rows of one query on the workspace tables."""
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
@@ -244,7 +247,7 @@ class Workspace:
                 f"password too short: at least {self.accounts.min_password} characters")
         now = time.time()
         try:
-            with self._tx() as db:
+            with self.transaction() as db:
                 db.execute(
                     "INSERT INTO users (username, role, agent_id, password_hash, created_at)"
                     " VALUES (?, ?, ?, ?, ?)",
@@ -258,7 +261,7 @@ class Workspace:
 
     def users(self) -> list[User]:
         """Every account, by name."""
-        rows = self._read(
+        rows = self.read(
             "SELECT username, role, agent_id, disabled, locked_until, created_at FROM users"
             " ORDER BY username")
         return [User(r[0], r[1], r[2], bool(r[3]), r[4], r[5]) for r in rows]
@@ -273,7 +276,7 @@ class Workspace:
         Raises:
             WorkspaceError: No such user.
         """
-        with self._tx() as db:
+        with self.transaction() as db:
             cur = db.execute("UPDATE users SET disabled = ? WHERE username = ?",
                              (int(disabled), username))
             if cur.rowcount == 0:
@@ -296,7 +299,7 @@ class Workspace:
         # hash check, in one transaction: concurrent guesses cannot all read the same count
         # and so try more passwords than `max_failures` (they did: 30 at once all verified).
         last = False
-        with self._tx() as db:
+        with self.transaction() as db:
             row = db.execute(
                 "SELECT password_hash, disabled, locked_until, failed_logins FROM users"
                 " WHERE username = ?", (username,)).fetchone()
@@ -324,7 +327,7 @@ class Workspace:
             log.warning("account %s locked for %.0f s after %d failed logins",
                         username, self.accounts.lockout_s, failures + 1)
         if ok:
-            with self._tx() as db:
+            with self.transaction() as db:
                 db.execute("UPDATE users SET failed_logins = 0, locked_until = 0"
                            " WHERE username = ?", (username,))
                 if _HASHER.check_needs_rehash(stored):
@@ -363,7 +366,7 @@ class Workspace:
         csrf = secrets.token_urlsafe(32)
         now = time.time()
         expires = now + self.accounts.session_s
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
             db.execute("INSERT INTO sessions (token_hash, username, csrf, created_at,"
                        " expires_at) VALUES (?, ?, ?, ?, ?)",
@@ -374,7 +377,7 @@ class Workspace:
         """The live session of a cookie token, or None (unknown, expired, user disabled)."""
         if not token:
             return None
-        found = self._read(
+        found = self.read(
             "SELECT s.csrf, s.expires_at, u.username, u.role, u.agent_id, u.disabled,"
             " u.locked_until, u.created_at FROM sessions s JOIN users u"
             " ON u.username = s.username WHERE s.token_hash = ?", (_token_hash(token),))
@@ -385,7 +388,7 @@ class Workspace:
 
     def end_session(self, token: str) -> None:
         """Logs a session out."""
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
 
     @staticmethod
@@ -398,7 +401,7 @@ class Workspace:
     def audit(self, username: str, action: str, *, call_id: str = "", detail: str = "",
               address: str = "") -> None:
         """Appends one entry to the audit log (nothing can change or remove it)."""
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute("INSERT INTO audit (at, username, action, call_id, detail, address)"
                        " VALUES (?, ?, ?, ?, ?, ?)",
                        (time.time(), username, action, call_id, self._text(detail), address))
@@ -414,7 +417,7 @@ class Workspace:
         sql = "SELECT id, at, username, action, call_id, detail, address FROM audit"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        rows = self.read(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
         return [AuditEntry(*r) for r in rows]
 
     # -- disputes -----------------------------------------------------------------------
@@ -437,7 +440,7 @@ class Workspace:
                                  f"(the limit per evaluation is {limit})")
         if any(d.rule_id == rule_id and d.state == "open" for d in current):
             raise WorkspaceError(f"item '{rule_id}' already has an open dispute")
-        with self._tx() as db:
+        with self.transaction() as db:
             dispute_id = db.execute(
                 "INSERT INTO disputes (call_id, rule_id, opened_by, comment, opened_at,"
                 " deadline) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
@@ -459,7 +462,7 @@ class Workspace:
         dispute = self.dispute(dispute_id)
         if dispute.state != "open":
             raise WorkspaceError(f"dispute {dispute_id} is {dispute.state}, not open")
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute("INSERT INTO dispute_decisions (dispute_id, state, decided_by, comment,"
                        " decided_at) VALUES (?, ?, ?, ?, ?)",
                        (dispute_id, state, reviewer, self._text(comment), time.time()))
@@ -488,7 +491,7 @@ class Workspace:
         return self._disputes(" AND ".join(where), tuple(args))
 
     def _disputes(self, where: str, args: tuple) -> list[Dispute]:
-        rows = self._read(
+        rows = self.read(
             "SELECT d.id, d.call_id, d.rule_id, d.opened_by, d.comment, d.opened_at,"
             " d.deadline, x.state, x.decided_by, x.comment, x.decided_at FROM disputes d"
             " LEFT JOIN dispute_decisions x ON x.id = (SELECT max(id) FROM"
@@ -517,7 +520,7 @@ class Workspace:
         if not name.strip() or not ids:
             raise WorkspaceError("a calibration session needs a name and at least one call")
         try:
-            with self._tx() as db:
+            with self.transaction() as db:
                 sid = db.execute("INSERT INTO calibration_sessions (name, created_by,"
                                  " created_at) VALUES (?, ?, ?) RETURNING id",
                                  (name.strip(), created_by, time.time())).fetchone()[0]
@@ -531,7 +534,7 @@ class Workspace:
 
     def calibrations(self) -> list[CalibrationSession]:
         """Every calibration session, newest first."""
-        ids = [r[0] for r in self._read("SELECT id FROM calibration_sessions ORDER BY id DESC")]
+        ids = [r[0] for r in self.read("SELECT id FROM calibration_sessions ORDER BY id DESC")]
         return [self.calibration(i) for i in ids]
 
     def calibration(self, session_id: int) -> CalibrationSession:
@@ -540,9 +543,9 @@ class Workspace:
         Raises:
             WorkspaceError: No such session.
         """
-        found = self._read("SELECT id, name, created_by, created_at FROM calibration_sessions"
+        found = self.read("SELECT id, name, created_by, created_at FROM calibration_sessions"
                            " WHERE id = ?", (session_id,))
-        calls = self._read("SELECT call_id FROM calibration_calls WHERE session_id = ?"
+        calls = self.read("SELECT call_id FROM calibration_calls WHERE session_id = ?"
                            " ORDER BY position, call_id", (session_id,))
         row = found[0] if found else None
         if row is None:
@@ -561,7 +564,7 @@ class Workspace:
         if call_id not in self.calibration(session_id).call_ids:
             raise WorkspaceError(f"call '{call_id}' is not in calibration session {session_id}")
         now = time.time()
-        with self._tx() as db:
+        with self.transaction() as db:
             db.executemany("INSERT INTO calibration_scores (session_id, call_id, rule_id,"
                            " reviewer, points, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                            [(session_id, call_id, r, reviewer, float(p), now)
@@ -569,6 +572,6 @@ class Workspace:
 
     def calibration_scores(self, session_id: int) -> dict[tuple[str, str, str], float]:
         """The latest points of each (reviewer, call, item) in a session."""
-        rows = self._read("SELECT reviewer, call_id, rule_id, points FROM calibration_scores"
+        rows = self.read("SELECT reviewer, call_id, rule_id, points FROM calibration_scores"
                           " WHERE session_id = ? ORDER BY id", (session_id,))
         return {(r[0], r[1], r[2]): r[3] for r in rows}
