@@ -21,11 +21,13 @@ REPO = Path(__file__).resolve().parent.parent.parent
 DATA = REPO / "tests" / "data" / "intents"
 PACKS = REPO / "examples" / "rules"
 LANGS = ("en", "zh")
-HALVES = ("tune", "test")
+#: dev.jsonl was written later and apart, to check that choices made on tune generalise.
+HALVES = ("tune", "test", "dev")
 FIELDS = {"id", "text", "speaker", "labels", "kind"}
 KINDS = {"paraphrase", "formal", "casual", "rude", "asr", "multi", "hard_negative", "neutral"}
-#: Floors the data was written to (issue 9 asks for 400 per language; we keep 250 per half).
-MIN_LINES = 250
+#: Floors the data was written to (issue 9 asks for 400 per language; we keep 250 per half;
+#: the later dev sets hold 246-252).
+MIN_LINES = {"tune": 250, "test": 250, "dev": 240}
 MIN_POSITIVES = 15
 MIN_EMPTY_SHARE = 0.30
 MIN_ASR_SHARE = 0.10
@@ -90,7 +92,7 @@ def test_schema(lang: str, half: str) -> None:
 @pytest.mark.parametrize("half", HALVES)
 def test_size_coverage_and_mix(lang: str, half: str) -> None:
     rows = [row for _, row in load_rows(lang, half)]
-    assert len(rows) >= MIN_LINES
+    assert len(rows) >= MIN_LINES[half]
     positives = Counter(label for row in rows for label in row["labels"])
     every_rule = set().union(*rules_by_speaker(load_pack(lang)).values())
     thin = {rule: positives[rule] for rule in every_rule if positives[rule] < MIN_POSITIVES}
@@ -103,7 +105,7 @@ def test_size_coverage_and_mix(lang: str, half: str) -> None:
 
 
 @pytest.mark.parametrize("lang", LANGS)
-def test_tune_and_test_never_share_a_line(lang: str) -> None:
+def test_the_halves_never_share_a_line(lang: str) -> None:
     seen: dict[str, str] = {}
     for half in HALVES:
         for n, row in load_rows(lang, half):
