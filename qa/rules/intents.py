@@ -14,9 +14,10 @@ as its own. A segment matches a rule's intent when one of its clauses does:
    its word and character n-grams are hashed. Per rule, a ridge classifier over both (and a
    negation flag) is fitted when the pack loads: the rule's examples and phrases (and its
    behaviour's library examples) against its counter-examples, the other rules' examples and
-   the library's neutral call talk. One matrix inverse serves every rule, and the fitted
-   weights are cached on disk like the embeddings, so a pack is ready in a fraction of a
-   second after its first load.
+   the library's neutral call talk. A Gaussian kernel on the embeddings beside those linear
+   features (kernel ridge) lets a rule own a pocket of meaning no hyperplane separates.
+   One matrix inverse serves every rule, and the fitted weights are cached on disk like the
+   embeddings, so a pack is ready in a fraction of a second after its first load.
    Nearest-neighbour similarity alone confused acts that share words; docs/intents.md has
    the comparison.
 3. **Polarity.** Embeddings barely see a negation (我知道了 scores 0.82 against 我不知道), so
@@ -588,7 +589,11 @@ class IntentMatcher:
         embeddings added (weight `kernel`) to the linear features' kernel.
 
         Returns the linear part's primal weights stacked over the kernel's coefficients per
-        text: (features + texts, rules).
+        text: (features + texts, rules). The dual, because the kernel's feature space has no
+        finite basis; it has as many unknowns as texts (about 1,500), as the primal had
+        features, so fitting costs the same. A span's score is then its features times the
+        primal weights plus its kernel row (from the cosines the nearest-example check
+        computes anyway) times the coefficients.
         """
         n_rules = len(self.rules)
         x = features.astype(np.float64)
@@ -657,7 +662,7 @@ class IntentMatcher:
                 feats = _features(vectors, negated, todo, self.options.ngrams,
                                   self.options.pinyin)
                 sims = vectors @ self._unit
-                if self.options.kernel:
+                if self.options.kernel:  # the kernel part reads the same cosines
                     d = feats.shape[1]
                     scores = (feats @ self._weights[:d]
                               + self._kernel(sims) @ self._weights[d:])
