@@ -33,6 +33,7 @@ from qa.rules.behaviours import LIBRARY_DIR, library
 from qa.rules.calibrate import Labelled, evaluate, load_labelled
 from qa.rules.encoder import shared_encoder
 from qa.rules.intents import IntentMatcher, IntentRule, Library
+from qa.rules.schema import Forbidden
 from qa.types import Speaker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +49,8 @@ class _Encoder:
 
 def _detector(pack, options, behaviours: dict[str, list[str]], neutral: list[str]):
     rules = [IntentRule(r.id, (*r.examples, *r.phrases), r.counter_examples, r.threshold,
-                        r.behaviour) for r in pack.matchable() if r.examples or r.behaviour]
+                        r.behaviour, isinstance(r, Forbidden))
+             for r in pack.matchable() if r.examples or r.behaviour]
     lib = Library({k: tuple(v) for k, v in behaviours.items()}, tuple(neutral))
     return RuleDetector(pack, intents=IntentMatcher(rules, _Encoder(), options, lib))
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from qa.rules.intents import IntentMatcher, IntentRule, IntentScore
 from qa.rules.matcher import MatchKind, Phrase, PhraseHit, PhraseMatcher
-from qa.rules.schema import RulePack, speaker_matches
+from qa.rules.schema import Forbidden, RulePack, speaker_matches
 from qa.types import Segment, Speaker
 
 log = logging.getLogger("qa.rules.detect")
@@ -56,7 +56,7 @@ def build_intents(pack: RulePack, encoder=None) -> IntentMatcher | None:
     # A rule's phrases are examples of its intent too.
     rules = [
         IntentRule(r.id, (*r.examples, *r.phrases), r.counter_examples, r.threshold,
-                   r.behaviour)
+                   r.behaviour, isinstance(r, Forbidden))
         for r in pack.matchable()
         if r.examples or r.behaviour
     ]

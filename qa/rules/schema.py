@@ -46,7 +46,7 @@ ALLOWED_KEYS: dict[str, frozenset[str]] = {
     "matching": frozenset({"fuzzy", "pinyin", "fuzzy_threshold", "word_similarity", "max_near"}),
     "intents": frozenset(
         {"enabled", "threshold", "library", "veto", "ridge", "exclusive", "counter", "ngrams",
-         "pinyin", "turn"}
+         "pinyin", "turn", "kernel", "gamma", "forbidden_threshold"}
     ),
     "step": frozenset(
         {
@@ -588,6 +588,10 @@ def _intents(ctx: _Ctx, node: yaml.Node, field: str) -> IntentOptions:
         ngrams=num("ngrams", 0.0, 10.0),
         pinyin=num("pinyin", 0.0, 10.0),
         turn=num("turn", 0.0, 4.0) if "turn" in m else d.turn,
+        kernel=num("kernel", 0.0, 10.0),
+        gamma=num("gamma", 0.01, 100.0),
+        forbidden_threshold=(num("forbidden_threshold", -2.0, 2.0)
+                             if "forbidden_threshold" in m else d.forbidden_threshold),
     )
 
 

@@ -152,7 +152,7 @@ def test_fitted_classifiers_are_cached_on_disk(monkeypatch, tmp_path):
     first = IntentMatcher(rules, shared_encoder(), IntentOptions(library=False))
     assert len(list(tmp_path.glob("fit-*.npy"))) == 1
 
-    def no_fit(self, features):
+    def no_fit(self, features, vectors=None):
         raise AssertionError("fitted again")
 
     monkeypatch.setattr(IntentMatcher, "_fit", no_fit)
@@ -161,6 +161,64 @@ def test_fitted_classifiers_are_cached_on_disk(monkeypatch, tmp_path):
     # Other options are another fit.
     with pytest.raises(AssertionError, match="fitted again"):
         IntentMatcher(rules, shared_encoder(), IntentOptions(library=False, ridge=1.0))
+
+
+def test_the_kernel_fit_is_the_linear_fit_when_the_kernel_weighs_nothing():
+    """The classifiers with the RBF kernel are fitted in their dual form (one inverse of the
+    texts' Gram matrix, each rule's weighting by Woodbury); with the kernel weighing next to
+    nothing it must give the linear ridge's own scores."""
+    import numpy as np
+
+    from qa.rules.encoder import shared_encoder
+    from qa.rules.intents import IntentMatcher, IntentOptions, IntentRule
+
+    rules = [IntentRule("greeting", ("Hello, how can I help?", "Good morning, Acme support.",
+                                      "Hi there, you're through to billing.")),
+             IntentRule("closing", ("Anything else today?", "Thanks for calling, bye."),
+                        ("I can help you with that.",)),
+             IntentRule("refuse", ("I can't do that.", "That's not something we do."),
+                        forbidden=True)]
+    texts = ["Hello, billing, how can I help?", "Is there anything else?", "We don't do that."]
+    linear = IntentMatcher(rules, shared_encoder(), IntentOptions(kernel=0.0))
+    dual = IntentMatcher(rules, shared_encoder(), IntentOptions(kernel=1e-9))
+    kernel = IntentMatcher(rules, shared_encoder(), IntentOptions(kernel=1.0))
+    a, b, c = (m._scores(texts)[0] for m in (linear, dual, kernel))
+    assert np.allclose(a, b, atol=1e-3), (a, b)
+    assert not np.allclose(a, c, atol=1e-2)
+    # Each text still reads as its own act.
+    assert list(c.argmax(axis=1)) == [0, 1, 2]
+
+
+def test_forbidden_rules_have_their_own_default_threshold(packs):
+    """A forbidden hit costs a good agent points: forbidden rules default to a higher
+    threshold than steps and categories, and a pack can set both."""
+    intents = RuleDetector(packs["en"]).intents
+    assert intents.threshold("refuse") == pytest.approx(0.05)
+    assert intents.threshold("greeting") == pytest.approx(-0.05)
+    source = (REPO / "examples" / "rules" / "en_support.yaml").read_text(encoding="utf-8")
+    assert "\nintents:" not in source
+    pack = loads_pack(source + "\nintents:\n  threshold: 0.1\n  forbidden_threshold: 0.3\n"
+                      "  kernel: 0.5\n  gamma: 3\n")
+    assert (pack.intents.kernel, pack.intents.gamma) == (0.5, 3.0)
+    intents = RuleDetector(pack).intents
+    assert intents.threshold("refuse") == pytest.approx(0.3)
+    assert intents.threshold("stall") == pytest.approx(0.3)
+    assert intents.threshold("greeting") == pytest.approx(0.1)
+
+
+#: Floors on the tune half (what the options are chosen on): measured with the kernel, en
+#: 0.972 / 0.929, zh 0.967 / 0.945; the linear classifier before it gave en 0.967 / 0.911,
+#: zh 0.962 / 0.926 (docs/intents.md, "Round 3").
+TUNE_FLOORS = {"en": (0.96, 0.92), "zh": (0.96, 0.935)}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_kernel_finds_more_of_the_tune_half_at_its_precision(lang, packs):
+    pooled = evaluate(RuleDetector(packs[lang]),
+                      load_labelled(DATA / lang / "tune.jsonl", packs[lang])).pooled
+    precision, recall = TUNE_FLOORS[lang]
+    assert pooled.precision >= precision and pooled.recall >= recall, (
+        pooled.precision, pooled.recall)
 
 
 def test_a_multi_act_turn_matches_each_act(detectors):
