@@ -317,8 +317,9 @@ def _held_out(lang: str, packs) -> tuple:
 
 
 #: Floors on the held-out half: measured (precision, recall) less 0.03 for another CPU's
-#: rounding of borderline utterances. Measured: en 0.965 / 0.874, zh 0.940 / 0.858.
-HELD_OUT_FLOORS = {"en": (0.93, 0.84), "zh": (0.91, 0.82)}
+#: rounding of borderline utterances. Measured with the kernel (round 3): en 0.971 / 0.905,
+#: zh 0.947 / 0.904 (before it: en 0.965 / 0.874, zh 0.940 / 0.858, which these fail).
+HELD_OUT_FLOORS = {"en": (0.94, 0.875), "zh": (0.917, 0.874)}
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -326,8 +327,8 @@ def test_held_out_half_meaning_beats_phrases(lang, packs):
     """The test half is never used for tuning. Phrase matching finds a fifth to a third of
     the behaviours there (measured: recall en 0.18, zh 0.29); matching by meaning must find far
     more, at a precision well above the phrases' own (docs/intents.md has the table). The
-    floors fail the embedding-only classifier that came before (en 0.90 / 0.82, zh 0.89 /
-    0.85)."""
+    floors fail the linear classifiers that came before (embedding-only en 0.90 / 0.82, zh
+    0.89 / 0.85; with n-grams en 0.965 / 0.874, zh 0.940 / 0.858)."""
     both, phrases, n = _held_out(lang, packs)
     assert n >= 250
     report = {"intents": (both.pooled.precision, both.pooled.recall),
