@@ -32,13 +32,14 @@ JFK = "en_jfk_inaugural_16k_mono.wav"
 AGENT_RULE = RoleRule("from", r"^sip:agent-", Speaker.AGENT)
 
 
-def best_match(received: np.ndarray, sent: np.ndarray, law: str = "ulaw") -> tuple[float, int]:
+def best_match(received: np.ndarray, sent: np.ndarray, law: str = "ulaw", *,
+               within: int = 4000) -> tuple[float, int]:
     """Where the sent clip (after a G.711 round trip) starts in what was received, within the
-    first 0.5 s, and the fraction of it found there sample-exact."""
+    first `within` samples (0.5 s), and the fraction of it found there sample-exact."""
     encode, decode = getattr(g711, f"{law}_encode"), getattr(g711, f"{law}_decode")
     expected = decode(encode(sent))
     best, where = 0.0, -1
-    for lag in range(0, min(4000, len(received))):
+    for lag in range(0, min(within, len(received))):
         n = min(len(received) - lag, len(expected))
         if received[lag] != expected[0]:
             continue
@@ -123,8 +124,11 @@ def test_joined_legs_agent_id_dtmf_and_rtp_timeout(sip_source, shared_audio: Pat
     _, heard_agent = source.sink.channel_audio(call_id, Speaker.AGENT)
     _, heard_customer = source.sink.channel_audio(call_id, Speaker.CUSTOMER)
     assert best_match(heard_agent, agent_pcm, "alaw") == (1.0, 0)
-    # The customer leg started later: its clip follows silence up to its first packet.
-    assert best_match(heard_customer, customer_pcm, "alaw")[0] == 1.0
+    # The customer leg started later: its clip follows silence up to its first packet, which
+    # left once the agent's clip was sent (0.25 s on an idle machine, longer when this test
+    # waits for a core), so it is looked for anywhere in what was heard.
+    found, start = best_match(heard_customer, customer_pcm, "alaw", within=len(heard_customer))
+    assert found == 1.0 and start > 0 and not heard_customer[:start].any()
     assert [(k[1], k[2]) for k in source.sink.keys] == [(Speaker.CUSTOMER, "5")]
     for bye, call in zip(byes, ("leg-a", "leg-c"), strict=True):
         assert bye.startswith(b"BYE sip:"), bye
