@@ -4,7 +4,6 @@ cannot send (joining headers, DTMF, malformed messages). Everything stays on 127
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +191,7 @@ def test_offers_without_g711_and_legs_past_the_limit_are_refused(sip_source):
     client.invite("two", "cust")
     assert client.receive().startswith(b"SIP/2.0 503")
     client.send_rtp(answered_port(answer), bytes([0xFF]) * 800)
-    time.sleep(0.3)
+    source.wait_packets(client.rtp_sent)  # the call starts with its first packet
     source.stop()
     assert [reason for _, reason in source.sink.ended] == ["stopped"]
     assert client.receive().startswith(b"BYE ")  # stopping ends the leg politely

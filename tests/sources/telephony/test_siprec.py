@@ -4,7 +4,6 @@ real RTP carrying real speech, a re-INVITE that updates the metadata, and broken
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -207,7 +206,7 @@ def test_recording_session_follows_metadata_updates(sip_source, shared_audio: Pa
     client.send_rtp(ports["1"], g711.ulaw_encode(alice[8000:]).tobytes(), ssrc=1, speed=8,
                     seq0=50)  # timestamps go on from 8000: no gap in Alice's stream
     client.send_rtp(new_ports["5"], g711.ulaw_encode(carol).tobytes(), ssrc=5, speed=8)
-    time.sleep(0.2)
+    source.wait_packets(client.rtp_sent)  # all heard before the BYE ends the call
     client.in_dialog("BYE", "rec-1", "2000", tag, 3)
     assert client.receive().startswith(b"SIP/2.0 200 OK")
     [(call_id, reason)] = source.wait_ended(1, timeout=5)
