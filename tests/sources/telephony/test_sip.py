@@ -13,7 +13,7 @@ from qa._native import g711
 from qa.sources.sip import RoleRule
 from qa.textnorm import wer
 from qa.types import Speaker
-from tests.pipeline.conftest import text_of
+from tests.pipeline.conftest import no_overload, text_of
 from tests.sources.telephony.conftest import (
     SipClient,
     answered_port,
@@ -206,7 +206,7 @@ def test_qa_run_transcribes_two_baresip_calls(qa_run, baresip, shared_audio: Pat
     own call and on the channel its caller's rule names, and end with `hangup`."""
     port = 0
     run = qa_run("--source", "sip://127.0.0.1:0?agent=from:^sip:agent-", "--language", "en",
-                 "--agent", "a-5")
+                 "--agent", "a-5", *no_overload(tmp_path))
     ready = run.wait_for("ready", timeout=120)[0]
     [name] = ready["sources"]
     port = int(name.rpartition(":")[2])

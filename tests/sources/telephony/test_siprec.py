@@ -13,7 +13,7 @@ from qa._native import g711
 from qa.sources.sip.siprec import assign, parse_metadata, split_multipart
 from qa.textnorm import wer
 from qa.types import Speaker
-from tests.pipeline.conftest import text_of
+from tests.pipeline.conftest import no_overload, text_of
 from tests.sources.telephony.conftest import SipClient, clip_8k, header, read_pcm, to_tag
 
 LIBRI = "en_librispeech_1995-1837-0001.wav"
@@ -249,7 +249,8 @@ def test_qa_run_transcribes_a_recording_session(qa_run, shared_audio: Path, refe
                                                 tmp_path: Path):
     """`qa run --source siprec://...`: the example recording session carrying Alice's and
     Bob's speech is transcribed per party, with Bob as the agent."""
-    run = qa_run("--source", "siprec://127.0.0.1:0?siprec_agent=@biloxy", "--language", "en")
+    run = qa_run("--source", "siprec://127.0.0.1:0?siprec_agent=@biloxy", "--language", "en",
+                 *no_overload(tmp_path))
     [name] = run.wait_for("ready", timeout=120)[0]["sources"]
     client = SipClient(int(name.rpartition(":")[2]))
     send_invite(client, "rec-2", SDP, METADATA)
