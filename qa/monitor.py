@@ -56,7 +56,8 @@ class MonitorOptions:
         agents: Agent ids known up front (configuration, sources), so that their metrics
             series exist from the first scrape.
         stop_timeout: Seconds `run` takes at most, once told to stop, to end every call with
-            a summary (a stop signal must end the process within 5 s, whatever hangs).
+            a summary (a stop signal must end the process within 5 s, whatever hangs);
+            closing then waits only for what is left of them (the recorder at least 0.5 s).
         asr: Remote recognition (a `qa.cluster.RemoteOptions`): utterances go to `qa worker`
             processes through NATS JetStream and no model is loaded here; None decodes here.
         recordings: Call recordings and retention (a `qa.recordings.RecordingOptions`); None
@@ -261,6 +262,7 @@ class Monitor:
             if self.recorder is not None:
                 self.metrics.watch_recorder(self.recorder)
         self._stopped = False
+        self._stop_deadline = 0.0
         self.closed_cleanly = True
 
     def _recordings(self, options, listeners: list[PipelineListener]):
@@ -272,7 +274,7 @@ class Monitor:
             self.store.options.path if self.store is not None else None)
         recorder = Recorder(options, directory, self.store) if options.enabled else None
         if recorder is not None:
-            self._closers.append(lambda: recorder.close(0.5 if self._stopped else None))
+            self._closers.append(lambda: recorder.close(self._after_stop(0.5)))
             listeners.append(recorder)
         prune(self.store, directory, options.retention_days, recorder=recorder)
         return recorder
@@ -327,7 +329,7 @@ class Monitor:
 
     def _stop(self, threads: list[threading.Thread]) -> None:
         began = time.monotonic()
-        deadline = began + self.options.stop_timeout
+        deadline = self._stop_deadline = began + self.options.stop_timeout
         self._stopped = True
         if self.store is not None:
             self.store.interrupt()
@@ -358,9 +360,22 @@ class Monitor:
         """Stops the workers and the servers, closes the store (after a stop: without
         waiting for a decode that is still running)."""
         #: False when a transcription thread was still running at close (after a stop).
-        self.closed_cleanly = self.pipeline.close(timeout=0.5 if self._stopped else None)
+        # After a stop, a decode still running was given up: waiting for it only keeps the
+        # model from being freed under it at exit (`closed_cleanly` tells the caller, and
+        # `qa run` then leaves with `os._exit`), so it gets what is left of the budget, <= 0.5 s.
+        pipeline_wait = self._after_stop(0.1)
+        self.closed_cleanly = self.pipeline.close(
+            timeout=None if pipeline_wait is None else min(0.5, pipeline_wait))
         for closer in reversed(self._closers):
             closer()
+
+    def _after_stop(self, least: float) -> float | None:
+        """How long a closing step may wait after a stop: what is left of the stop's budget
+        (the waits after it used to add up to over a second on a busy machine, past the 5 s a
+        stop signal may take), at least `least` seconds; None (no limit) without a stop."""
+        if not self._stopped:
+            return None
+        return max(least, self._stop_deadline - time.monotonic())
 
     def __enter__(self) -> Monitor:
         return self

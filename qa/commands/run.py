@@ -308,9 +308,12 @@ def run(args: argparse.Namespace) -> int:
         monitor.run(sources, stop)
     if workspace is not None:  # a daemon thread: an error above ends it with the process
         workspace.stop()
-    if not monitor.closed_cleanly:
-        # A decode still runs in a worker thread; freeing the model under it at interpreter
-        # exit would crash the process. Everything is printed and stored: leave now.
+    if stop.is_set() or not monitor.closed_cleanly:
+        # A decode may still run in a worker thread; freeing the model under it at interpreter
+        # exit would crash the process. And after a stop signal the interpreter's teardown
+        # (freeing the model and the libraries: up to a second on a busy machine) would come
+        # on top of the stop's budget, which must end the process within 5 s. Everything is
+        # printed and stored: leave now.
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()

@@ -137,7 +137,10 @@ def test_every_dashboard_query_returns_the_calls_values(repo, tmp_path, pulse):
             # The last call's end reaches Prometheus within a few scrapes.
             prom.wait_for("sum(qa_calls_ended_total)", lambda v: v == 3)
             prom.wait_for("sum(qa_call_score_points_count)", lambda v: v == 3)
-            time.sleep(2)  # one more scrape of everything else written at the same moment
+            # A scrape that began a second after this moment holds everything else written
+            # at the same time (a fixed 2 s pause: too short when Prometheus waits for a core).
+            since = time.time()
+            prom.wait_for(f'max(timestamp(up{{job="{prom.job}"}}))', lambda v: v > since + 1)
 
             empty = []
             values = {}

@@ -88,6 +88,15 @@ def qa_run() -> Iterator[Callable[..., QaRun]]:
         run.kill()
 
 
+def no_overload(tmp_path: Path) -> tuple[str, str]:
+    """`qa run` arguments for run settings without the overload policy: on a busy machine it
+    sheds utterances (by design; tests/overload checks it), and a test that compares every
+    call's transcript with its script needs them all."""
+    config = tmp_path / "no-overload.yaml"
+    config.write_text("overload: false\n")
+    return "--config", str(config)
+
+
 def send_rtp(wav: Path, port: int, codec: str) -> subprocess.Popen:
     """ffmpeg sends a file as one G.711 RTP stream (`pcm_mulaw` or `pcm_alaw`), 4x real time."""
     return subprocess.Popen(

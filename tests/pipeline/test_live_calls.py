@@ -5,18 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from qa.textnorm import wer
-from tests.pipeline.conftest import rtp_ports, send_rtp, text_of, write_stereo
+from tests.pipeline.conftest import no_overload, rtp_ports, send_rtp, text_of, write_stereo
 
 JFK = "en_jfk_inaugural_16k_mono.wav"
 AUSTEN = "en_librivox_austen_0870.wav"
 LIBRI = "en_librispeech_1995-1837-0001.wav"
 
 
-def test_rtp_call_is_transcribed_per_direction(qa_run, shared_audio: Path, references: dict):
+def test_rtp_call_is_transcribed_per_direction(qa_run, shared_audio: Path, references: dict,
+                                                tmp_path: Path):
     """ffmpeg sends PCMU (agent) and PCMA (customer) streams; each direction's transcript
     matches its clip, and the call ends by inactivity with its full duration on the clock."""
     run = qa_run("--source", "rtp://127.0.0.1:0,0?timeout=1.5", "--language", "en",
-                 "--agent", "a-017")
+                 "--agent", "a-017", *no_overload(tmp_path))
     ready = run.wait_for("ready", timeout=120)[0]
     [(agent_port, customer_port)] = rtp_ports(ready)
     senders = [
@@ -53,7 +54,8 @@ def test_four_concurrent_calls_keep_calls_and_speakers_apart(
         path = write_stereo(tmp_path / f"{stem}.wav", shared_audio / left, shared_audio / right)
         sources += ["--source", f"file:{path}?realtime=1"]
     run = qa_run(*sources, "--source", "rtp://127.0.0.1:0,0?timeout=1.5",
-                 "--source", "rtp://127.0.0.1:0,0?timeout=1.5", "--language", "en")
+                 "--source", "rtp://127.0.0.1:0,0?timeout=1.5", "--language", "en",
+                 *no_overload(tmp_path))
     ready = run.wait_for("ready", timeout=120)[0]
     pairs = rtp_ports(ready)
     rtp_calls = {pairs[0]: (AUSTEN, LIBRI), pairs[1]: (LIBRI, AUSTEN)}

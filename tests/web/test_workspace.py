@@ -96,14 +96,16 @@ def test_sessions_are_stored_hashed_and_end_when_the_user_is_disabled(db: Path) 
 
 
 def test_dispute_limit_per_call_and_deadline(db: Path) -> None:
-    ws = Workspace(db, disputes=DisputeOptions(per_call=2, deadline_days=1e-6))
+    # A 1 s deadline: the first dispute must still be open for the next three calls, which
+    # took up to 25 ms under load (the 0.09 s deadline before left too little slack).
+    ws = Workspace(db, disputes=DisputeOptions(per_call=2, deadline_days=1 / 86400))
     first = ws.open_dispute(CALL_ID, "greeting", "ann", "I greeted")
     with pytest.raises(WorkspaceError, match="open dispute"):
         ws.open_dispute(CALL_ID, "greeting", "ann", "again")
     ws.open_dispute(CALL_ID, "no_shirking", "ann", "I did not shirk")
     with pytest.raises(WorkspaceError, match="limit per evaluation is 2"):
         ws.open_dispute(CALL_ID, "verify_identity", "ann", "I verified")
-    time.sleep(0.2)  # the deadline (0.09 s) passes
+    time.sleep(max(0.0, first.deadline - time.time()) + 0.1)  # the deadline passes
     assert ws.dispute(first.id).state == "expired"
     with pytest.raises(WorkspaceError, match="expired, not open"):
         ws.decide_dispute(first.id, "accepted", "rita", "too late")

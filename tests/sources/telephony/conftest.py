@@ -142,6 +142,17 @@ class Running:
             time.sleep(0.05)
         return list(self.sink.ended)
 
+    def wait_packets(self, count: int, timeout: float = 30) -> None:
+        """Waits until the source has read `count` RTP datagrams, so that a BYE or a stop sent
+        next finds them received (a fixed pause is too short when the source waits for a
+        core)."""
+        deadline = time.monotonic() + timeout
+        while self.source.stats()["rtp_packets"] < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.source.stats()['rtp_packets']} of {count} RTP "
+                                     f"packets read: {self.source.stats()}")
+            time.sleep(0.02)
+
     def stop(self) -> None:
         self.stop_event.set()
         self.thread.join(10)
@@ -181,6 +192,8 @@ class SipClient:
         self.local = self.sock.getsockname()
         self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.rtp.bind(("127.0.0.1", 0))
+        #: RTP packets `send_rtp` sent.
+        self.rtp_sent = 0
         self._stream = b""
 
     def send(self, data: bytes) -> None:
@@ -251,6 +264,7 @@ class SipClient:
             packet = rtp(seq0 + index // 160, ts0 + index, ssrc,
                          pcm_bytes[index : index + 160], pt)
             self.rtp.sendto(packet, ("127.0.0.1", port))
+            self.rtp_sent += 1
             time.sleep(0.02 / speed)
 
     def close(self) -> None:

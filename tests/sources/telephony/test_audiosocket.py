@@ -16,7 +16,7 @@ from qa.sources.audiosocket import AudioSocketOptions, AudioSocketSource
 from qa.sources.audiosocket.frames import FrameReader, Kind, frame
 from qa.textnorm import wer
 from qa.types import Speaker
-from tests.pipeline.conftest import text_of
+from tests.pipeline.conftest import no_overload, text_of
 from tests.sources.telephony.conftest import RecordingSink, clip_8k, read_pcm
 
 LIBRI = "en_librispeech_1995-1837-0001.wav"
@@ -189,7 +189,7 @@ def test_qa_run_transcribes_an_audiosocket_call(qa_run, shared_audio: Path, refe
     """`qa run --source audiosocket://...`: a two-leg call of real speech is transcribed per
     party and ends with `hangup`."""
     run = qa_run("--source", "audiosocket://127.0.0.1:0", "--language", "en",
-                 "--agent", "a-9")
+                 "--agent", "a-9", *no_overload(tmp_path))
     [name] = run.wait_for("ready", timeout=120)[0]["sources"]
     port = int(name.rpartition(":")[2])
     call = uuid.uuid4()

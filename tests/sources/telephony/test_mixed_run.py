@@ -12,7 +12,7 @@ import pytest
 from websockets.sync.client import connect
 
 from qa.textnorm import wer
-from tests.pipeline.conftest import text_of
+from tests.pipeline.conftest import no_overload, text_of
 from tests.sources.telephony.conftest import clip_8k, read_pcm
 from tests.sources.telephony.test_audiosocket import Kind, frame, leg, stream
 from tests.sources.telephony.test_wsmedia import twilio_session
@@ -35,7 +35,8 @@ def test_one_call_of_each_kind_at_once(qa_run, baresip, shared_audio: Path, refe
                                        tmp_path: Path):
     run = qa_run("--source", "sip://127.0.0.1:0?agent=from:^sip:agent-",
                  "--source", "audiosocket://127.0.0.1:0",
-                 "--source", "ws://127.0.0.1:0?insecure=1", "--language", "en")
+                 "--source", "ws://127.0.0.1:0?insecure=1", "--language", "en",
+                 *no_overload(tmp_path))
     ready = run.wait_for("ready", timeout=120)[0]
     ports = {name.partition(":")[0]: int(name.rpartition(":")[2]) for name in ready["sources"]}
 

@@ -4,7 +4,6 @@ cannot send (joining headers, DTMF, malformed messages). Everything stays on 127
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from qa._native import g711
 from qa.sources.sip import RoleRule
 from qa.textnorm import wer
 from qa.types import Speaker
-from tests.pipeline.conftest import text_of
+from tests.pipeline.conftest import no_overload, text_of
 from tests.sources.telephony.conftest import (
     SipClient,
     answered_port,
@@ -32,13 +31,14 @@ JFK = "en_jfk_inaugural_16k_mono.wav"
 AGENT_RULE = RoleRule("from", r"^sip:agent-", Speaker.AGENT)
 
 
-def best_match(received: np.ndarray, sent: np.ndarray, law: str = "ulaw") -> tuple[float, int]:
+def best_match(received: np.ndarray, sent: np.ndarray, law: str = "ulaw", *,
+               within: int = 4000) -> tuple[float, int]:
     """Where the sent clip (after a G.711 round trip) starts in what was received, within the
-    first 0.5 s, and the fraction of it found there sample-exact."""
+    first `within` samples (0.5 s), and the fraction of it found there sample-exact."""
     encode, decode = getattr(g711, f"{law}_encode"), getattr(g711, f"{law}_decode")
     expected = decode(encode(sent))
     best, where = 0.0, -1
-    for lag in range(0, min(4000, len(received))):
+    for lag in range(0, min(within, len(received))):
         n = min(len(received) - lag, len(expected))
         if received[lag] != expected[0]:
             continue
@@ -123,8 +123,11 @@ def test_joined_legs_agent_id_dtmf_and_rtp_timeout(sip_source, shared_audio: Pat
     _, heard_agent = source.sink.channel_audio(call_id, Speaker.AGENT)
     _, heard_customer = source.sink.channel_audio(call_id, Speaker.CUSTOMER)
     assert best_match(heard_agent, agent_pcm, "alaw") == (1.0, 0)
-    # The customer leg started later: its clip follows silence up to its first packet.
-    assert best_match(heard_customer, customer_pcm, "alaw")[0] == 1.0
+    # The customer leg started later: its clip follows silence up to its first packet, which
+    # left once the agent's clip was sent (0.25 s on an idle machine, longer when this test
+    # waits for a core), so it is looked for anywhere in what was heard.
+    found, start = best_match(heard_customer, customer_pcm, "alaw", within=len(heard_customer))
+    assert found == 1.0 and start > 0 and not heard_customer[:start].any()
     assert [(k[1], k[2]) for k in source.sink.keys] == [(Speaker.CUSTOMER, "5")]
     for bye, call in zip(byes, ("leg-a", "leg-c"), strict=True):
         assert bye.startswith(b"BYE sip:"), bye
@@ -188,7 +191,7 @@ def test_offers_without_g711_and_legs_past_the_limit_are_refused(sip_source):
     client.invite("two", "cust")
     assert client.receive().startswith(b"SIP/2.0 503")
     client.send_rtp(answered_port(answer), bytes([0xFF]) * 800)
-    time.sleep(0.3)
+    source.wait_packets(client.rtp_sent)  # the call starts with its first packet
     source.stop()
     assert [reason for _, reason in source.sink.ended] == ["stopped"]
     assert client.receive().startswith(b"BYE ")  # stopping ends the leg politely
@@ -203,7 +206,7 @@ def test_qa_run_transcribes_two_baresip_calls(qa_run, baresip, shared_audio: Pat
     own call and on the channel its caller's rule names, and end with `hangup`."""
     port = 0
     run = qa_run("--source", "sip://127.0.0.1:0?agent=from:^sip:agent-", "--language", "en",
-                 "--agent", "a-5")
+                 "--agent", "a-5", *no_overload(tmp_path))
     ready = run.wait_for("ready", timeout=120)[0]
     [name] = ready["sources"]
     port = int(name.rpartition(":")[2])

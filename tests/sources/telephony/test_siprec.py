@@ -4,7 +4,6 @@ real RTP carrying real speech, a re-INVITE that updates the metadata, and broken
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from qa._native import g711
 from qa.sources.sip.siprec import assign, parse_metadata, split_multipart
 from qa.textnorm import wer
 from qa.types import Speaker
-from tests.pipeline.conftest import text_of
+from tests.pipeline.conftest import no_overload, text_of
 from tests.sources.telephony.conftest import SipClient, clip_8k, header, read_pcm, to_tag
 
 LIBRI = "en_librispeech_1995-1837-0001.wav"
@@ -207,7 +206,7 @@ def test_recording_session_follows_metadata_updates(sip_source, shared_audio: Pa
     client.send_rtp(ports["1"], g711.ulaw_encode(alice[8000:]).tobytes(), ssrc=1, speed=8,
                     seq0=50)  # timestamps go on from 8000: no gap in Alice's stream
     client.send_rtp(new_ports["5"], g711.ulaw_encode(carol).tobytes(), ssrc=5, speed=8)
-    time.sleep(0.2)
+    source.wait_packets(client.rtp_sent)  # all heard before the BYE ends the call
     client.in_dialog("BYE", "rec-1", "2000", tag, 3)
     assert client.receive().startswith(b"SIP/2.0 200 OK")
     [(call_id, reason)] = source.wait_ended(1, timeout=5)
@@ -250,7 +249,8 @@ def test_qa_run_transcribes_a_recording_session(qa_run, shared_audio: Path, refe
                                                 tmp_path: Path):
     """`qa run --source siprec://...`: the example recording session carrying Alice's and
     Bob's speech is transcribed per party, with Bob as the agent."""
-    run = qa_run("--source", "siprec://127.0.0.1:0?siprec_agent=@biloxy", "--language", "en")
+    run = qa_run("--source", "siprec://127.0.0.1:0?siprec_agent=@biloxy", "--language", "en",
+                 *no_overload(tmp_path))
     [name] = run.wait_for("ready", timeout=120)[0]["sources"]
     client = SipClient(int(name.rpartition(":")[2]))
     send_invite(client, "rec-2", SDP, METADATA)

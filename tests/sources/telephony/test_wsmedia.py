@@ -22,7 +22,7 @@ from qa.sources.wsmedia import WsMediaOptions, WsMediaSource
 from qa.sources.wsmedia.formats import twilio_signature
 from qa.textnorm import wer
 from qa.types import Speaker
-from tests.pipeline.conftest import text_of
+from tests.pipeline.conftest import no_overload, text_of
 from tests.sources.telephony.conftest import RecordingSink, clip_8k, read_pcm
 
 LIBRI = "en_librispeech_1995-1837-0001.wav"
@@ -283,7 +283,8 @@ def test_qa_run_transcribes_audiohook_and_freeswitch_streams(qa_run, shared_audi
                                                              references: dict, tmp_path: Path):
     """`qa run --source ws://...`: an AudioHook session and a mod_audio_fork stereo stream at
     once, both authenticated; each party's speech lands on its own call and channel."""
-    run = qa_run("--source", "ws://127.0.0.1:0?audiohook_key=k1&token=t1", "--language", "en")
+    run = qa_run("--source", "ws://127.0.0.1:0?audiohook_key=k1&token=t1", "--language", "en",
+                 *no_overload(tmp_path))
     [name] = run.wait_for("ready", timeout=120)[0]["sources"]
     url = name  # ws://127.0.0.1:PORT
     clips = {name: read_pcm(clip_8k(shared_audio, name, tmp_path))
