@@ -556,12 +556,8 @@ class IntentMatcher:
         x = features.astype(np.float64)
         total = x.sum(axis=0)
         for i in range(n_rules):
-            positive = (self._owner == i) & ~self._counter
-            own_texts = {self._texts[j] for j in np.flatnonzero(positive)}
-            shared = ~positive & np.asarray([t in own_texts for t in self._texts])
+            positive, shared, rho = self._weighting(i)
             n_pos = int(positive.sum())
-            n_neg = len(x) - n_pos - int(shared.sum())
-            rho = max(1, n_neg) / max(1, n_pos)  # a rule with no negatives still fits
             # A = base⁻¹ + Uᵀ C U: positives weigh rho (not 1), shared texts 0 (not 1).
             u = np.concatenate([x[positive], x[shared]])
             c = np.concatenate([np.full(n_pos, rho - 1.0), np.full(int(shared.sum()), -1.0)])
@@ -575,6 +571,16 @@ class IntentMatcher:
                 first -= bu @ np.linalg.solve(inner, u @ first)
             weights[:, i] = first
         return weights.astype(np.float32)
+
+    def _weighting(self, i: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """Rule `i`'s texts for both fits: its positives, the other texts that repeat one of
+        them (left out), and the weight of a positive (the negatives' total over theirs)."""
+        positive = (self._owner == i) & ~self._counter
+        own_texts = {self._texts[j] for j in np.flatnonzero(positive)}
+        shared = ~positive & np.asarray([t in own_texts for t in self._texts])
+        n_pos = int(positive.sum())
+        n_neg = len(self._texts) - n_pos - int(shared.sum())
+        return positive, shared, max(1, n_neg) / max(1, n_pos)  # no negatives still fits
 
     #: Scale of the bias column in the dual fit (its penalty is `ridge / BIAS**2`: nearly
     #: unpenalised, as in the primal fit).
@@ -605,12 +611,8 @@ class IntentMatcher:
         base = np.linalg.inv(gram + lam * np.eye(n))
         alphas = np.zeros((n, n_rules))
         for i in range(n_rules):
-            positive = (self._owner == i) & ~self._counter
-            own_texts = {self._texts[j] for j in np.flatnonzero(positive)}
-            shared = ~positive & np.asarray([t in own_texts for t in self._texts])
+            positive, shared, rho = self._weighting(i)
             n_pos = int(positive.sum())
-            n_neg = n - n_pos - int(shared.sum())
-            rho = max(1, n_neg) / max(1, n_pos)
             y = np.where(positive, 1.0, -1.0)
             y[shared] = 0.0
             # (K + lam W^-1) alpha = y; W is 1 but rho on positives and 0 on shared texts:
